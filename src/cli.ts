@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util'
+import { defaultConfigPath, loadConfigFile } from './config/campaigns.js'
+import { ConfigError, loadEnv } from './config/env.js'
+import { resolveSecrets } from './config/secrets.js'
+import { migrate } from './db/migrate.js'
+import { createPool } from './db/pool.js'
+import { syncCampaigns } from './db/registrations.js'
+import { createLogger } from './observability/logger.js'
+import { lookupRegistration } from './roles/status/lookup.js'
+import { parseRoles, startSabt } from './runtime/start.js'
+
+const USAGE = `sabt — surge-proof registration intake
+
+usage:
+  sabt start [--roles gateway,recorder,checker,status,simulator|all] [--migrate]
+  sabt migrate
+  sabt status <registration-id>
+
+Configuration comes from the environment (see README: DATABASE_URL, AMQP_URL, PORT, SABT_CONFIG, …).`
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`)
+    return command ? 0 : 2
+  }
+  const env = loadEnv()
+  const log = createLogger({ level: env.LOG_LEVEL })
+
+  switch (command) {
+    case 'start': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { roles: { type: 'string', default: 'all' }, migrate: { type: 'boolean', default: false } },
+      })
+      const roles = parseRoles(values.roles!)
+      const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
+      const secrets = resolveSecrets(env)
+      const running = await startSabt({ roles, env, config, log, migrate: values.migrate ?? false })
+      log.info({ event: 'started', roles, url: running.url }, `Sabt ${roles.join(', ')} listening on ${running.url}`)
+      if (process.stdout.isTTY || roles.length > 1) {
+        const base = running.url?.replace('0.0.0.0', '127.0.0.1') ?? ''
+        process.stderr.write(
+          `\nSabt is up (${roles.join(', ')}): ${base}\n  ready:   ${base}/readyz\n  API:     ${base}/docs\n` +
+            (secrets.generatedFile ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n` : '') +
+            '\n',
+        )
+      }
+      await new Promise<void>((resolve) => {
+        const onSignal = (signal: string) => {
+          log.info({ event: 'stopping', signal }, 'stopping: finishing in-flight work')
+          const timer = setTimeout(() => {
+            log.error({ event: 'stop_timeout' }, 'graceful stop timed out; exiting')
+            process.exit(1)
+          }, env.SABT_SHUTDOWN_TIMEOUT_MS)
+          timer.unref()
+          running.stop().then(resolve, resolve)
+        }
+        process.once('SIGTERM', onSignal)
+        process.once('SIGINT', onSignal)
+      })
+      log.info({ event: 'stopped' }, 'stopped')
+      return 0
+    }
+    case 'migrate': {
+      const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
+      const applied = await migrate(env.DATABASE_URL, log)
+      const pool = createPool(env.DATABASE_URL, { max: 1, log, name: 'sabt-migrate' })
+      await syncCampaigns(pool, config.campaigns.values())
+      await pool.end()
+      process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n')
+      return 0
+    }
+    case 'status': {
+      const id = rest[0]
+      if (!id) {
+        process.stderr.write('usage: sabt status <registration-id>\n')
+        return 2
+      }
+      const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
+      const pool = createPool(env.DATABASE_READ_URL ?? env.DATABASE_URL, { max: 1, log, name: 'sabt-cli' })
+      try {
+        const view = await lookupRegistration(pool, config, id, env.SABT_QUEUED_WINDOW_S * 1000)
+        const { kind, ...body } = view
+        process.stdout.write(`${JSON.stringify(kind === 'unknown' ? { id, status: 'not_found' } : body, null, 2)}\n`)
+        return kind === 'unknown' ? 1 : 0
+      } finally {
+        await pool.end()
+      }
+    }
+    default:
+      process.stderr.write(`unknown command ${command}\n\n${USAGE}\n`)
+      return 2
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError) process.stderr.write(`sabt: ${err.message}\n`)
+    else process.stderr.write(`sabt: ${(err as Error).stack ?? String(err)}\n`)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,281 @@
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import Type, { type Static } from 'typebox'
+import { Compile } from 'typebox/compile'
+import { parse as parseYaml } from 'yaml'
+import { ConfigError } from './env.js'
+
+/**
+ * Campaigns and checks are configuration, not code: a YAML (or JSON) file declares the checks
+ * (which provider, where, how fast, how patient) and the campaigns with the checks each requires.
+ * `${VAR}` and `${VAR:-default}` in strings are read from the environment.
+ */
+const Slug = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })
+const CheckName = Type.String({ pattern: '^[a-z][a-z0-9_]{0,31}$' })
+const Duration = Type.String({ pattern: '^[0-9]+(ms|s|m|h)$' })
+
+export const CheckConfigSchema = Type.Object(
+  {
+    provider: CheckName,
+    url: Type.String({ minLength: 1 }),
+    auth_header: Type.Optional(Type.String()),
+    timeout_ms: Type.Optional(Type.Integer({ minimum: 1 })),
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+    rate_per_second: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    cache_ttl_s: Type.Optional(Type.Integer({ minimum: 0 })),
+    breaker: Type.Optional(
+      Type.Object(
+        {
+          consecutive_failures: Type.Optional(Type.Integer({ minimum: 1 })),
+          half_open_after_ms: Type.Optional(Type.Integer({ minimum: 10 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+const CampaignCheckRef = Type.Union([
+  CheckName,
+  Type.Object(
+    { name: CheckName, after: Type.Optional(Type.Array(CheckName, { minItems: 1 })) },
+    { additionalProperties: false },
+  ),
+])
+
+export const CampaignConfigSchema = Type.Object(
+  {
+    title: Type.String({ minLength: 1 }),
+    opens_at: Type.Optional(Type.String({ format: 'date-time' })),
+    closes_at: Type.Optional(Type.String({ format: 'date-time' })),
+    checks: Type.Array(CampaignCheckRef, { default: [] }),
+    retention_days: Type.Optional(Type.Integer({ minimum: 1 })),
+    callback_url: Type.Optional(Type.String({ minLength: 1 })),
+  },
+  { additionalProperties: false },
+)
+
+export const SabtConfigSchema = Type.Object(
+  {
+    retry_tiers: Type.Array(Duration, { minItems: 1, default: ['1s', '10s', '1m', '10m'] }),
+    checks: Type.Record(CheckName, CheckConfigSchema, { default: {} }),
+    campaigns: Type.Record(Slug, CampaignConfigSchema, { minProperties: 1 }),
+  },
+  { additionalProperties: false },
+)
+
+type CheckConfigRaw = Static<typeof CheckConfigSchema>
+
+/** A check with every default filled in. */
+export interface CheckConfig {
+  name: string
+  provider: string
+  url: string
+  auth_header: string | null
+  timeout_ms: number
+  concurrency: number
+  rate_per_second: number
+  max_attempts: number
+  cache_ttl_s: number
+  breaker: { consecutive_failures: number; half_open_after_ms: number }
+}
+
+export const CHECK_DEFAULTS = {
+  timeout_ms: 2000,
+  concurrency: 16,
+  rate_per_second: 100,
+  max_attempts: 6,
+  cache_ttl_s: 0,
+  breaker: { consecutive_failures: 10, half_open_after_ms: 5000 },
+} as const
+
+export interface CampaignCheck {
+  name: string
+  /** Checks that must have passed before this one is asked (spend paid quota only when it matters). */
+  after: string[]
+}
+
+export interface Campaign {
+  slug: string
+  title: string
+  opensAt: number | null
+  closesAt: number | null
+  checks: CampaignCheck[]
+  retentionDays: number | null
+  callbackUrl: string | null
+}
+
+export interface SabtConfig {
+  retryTiersMs: number[]
+  checks: Map<string, CheckConfig>
+  campaigns: Map<string, Campaign>
+}
+
+const validator = Compile(SabtConfigSchema)
+
+export function defaultConfigPath(): string {
+  // dist/config/campaigns.js or src/config/campaigns.ts → <package>/config/sabt.yaml
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'config', 'sabt.yaml')
+}
+
+export function parseDuration(d: string): number {
+  const m = /^([0-9]+)(ms|s|m|h)$/.exec(d)
+  if (!m) throw new ConfigError(`bad duration ${d}`)
+  const n = Number(m[1])
+  return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[m[2] as 'ms' | 's' | 'm' | 'h']
+}
+
+function interpolate(value: unknown, env: Record<string, string | undefined>, path: string): unknown {
+  if (typeof value === 'string') {
+    // Innermost first, so a default may itself be a ${VAR:-default}.
+    let out = value
+    for (let i = 0; i < 8 && out.includes('${'); i++) {
+      out = out.replace(/\$\{([A-Z0-9_]+)(?::-([^}$]*))?\}/g, (_, name: string, def: string | undefined) => {
+        const v = env[name]
+        if (v !== undefined && v !== '') return v
+        if (def !== undefined) return def
+        throw new ConfigError(`${path}: environment variable ${name} is not set and has no default`)
+      })
+    }
+    return out
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, `${path}[${i}]`))
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, path ? `${path}.${k}` : k)
+    return out
+  }
+  return value
+}
+
+function keyPath(instancePath: string): string {
+  return instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)'
+}
+
+/** Validates a parsed configuration document; errors name the offending key. */
+export function buildConfig(doc: unknown, env: Record<string, string | undefined> = process.env): SabtConfig {
+  const withEnv = interpolate(doc ?? {}, env, '')
+  const withDefaults = validator.Default(withEnv)
+  if (!validator.Check(withDefaults)) {
+    const first = validator.Errors(withDefaults).slice(0, 5)
+    const detail = first
+      .map((e) => {
+        const extra =
+          e.keyword === 'additionalProperties'
+            ? ` (unknown key ${(e.params as { additionalProperties?: string[] }).additionalProperties?.join(', ')})`
+            : e.keyword === 'required'
+              ? ` (missing ${(e.params as { requiredProperties?: string[] }).requiredProperties?.join(', ')})`
+              : ''
+        return `${keyPath(e.instancePath)}: ${e.message}${extra}`
+      })
+      .join('; ')
+    throw new ConfigError(`invalid configuration: ${detail}`)
+  }
+  const raw = withDefaults as Static<typeof SabtConfigSchema>
+
+  const checks = new Map<string, CheckConfig>()
+  for (const [name, c] of Object.entries(raw.checks)) {
+    checks.set(name, fillCheckDefaults(name, c))
+  }
+
+  const campaigns = new Map<string, Campaign>()
+  for (const [slug, c] of Object.entries(raw.campaigns)) {
+    const refs: CampaignCheck[] = c.checks.map((r) =>
+      typeof r === 'string' ? { name: r, after: [] } : { name: r.name, after: r.after ?? [] },
+    )
+    const names = new Set<string>()
+    for (const [i, ref] of refs.entries()) {
+      if (!checks.has(ref.name))
+        throw new ConfigError(`invalid configuration: campaigns.${slug}.checks.${i}: unknown check ${ref.name}`)
+      if (names.has(ref.name))
+        throw new ConfigError(`invalid configuration: campaigns.${slug}.checks.${i}: ${ref.name} listed twice`)
+      names.add(ref.name)
+    }
+    for (const [i, ref] of refs.entries()) {
+      for (const dep of ref.after) {
+        if (!names.has(dep) || dep === ref.name)
+          throw new ConfigError(
+            `invalid configuration: campaigns.${slug}.checks.${i}.after: ${dep} is not another check of this campaign`,
+          )
+      }
+    }
+    assertAcyclic(slug, refs)
+    const opensAt = c.opens_at ? Date.parse(c.opens_at) : null
+    const closesAt = c.closes_at ? Date.parse(c.closes_at) : null
+    if (opensAt !== null && closesAt !== null && closesAt <= opensAt)
+      throw new ConfigError(`invalid configuration: campaigns.${slug}.closes_at: must be after opens_at`)
+    campaigns.set(slug, {
+      slug,
+      title: c.title,
+      opensAt,
+      closesAt,
+      checks: refs,
+      retentionDays: c.retention_days ?? null,
+      callbackUrl: c.callback_url ?? null,
+    })
+  }
+
+  return { retryTiersMs: raw.retry_tiers.map(parseDuration), checks, campaigns }
+}
+
+function fillCheckDefaults(name: string, c: CheckConfigRaw): CheckConfig {
+  const d = CHECK_DEFAULTS
+  return {
+    name,
+    provider: c.provider,
+    url: c.url,
+    auth_header: c.auth_header || null,
+    timeout_ms: c.timeout_ms ?? d.timeout_ms,
+    concurrency: c.concurrency ?? d.concurrency,
+    rate_per_second: c.rate_per_second ?? d.rate_per_second,
+    max_attempts: c.max_attempts ?? d.max_attempts,
+    cache_ttl_s: c.cache_ttl_s ?? d.cache_ttl_s,
+    breaker: {
+      consecutive_failures: c.breaker?.consecutive_failures ?? d.breaker.consecutive_failures,
+      half_open_after_ms: c.breaker?.half_open_after_ms ?? d.breaker.half_open_after_ms,
+    },
+  }
+}
+
+function assertAcyclic(slug: string, refs: CampaignCheck[]): void {
+  const deps = new Map(refs.map((r) => [r.name, r.after]))
+  const state = new Map<string, 'visiting' | 'done'>()
+  const visit = (n: string): void => {
+    if (state.get(n) === 'done') return
+    if (state.get(n) === 'visiting')
+      throw new ConfigError(`invalid configuration: campaigns.${slug}.checks: 'after' forms a cycle through ${n}`)
+    state.set(n, 'visiting')
+    for (const d of deps.get(n) ?? []) visit(d)
+    state.set(n, 'done')
+  }
+  for (const r of refs) visit(r.name)
+}
+
+export function loadConfigFile(path: string, env: Record<string, string | undefined> = process.env): SabtConfig {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read SABT_CONFIG ${path}: ${(err as Error).message}`)
+  }
+  let doc: unknown
+  try {
+    doc = parseYaml(text) // YAML is a superset of JSON: both work
+  } catch (err) {
+    throw new ConfigError(`cannot parse ${path}: ${(err as Error).message}`)
+  }
+  try {
+    return buildConfig(doc, env)
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`${path}: ${err.message}`)
+    throw err
+  }
+}
+
+/** The checks a campaign asks first: those that wait on no other check. */
+export function firstChecks(campaign: Campaign): string[] {
+  return campaign.checks.filter((c) => c.after.length === 0).map((c) => c.name)
+}

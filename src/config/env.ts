@@ -1,0 +1,73 @@
+import envSchema from 'env-schema'
+import Type, { type Static } from 'typebox'
+
+/**
+ * Every environment variable Sabt reads, with its default: the one place to look.
+ * Validated at start; a bad value stops the process with an error naming the variable.
+ */
+export const EnvSchema = Type.Object({
+  DATABASE_URL: Type.String({ default: 'postgres://postgres@127.0.0.1:5432/sabt', minLength: 1 }),
+  DATABASE_READ_URL: Type.Optional(Type.String({ minLength: 1 })),
+  DATABASE_POOL_SIZE: Type.Integer({ default: 10, minimum: 1, maximum: 200 }),
+  AMQP_URL: Type.String({ default: 'amqp://guest:guest@127.0.0.1:5672', minLength: 1 }),
+  HOST: Type.String({ default: '0.0.0.0' }),
+  PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535 }),
+  PUBLIC_URL: Type.Optional(Type.String({ minLength: 1 })),
+  LOG_LEVEL: Type.Union(
+    [
+      Type.Literal('fatal'),
+      Type.Literal('error'),
+      Type.Literal('warn'),
+      Type.Literal('info'),
+      Type.Literal('debug'),
+      Type.Literal('trace'),
+      Type.Literal('silent'),
+    ],
+    { default: 'info' },
+  ),
+  SABT_CONFIG: Type.Optional(Type.String({ minLength: 1 })),
+  SABT_MQ_PREFIX: Type.String({ default: 'sabt', pattern: '^[a-zA-Z0-9_-]+$' }),
+  SABT_INTAKE_SHARDS: Type.Integer({ default: 1, minimum: 1, maximum: 64 }),
+  SABT_INTAKE_MAX_LENGTH: Type.Integer({ default: 2_000_000, minimum: 1 }),
+  SABT_INTAKE_DELIVERY_LIMIT: Type.Integer({ default: 5, minimum: 1 }),
+  SABT_BODY_LIMIT: Type.Integer({ default: 16_384, minimum: 1024 }),
+  SABT_BATCH_BODY_LIMIT: Type.Integer({ default: 1_048_576, minimum: 1024 }),
+  SABT_BATCH_MAX_RECORDS: Type.Integer({ default: 1000, minimum: 1, maximum: 10_000 }),
+  SABT_CONFIRM_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 10 }),
+  SABT_PUBLISH_MAX_IN_FLIGHT: Type.Integer({ default: 20_000, minimum: 1 }),
+  SABT_RETRY_AFTER_S: Type.Integer({ default: 2, minimum: 1 }),
+  SABT_REQUEST_TIMEOUT_MS: Type.Integer({ default: 10_000, minimum: 100 }),
+  SABT_RECORDER_PREFETCH: Type.Integer({ default: 4000, minimum: 1 }),
+  SABT_BATCH_SIZE: Type.Integer({ default: 1000, minimum: 1 }),
+  SABT_BATCH_MS: Type.Integer({ default: 25, minimum: 1 }),
+  SABT_QUEUED_WINDOW_S: Type.Integer({ default: 900, minimum: 1 }),
+  SABT_ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  SABT_DATA_KEYS: Type.Optional(Type.String({ minLength: 1 })),
+  SABT_DATA_KEY_ID: Type.Optional(Type.String({ minLength: 1 })),
+  SABT_INDEX_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  SABT_SECRETS_FILE: Type.String({ default: '.sabt/dev-secrets.json' }),
+  SABT_SIMULATOR_PORT: Type.Integer({ default: 8090, minimum: 0, maximum: 65535 }),
+  SABT_SIMULATOR_URL: Type.String({ default: 'http://127.0.0.1:8090' }),
+  SABT_SHUTDOWN_TIMEOUT_MS: Type.Integer({ default: 15_000, minimum: 100 }),
+  NODE_ENV: Type.String({ default: 'development' }),
+})
+
+export type Env = Static<typeof EnvSchema>
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** Reads and validates the environment (or a given record, for tests). Unknown variables are ignored. */
+export function loadEnv(source: Record<string, string | undefined> = process.env): Env {
+  const data: Record<string, string> = {}
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const v = source[key]
+    if (v !== undefined && v !== '') data[key] = v
+  }
+  try {
+    return envSchema<Env>({ schema: EnvSchema, data })
+  } catch (err) {
+    throw new ConfigError(`invalid environment: ${(err as Error).message}`)
+  }
+}

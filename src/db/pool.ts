@@ -1,0 +1,62 @@
+import pg from 'pg'
+import type { Logger } from '../observability/logger.js'
+
+// bigint counts come back as strings by default; Sabt's counts fit in a JS number.
+pg.types.setTypeParser(20, (v) => Number(v))
+
+export type Pool = pg.Pool
+
+export function createPool(url: string, opts: { max: number; log: Logger; name: string }): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max,
+    application_name: opts.name,
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30_000,
+    // A statement that hangs (database frozen, lock) fails instead of holding a batch forever.
+    query_timeout: 60_000,
+    keepAlive: true,
+  })
+  // An idle client losing its connection (database restart) must not crash the process.
+  pool.on('error', (err) => opts.log.warn({ event: 'db.pool_error', err: err.message }, 'idle PostgreSQL client failed'))
+  return pool
+}
+
+/** SQLSTATE classes that mean "the database is not there right now", not "this data is bad". */
+export function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string }
+  if (!e) return false
+  if (typeof e.code === 'string') {
+    if (e.code.startsWith('08')) return true // connection exception
+    if (e.code === '57P01' || e.code === '57P02' || e.code === '57P03') return true // admin shutdown, crash, cannot connect now
+    if (e.code === '53300') return true // too many connections
+    if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH'].includes(e.code)) return true
+  }
+  const m = e.message ?? ''
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout/i.test(
+    m,
+  )
+}
+
+/** Creates the database named in the URL if it does not exist (connecting to `postgres` to do it). */
+export async function ensureDatabase(url: string): Promise<void> {
+  const u = new URL(url)
+  const name = decodeURIComponent(u.pathname.replace(/^\//, ''))
+  if (!name) return
+  const admin = new URL(url)
+  admin.pathname = '/postgres'
+  const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 5000 })
+  await client.connect()
+  try {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])
+    if (!rowCount) {
+      try {
+        await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`)
+      } catch (err) {
+        if ((err as { code?: string }).code !== '42P04') throw err // created meanwhile by another process
+      }
+    }
+  } finally {
+    await client.end()
+  }
+}

@@ -1,0 +1,142 @@
+import type { FieldError } from '../domain/registration.js'
+
+/**
+ * Every error the HTTP API answers with, in one catalogue: a stable code, its HTTP status and a
+ * message. The OpenAPI document lists this table, and a test keeps docs/api-errors.md in step.
+ * The body of every error is JSON: `{ statusCode, code, message, errors?: [{ field, rule, message }] }`.
+ */
+export const ERRORS = {
+  SABT_INVALID_JSON: { status: 400, message: 'The body is not valid JSON' },
+  SABT_INVALID_ENCODING: { status: 400, message: 'The body is not valid UTF-8' },
+  SABT_INVALID_ID: { status: 400, message: 'The id is not a registration id (a UUID)' },
+  SABT_BAD_REQUEST: { status: 400, message: 'The request is malformed' },
+  SABT_UNAUTHORIZED: { status: 401, message: 'Credentials are missing or wrong' },
+  SABT_NOT_FOUND: { status: 404, message: 'No such resource' },
+  SABT_REQUEST_TIMEOUT: { status: 408, message: 'The request took too long to arrive' },
+  SABT_BODY_TOO_LARGE: { status: 413, message: 'The body is larger than the limit' },
+  SABT_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The body must be application/json' },
+  SABT_VALIDATION: { status: 422, message: 'The body breaks one or more rules' },
+  SABT_UNKNOWN_CAMPAIGN: { status: 422, message: 'No such campaign' },
+  SABT_CAMPAIGN_NOT_OPEN: { status: 422, message: 'The campaign is not open for registration now' },
+  SABT_RATE_LIMITED: { status: 429, message: 'Too many requests; retry later' },
+  SABT_INTERNAL: { status: 500, message: 'Internal error' },
+  SABT_BROKER_UNAVAILABLE: { status: 503, message: 'Intake is unavailable (message broker unreachable); retry later' },
+  SABT_QUEUE_FULL: { status: 503, message: 'Intake is full; retry later' },
+  SABT_OVERLOADED: { status: 503, message: 'Too many registrations in flight; retry later' },
+  SABT_UNROUTABLE: { status: 503, message: 'The registration could not be routed to a queue; retry later' },
+  SABT_CONFIRM_TIMEOUT: { status: 503, message: 'The broker did not confirm the registration in time; retry later' },
+  SABT_NOT_READY: { status: 503, message: 'A dependency is unavailable' },
+} as const satisfies Record<string, { status: number; message: string }>
+
+export type ErrorCode = keyof typeof ERRORS
+
+export interface ErrorBody {
+  statusCode: number
+  code: ErrorCode
+  message: string
+  errors?: FieldError[]
+}
+
+/** An error the API answers with. `retryAfterS` adds a Retry-After header (503, 429). */
+export class ApiError extends Error {
+  override name = 'ApiError'
+  readonly status: number
+  constructor(
+    readonly code: ErrorCode,
+    readonly errors?: FieldError[],
+    readonly retryAfterS?: number,
+    message?: string,
+  ) {
+    super(message ?? ERRORS[code].message)
+    this.status = ERRORS[code].status
+  }
+
+  body(): ErrorBody {
+    const b: ErrorBody = { statusCode: this.status, code: this.code, message: this.message }
+    if (this.errors) b.errors = this.errors
+    return b
+  }
+}
+
+/** The catalogue as a markdown table (for the OpenAPI description and docs/api-errors.md). */
+export function errorCatalogueMarkdown(): string {
+  const rows = Object.entries(ERRORS).map(([code, e]) => `| \`${code}\` | ${e.status} | ${e.message} |`)
+  return ['| code | HTTP status | message |', '|---|---|---|', ...rows].join('\n')
+}
+
+/** JSON schema of the error body, shared by every route's documented responses. */
+export const ErrorBodySchema = {
+  $id: 'ErrorBody',
+  type: 'object',
+  required: ['statusCode', 'code', 'message'],
+  properties: {
+    statusCode: { type: 'integer' },
+    code: { type: 'string', enum: Object.keys(ERRORS) },
+    message: { type: 'string' },
+    errors: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['field', 'rule', 'message'],
+        properties: { field: { type: 'string' }, rule: { type: 'string' }, message: { type: 'string' } },
+      },
+    },
+  },
+} as const
+
+interface AjvLikeError {
+  keyword: string
+  instancePath: string
+  params: Record<string, unknown>
+  message?: string
+}
+
+const RULES: Record<string, string> = {
+  additionalProperties: 'unknown_field',
+  required: 'required',
+  type: 'type',
+  maxLength: 'max_length',
+  minLength: 'min_length',
+  maxItems: 'max_items',
+  minItems: 'min_items',
+  maxProperties: 'max_properties',
+  minProperties: 'min_properties',
+  propertyNames: 'property_name',
+  pattern: 'pattern',
+  enum: 'enum',
+  const: 'const',
+  format: 'format',
+  maximum: 'maximum',
+  minimum: 'minimum',
+}
+
+function fieldPath(instancePath: string, prefix: string): string {
+  const p = instancePath.replace(/^\//, '').split('/').filter(Boolean).join('.')
+  return [prefix, p].filter(Boolean).join('.') || '(body)'
+}
+
+/** Turns JSON-schema (Ajv) errors into field errors: which field, which rule, in words. */
+export function fieldErrorsFromAjv(errors: readonly AjvLikeError[], prefix = ''): FieldError[] {
+  const out: FieldError[] = []
+  const seen = new Set<string>()
+  for (const e of errors) {
+    let field = fieldPath(e.instancePath, prefix)
+    let message = e.message ?? 'is invalid'
+    if (e.keyword === 'additionalProperties') {
+      field = fieldPath(`${e.instancePath}/${String(e.params.additionalProperty)}`, prefix)
+      message = 'is not a known field'
+    } else if (e.keyword === 'required') {
+      field = fieldPath(`${e.instancePath}/${String(e.params.missingProperty)}`, prefix)
+      message = 'is required'
+    } else if (e.keyword === 'propertyNames') {
+      field = fieldPath(`${e.instancePath}/${String(e.params.propertyName)}`, prefix)
+      message = 'is not an allowed attribute name'
+    } else if (e.keyword === 'if' || e.keyword === 'anyOf' || e.keyword === 'oneOf') continue
+    const rule = RULES[e.keyword] ?? e.keyword
+    const key = `${field}\u0000${rule}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    out.push({ field, rule, message })
+  }
+  return out
+}

@@ -1,0 +1,204 @@
+import type { Socket } from 'node:net'
+import { isUtf8 } from 'node:buffer'
+import fastifySwagger from '@fastify/swagger'
+import fastifySwaggerUi from '@fastify/swagger-ui'
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import type { Logger } from '../observability/logger.js'
+import type { Metrics } from '../observability/metrics.js'
+import { ApiError, type ErrorCode, ErrorBodySchema, errorCatalogueMarkdown, fieldErrorsFromAjv } from './errors.js'
+
+export interface Readiness {
+  ready: boolean
+  components: Record<string, 'up' | 'down'>
+}
+
+export interface ServerOptions {
+  log: Logger
+  metrics: Metrics
+  bodyLimit: number
+  requestTimeoutMs: number
+  /** Which dependencies this process needs to be ready (its roles decide). */
+  readiness: () => Promise<Readiness>
+  roles: readonly string[]
+  trustProxy?: boolean
+}
+
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'SABT_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'SABT_BODY_TOO_LARGE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'SABT_INVALID_JSON',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'SABT_INVALID_JSON',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'SABT_BAD_REQUEST',
+}
+
+/**
+ * Builds the HTTP server shared by the roles that answer HTTP (gateway, status, and every role's
+ * health and metrics). Built here, listened on elsewhere: tests use `app.inject()` with no port.
+ *
+ * Input is refused, never repaired: Ajv does not strip unknown fields (`removeAdditional: false`,
+ * schemas say `additionalProperties: false`), does not coerce types, and reports every error.
+ */
+export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.log as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: opts.bodyLimit,
+    requestTimeout: opts.requestTimeoutMs,
+    keepAliveTimeout: 75_000, // longer than the edge proxy's idle timeout, so it closes first
+    connectionTimeout: opts.requestTimeoutMs * 3,
+    maxParamLength: 200,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+    trustProxy: opts.trustProxy ?? false,
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true },
+    },
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
+      // Malformed HTTP, headers too large, or a client too slow to send its request.
+      const [status, code]: [string, ErrorCode] =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? ['408 Request Timeout', 'SABT_REQUEST_TIMEOUT']
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? ['431 Request Header Fields Too Large', 'SABT_BAD_REQUEST']
+            : ['400 Bad Request', 'SABT_BAD_REQUEST']
+      if (!socket.writable) {
+        socket.destroy()
+        return
+      }
+      const body = JSON.stringify(new ApiError(code).body())
+      socket.end(
+        `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      )
+    },
+  })
+  app.server.headersTimeout = Math.min(opts.requestTimeoutMs, 5000)
+
+  // JSON only, valid UTF-8 only. (Fastify also parses text/plain by default: not here.)
+  app.removeAllContentTypeParsers()
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    const buf = body as Buffer
+    if (!isUtf8(buf)) {
+      done(
+        new ApiError('SABT_INVALID_ENCODING', [{ field: '(body)', rule: 'utf8', message: 'must be valid UTF-8' }]),
+        undefined,
+      )
+      return
+    }
+    parseJson(req, buf.toString('utf8'), done)
+  })
+
+  app.addSchema(ErrorBodySchema)
+  app.addSchema(ReadinessSchema)
+
+  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
+    let api: ApiError
+    if (error instanceof ApiError) api = error
+    else if ((error as FastifyError).validation) {
+      const fe = error as FastifyError
+      const where = !fe.validationContext || fe.validationContext === 'body' ? '' : fe.validationContext
+      api = new ApiError('SABT_VALIDATION', fieldErrorsFromAjv(fe.validation as never, where))
+    } else if ((error as FastifyError).code && FASTIFY_CODES[(error as FastifyError).code]) {
+      const code = FASTIFY_CODES[(error as FastifyError).code]!
+      const rule =
+        code === 'SABT_BODY_TOO_LARGE'
+          ? { field: '(body)', rule: 'max_bytes', message: 'is larger than the body limit' }
+          : code === 'SABT_UNSUPPORTED_MEDIA_TYPE'
+            ? { field: 'content-type', rule: 'media_type', message: 'must be application/json' }
+            : { field: '(body)', rule: 'json', message: 'must be a JSON document' }
+      api = new ApiError(code, [rule])
+    } else if (
+      (error as SyntaxError).name === 'SyntaxError' ||
+      /prototype property|constructor property/i.test((error as Error).message)
+    ) {
+      // secure-json-parse refusing __proto__ / constructor.prototype keys
+      api = new ApiError('SABT_INVALID_JSON', [
+        { field: '(body)', rule: 'forbidden_key', message: 'must not contain __proto__ or constructor.prototype' },
+      ])
+    } else if ((error as FastifyError).statusCode && (error as FastifyError).statusCode! < 500) {
+      api = new ApiError('SABT_BAD_REQUEST', undefined, undefined, (error as Error).message)
+    } else {
+      request.log.error({ event: 'http.internal_error', err: error, route: request.routeOptions.url }, 'unhandled error')
+      api = new ApiError('SABT_INTERNAL')
+    }
+    if (api.retryAfterS) reply.header('retry-after', String(api.retryAfterS))
+    reply.code(api.status).type('application/json').send(api.body())
+  })
+
+  app.setNotFoundHandler((_request, reply) => {
+    const api = new ApiError('SABT_NOT_FOUND')
+    reply.code(404).send(api.body())
+  })
+
+  // Counts and latency of every answer, by route template (never by raw URL: ids would explode it).
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    const labels = { route, method: request.method, status: String(reply.statusCode) }
+    opts.metrics.httpRequests.inc(labels)
+    opts.metrics.httpDuration.observe(labels, reply.elapsedTime / 1000)
+    done()
+  })
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Sabt API',
+        version: '1',
+        description: `Sabt takes registrations at surge rates and verifies them in the background.\n\n### Errors\n\nEvery error answers JSON \`{statusCode, code, message, errors?: [{field, rule, message}]}\`.\n\n${errorCatalogueMarkdown()}`,
+      },
+      components: {
+        securitySchemes: {
+          adminToken: { type: 'http', scheme: 'bearer', description: 'SABT_ADMIN_TOKEN' },
+        },
+      },
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) || `def-${i}` },
+  })
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } })
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+
+  app.get(
+    '/healthz',
+    { schema: { tags: ['health'], summary: 'The process is alive', response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } } },
+    async () => ({ status: 'ok' }),
+  )
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The dependencies this process needs (broker, database) are reachable',
+        response: {
+          200: { $ref: 'Readiness#' },
+          503: { $ref: 'Readiness#' },
+        },
+      },
+    },
+    async (_request, reply) => {
+      const r = await opts.readiness()
+      reply.code(r.ready ? 200 : 503)
+      return { status: r.ready ? 'ready' : 'not_ready', roles: opts.roles, components: r.components }
+    },
+  )
+
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    reply.type(opts.metrics.registry.contentType)
+    return opts.metrics.registry.metrics()
+  })
+
+  return app
+}
+
+export const ReadinessSchema = {
+  $id: 'Readiness',
+  type: 'object',
+  properties: {
+    status: { type: 'string', enum: ['ready', 'not_ready'] },
+    roles: { type: 'array', items: { type: 'string' } },
+    components: { type: 'object', additionalProperties: { type: 'string', enum: ['up', 'down'] } },
+  },
+} as const

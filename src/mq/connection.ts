@@ -1,0 +1,142 @@
+import { EventEmitter } from 'node:events'
+import amqp, { type ChannelModel, type RecoveringChannelModel } from 'amqplib'
+import type { Logger } from '../observability/logger.js'
+import { declareTopology, type TopologyNames, type TopologyOptions, topologyNames } from './topology.js'
+
+/** Called on every (re)connection, after the topology is declared: open channels, start consumers. */
+export type OnConnect = (model: ChannelModel) => Promise<void>
+
+/**
+ * One AMQP connection that recovers by itself (amqplib's recovery: backoff with jitter, forever),
+ * re-declares the whole topology on every reconnect, then re-runs each component's `onConnect`.
+ * Channels do not survive a reconnect: components keep no channel across one.
+ *
+ * Events: `connect`, `disconnect`, `blocked` (broker resource alarm), `unblocked`.
+ */
+export class MqClient extends EventEmitter {
+  readonly names: TopologyNames
+  #conn: RecoveringChannelModel | null = null
+  #model: ChannelModel | null = null
+  #blocked = false
+  #closing = false
+  readonly #handlers: OnConnect[] = []
+
+  constructor(
+    readonly url: string,
+    readonly topology: TopologyOptions,
+    readonly log: Logger,
+    readonly name = 'sabt',
+  ) {
+    super()
+    this.names = topologyNames(topology)
+  }
+
+  get connected(): boolean {
+    return this.#model !== null
+  }
+
+  get blocked(): boolean {
+    return this.#blocked
+  }
+
+  get model(): ChannelModel | null {
+    return this.#model
+  }
+
+  /** Starts connecting; resolves at once (roles answer 503 until the broker is there). */
+  async start(): Promise<void> {
+    const conn = await amqp.connect(this.#urlWithDefaults(), {
+      clientProperties: { connection_name: this.name },
+      recovery: {
+        waitForConnect: false,
+        initialDelay: 100,
+        maxDelay: 5000,
+        maxRetries: Number.POSITIVE_INFINITY,
+        setup: async (model: ChannelModel) => {
+          const ch = await model.createChannel()
+          try {
+            await declareTopology(ch, this.topology)
+          } finally {
+            await ch.close().catch(() => {})
+          }
+          for (const h of this.#handlers) await h(model)
+        },
+      },
+    })
+    this.#conn = conn
+    conn.on('connect', (model: ChannelModel) => {
+      this.#model = model
+      this.#blocked = false
+      this.log.info({ event: 'mq.connected' }, 'connected to RabbitMQ')
+      this.emit('connect', model)
+    })
+    conn.on('disconnect', (err: Error) => {
+      this.#model = null
+      if (!this.#closing) this.log.warn({ event: 'mq.disconnected', err: err.message }, 'lost RabbitMQ connection')
+      this.emit('disconnect', err)
+    })
+    conn.on('connect-failed', (err: Error) => {
+      this.log.warn({ event: 'mq.connect_failed', err: err.message }, 'cannot reach RabbitMQ; retrying')
+    })
+    conn.on('blocked', (reason: string) => {
+      this.#blocked = true
+      this.log.warn({ event: 'mq.blocked', reason }, 'RabbitMQ blocked publishing (resource alarm)')
+      this.emit('blocked', reason)
+    })
+    conn.on('unblocked', () => {
+      this.#blocked = false
+      this.log.info({ event: 'mq.unblocked' }, 'RabbitMQ unblocked publishing')
+      this.emit('unblocked')
+    })
+    conn.on('error', (err: Error) => {
+      this.log.warn({ event: 'mq.error', err: err.message }, 'RabbitMQ connection error')
+    })
+  }
+
+  #urlWithDefaults(): string {
+    // A dead broker must be noticed within seconds, not after the OS gives up on TCP.
+    const u = new URL(this.url)
+    if (!u.searchParams.has('heartbeat')) u.searchParams.set('heartbeat', '5')
+    return u.toString()
+  }
+
+  /** Registers a component; runs at once if connected, and after every reconnect. */
+  async onConnect(handler: OnConnect): Promise<void> {
+    this.#handlers.push(handler)
+    if (this.#model) await handler(this.#model)
+  }
+
+  async waitForConnect(timeoutMs = 30_000): Promise<void> {
+    if (this.#model) return
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('timed out waiting for RabbitMQ')), timeoutMs)
+      this.once('connect', () => {
+        clearTimeout(t)
+        resolve()
+      })
+    })
+  }
+
+  /** Queue depth as RabbitMQ reports it (passive declare); null when the broker is not reachable. */
+  async queueDepth(queue: string): Promise<{ messages: number; consumers: number } | null> {
+    const model = this.#model
+    if (!model) return null
+    let ch: Awaited<ReturnType<ChannelModel['createChannel']>> | null = null
+    try {
+      ch = await model.createChannel()
+      ch.on('error', () => {})
+      const r = await ch.checkQueue(queue)
+      return { messages: r.messageCount, consumers: r.consumerCount }
+    } catch {
+      return null
+    } finally {
+      await ch?.close().catch(() => {})
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true
+    await this.#conn?.close().catch(() => {})
+    this.#model = null
+  }
+}

@@ -1,0 +1,148 @@
+import type { Channel, Options } from 'amqplib'
+
+/**
+ * Every exchange, queue and binding Sabt uses, declared in this one file.
+ *
+ *   sabt.intake (direct) ──shard i──▶ sabt.intake[.i]  quorum, bounded (reject-publish), delivery-limit
+ *        └─ dead letters ─▶ sabt.intake.dlx (fanout) ─▶ sabt.intake.dead
+ *   sabt.check (direct) ──<check>──▶ sabt.check.<check>  quorum, bounded, delivery-limit
+ *        └─ dead letters ─▶ sabt.dead (fanout) ─▶ sabt.dead
+ *   sabt.retry (headers, tier=<label>) ─▶ sabt.retry.<label>  quorum, message TTL = tier,
+ *        └─ expired ─▶ sabt.check, same routing key (the check's name) ─▶ back to its check queue
+ *
+ * Every queue is a quorum queue (replicated, fsynced before confirming). Dead-lettering is
+ * at-least-once, which RabbitMQ allows only with `x-overflow: reject-publish` — the same setting
+ * that turns a full queue into a publisher nack, and a nack into the gateway's 503.
+ */
+export interface TopologyOptions {
+  prefix: string
+  intakeShards: number
+  intakeMaxLength: number
+  intakeDeliveryLimit: number
+  checks: readonly string[]
+  retryTiersMs: readonly number[]
+  checkMaxLength?: number
+  checkDeliveryLimit?: number
+}
+
+export function tierLabel(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`
+  if (ms % 1000 === 0) return `${ms / 1000}s`
+  return `${ms}ms`
+}
+
+export interface TopologyNames {
+  intakeExchange: string
+  intakeQueues: string[]
+  intakeDlx: string
+  intakeDead: string
+  checkExchange: string
+  checkQueue(check: string): string
+  retryExchange: string
+  retryQueues: { label: string; ms: number; queue: string }[]
+  deadExchange: string
+  dead: string
+}
+
+export function topologyNames(opts: Pick<TopologyOptions, 'prefix' | 'intakeShards' | 'retryTiersMs'>): TopologyNames {
+  const p = opts.prefix
+  const intakeQueues =
+    opts.intakeShards === 1
+      ? [`${p}.intake`]
+      : Array.from({ length: opts.intakeShards }, (_, i) => `${p}.intake.${i}`)
+  return {
+    intakeExchange: `${p}.intake`,
+    intakeQueues,
+    intakeDlx: `${p}.intake.dlx`,
+    intakeDead: `${p}.intake.dead`,
+    checkExchange: `${p}.check`,
+    checkQueue: (check) => `${p}.check.${check}`,
+    retryExchange: `${p}.retry`,
+    retryQueues: opts.retryTiersMs.map((ms) => ({ label: tierLabel(ms), ms, queue: `${p}.retry.${tierLabel(ms)}` })),
+    deadExchange: `${p}.dead`,
+    dead: `${p}.dead`,
+  }
+}
+
+/** The routing key of intake shard i (a person's submissions always hash to the same shard). */
+export function shardKey(i: number): string {
+  return String(i)
+}
+
+function quorum(args: Record<string, unknown>): Options.AssertQueue {
+  return { durable: true, arguments: { 'x-queue-type': 'quorum', ...args } }
+}
+
+export async function declareTopology(ch: Channel, opts: TopologyOptions): Promise<TopologyNames> {
+  const n = topologyNames(opts)
+
+  await ch.assertExchange(n.intakeDlx, 'fanout', { durable: true })
+  await ch.assertQueue(n.intakeDead, quorum({}))
+  await ch.bindQueue(n.intakeDead, n.intakeDlx, '')
+
+  await ch.assertExchange(n.intakeExchange, 'direct', { durable: true })
+  for (const [i, q] of n.intakeQueues.entries()) {
+    await ch.assertQueue(
+      q,
+      quorum({
+        'x-max-length': opts.intakeMaxLength,
+        'x-overflow': 'reject-publish',
+        'x-delivery-limit': opts.intakeDeliveryLimit,
+        'x-dead-letter-exchange': n.intakeDlx,
+        'x-dead-letter-strategy': 'at-least-once',
+      }),
+    )
+    await ch.bindQueue(q, n.intakeExchange, shardKey(i))
+  }
+
+  await ch.assertExchange(n.deadExchange, 'fanout', { durable: true })
+  await ch.assertQueue(n.dead, quorum({}))
+  await ch.bindQueue(n.dead, n.deadExchange, '')
+
+  await ch.assertExchange(n.checkExchange, 'direct', { durable: true })
+  for (const check of opts.checks) {
+    const q = n.checkQueue(check)
+    await ch.assertQueue(
+      q,
+      quorum({
+        'x-max-length': opts.checkMaxLength ?? 10_000_000,
+        'x-overflow': 'reject-publish',
+        'x-delivery-limit': opts.checkDeliveryLimit ?? 20,
+        'x-dead-letter-exchange': n.deadExchange,
+        'x-dead-letter-strategy': 'at-least-once',
+      }),
+    )
+    await ch.bindQueue(q, n.checkExchange, check)
+  }
+
+  await ch.assertExchange(n.retryExchange, 'headers', { durable: true })
+  for (const tier of n.retryQueues) {
+    await ch.assertQueue(
+      tier.queue,
+      quorum({
+        'x-message-ttl': tier.ms,
+        'x-overflow': 'reject-publish',
+        'x-dead-letter-exchange': n.checkExchange,
+        'x-dead-letter-strategy': 'at-least-once',
+      }),
+    )
+    await ch.bindQueue(tier.queue, n.retryExchange, '', { 'x-match': 'all', tier: tier.label })
+  }
+  return n
+}
+
+/** Deletes everything declareTopology made (tests clean up after themselves). */
+export async function deleteTopology(ch: Channel, opts: TopologyOptions): Promise<void> {
+  const n = topologyNames(opts)
+  const queues = [
+    ...n.intakeQueues,
+    n.intakeDead,
+    n.dead,
+    ...opts.checks.map((c) => n.checkQueue(c)),
+    ...n.retryQueues.map((t) => t.queue),
+  ]
+  for (const q of queues) await ch.deleteQueue(q)
+  for (const e of [n.intakeExchange, n.intakeDlx, n.checkExchange, n.retryExchange, n.deadExchange])
+    await ch.deleteExchange(e)
+}

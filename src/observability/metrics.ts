@@ -1,0 +1,157 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+/**
+ * Every metric Sabt exposes, named in this one file (Prometheus conventions: `sabt_…_total` for
+ * counters, `…_seconds` for durations). One registry per runtime, so tests can run several.
+ */
+export class Metrics {
+  readonly registry = new Registry()
+
+  // HTTP (gateway, status)
+  readonly httpRequests = new Counter({
+    name: 'sabt_http_requests_total',
+    help: 'HTTP requests answered, by route and status code',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [this.registry],
+  })
+  readonly httpDuration = new Histogram({
+    name: 'sabt_http_request_duration_seconds',
+    help: 'HTTP request latency, by route and status code',
+    labelNames: ['route', 'method', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  })
+
+  // Intake (gateway)
+  readonly intakeAccepted = new Counter({
+    name: 'sabt_intake_accepted_total',
+    help: 'Registrations answered 202 (publisher-confirmed into the intake queue)',
+    labelNames: ['campaign'] as const,
+    registers: [this.registry],
+  })
+  readonly intakeRejected = new Counter({
+    name: 'sabt_intake_rejected_total',
+    help: 'Registrations refused for bad input (4xx), by error code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  })
+  readonly intakeShed = new Counter({
+    name: 'sabt_intake_shed_total',
+    help: 'Registrations answered 503 because the broker could not confirm them, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
+
+  // Broker
+  readonly publishConfirms = new Counter({
+    name: 'sabt_publish_confirms_total',
+    help: 'Publishes settled, by publisher and result (ack, nack, returned, timeout, closed, unavailable…)',
+    labelNames: ['publisher', 'result'] as const,
+    registers: [this.registry],
+  })
+  readonly publishBackpressure = new Counter({
+    name: 'sabt_publish_backpressure_total',
+    help: 'Publishes that filled the channel write buffer (publish() returned false)',
+    labelNames: ['publisher'] as const,
+    registers: [this.registry],
+  })
+  readonly publishInFlight = new Gauge({
+    name: 'sabt_publish_in_flight',
+    help: 'Publishes waiting for a broker confirm',
+    labelNames: ['publisher'] as const,
+    registers: [this.registry],
+  })
+  readonly queueDepth = new Gauge({
+    name: 'sabt_queue_depth',
+    help: 'Messages ready in a queue, as last sampled from RabbitMQ',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+  })
+
+  // Recorder
+  readonly batchSize = new Histogram({
+    name: 'sabt_recorder_batch_size',
+    help: 'Intake messages per written batch',
+    buckets: [1, 10, 50, 100, 250, 500, 1000, 2000, 5000],
+    registers: [this.registry],
+  })
+  readonly flushSeconds = new Histogram({
+    name: 'sabt_recorder_flush_seconds',
+    help: 'Time to write a batch (insert, duplicates, check publishes confirmed)',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  })
+  readonly flushes = new Counter({
+    name: 'sabt_recorder_flushes_total',
+    help: 'Batches flushed, by what triggered the flush (size, time, shutdown)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
+  readonly rowsWritten = new Counter({
+    name: 'sabt_recorder_rows_written_total',
+    help: 'Intake messages written, by kind (registration, duplicate, redelivered)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  })
+  readonly intakeDeadLettered = new Counter({
+    name: 'sabt_recorder_dead_lettered_total',
+    help: 'Intake messages sent to the intake dead-letter queue, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
+  readonly recorderRetries = new Counter({
+    name: 'sabt_recorder_retries_total',
+    help: 'Batch writes retried because PostgreSQL or RabbitMQ was unavailable',
+    labelNames: ['cause'] as const,
+    registers: [this.registry],
+  })
+
+  // Checks
+  readonly checks = new Counter({
+    name: 'sabt_checks_total',
+    help: 'Checks finished, by check and outcome (passed, failed, error)',
+    labelNames: ['check', 'outcome'] as const,
+    registers: [this.registry],
+  })
+  readonly checkAttempts = new Counter({
+    name: 'sabt_check_attempts_total',
+    help: 'Calls to providers, by check and result class (passed, failed, retryable, permanent, rate_limited, timeout)',
+    labelNames: ['check', 'result'] as const,
+    registers: [this.registry],
+  })
+  readonly providerLatency = new Histogram({
+    name: 'sabt_provider_latency_seconds',
+    help: 'Provider call latency, by check',
+    labelNames: ['check'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+    registers: [this.registry],
+  })
+  readonly checkRetries = new Counter({
+    name: 'sabt_check_retries_total',
+    help: 'Check messages parked in a delay tier, by check, tier and reason (retry, circuit_open, rate_limited)',
+    labelNames: ['check', 'tier', 'reason'] as const,
+    registers: [this.registry],
+  })
+  readonly deadLetters = new Counter({
+    name: 'sabt_dead_letters_total',
+    help: 'Checks sent to the dead-letter queue after their last attempt, by check',
+    labelNames: ['check'] as const,
+    registers: [this.registry],
+  })
+  readonly circuitState = new Gauge({
+    name: 'sabt_circuit_state',
+    help: 'Circuit breaker state per check: 0 closed, 1 half-open, 2 open',
+    labelNames: ['check'] as const,
+    registers: [this.registry],
+  })
+  readonly rateLimitPerSecond = new Gauge({
+    name: 'sabt_provider_rate_limit_per_second',
+    help: 'The configured rate limit of the provider behind each check',
+    labelNames: ['check'] as const,
+    registers: [this.registry],
+  })
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'sabt_' })
+  }
+}

@@ -1,0 +1,76 @@
+import { v7 as uuidv7 } from 'uuid'
+import type { Registration } from '../../domain/registration.js'
+import { ApiError, type ErrorCode } from '../../http/errors.js'
+import type { MqClient } from '../../mq/connection.js'
+import { shardKey } from '../../mq/topology.js'
+import { type PublishFailure, PublishError, type Publisher } from '../../mq/publisher.js'
+import type { Metrics } from '../../observability/metrics.js'
+
+const FAILURE_CODES: Record<PublishFailure, ErrorCode> = {
+  unavailable: 'SABT_BROKER_UNAVAILABLE',
+  blocked: 'SABT_BROKER_UNAVAILABLE',
+  closed: 'SABT_BROKER_UNAVAILABLE',
+  overloaded: 'SABT_OVERLOADED',
+  nack: 'SABT_QUEUE_FULL',
+  returned: 'SABT_UNROUTABLE',
+  timeout: 'SABT_CONFIRM_TIMEOUT',
+}
+
+/** FNV-1a: a cheap, stable hash so one person's submissions always land in the same intake shard. */
+export function shardOf(campaign: string, nationalId: string, shards: number): number {
+  if (shards === 1) return 0
+  let h = 0x811c9dc5
+  const s = `${campaign}\u0000${nationalId}`
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0) % shards
+}
+
+/**
+ * Hands a validated registration to the broker: mints its UUIDv7, publishes the intake message
+ * (persistent, mandatory) and resolves only when the broker has confirmed it into a queue.
+ */
+export class Intake {
+  constructor(
+    readonly mq: MqClient,
+    readonly publisher: Publisher,
+    readonly metrics: Metrics,
+    readonly opts: { shards: number; retryAfterS: number },
+  ) {}
+
+  get ready(): boolean {
+    return this.publisher.ready
+  }
+
+  async submit(reg: Registration): Promise<string> {
+    const id = uuidv7()
+    const body = Buffer.from(
+      JSON.stringify({
+        v: 1,
+        id,
+        received_at: Date.now(),
+        campaign: reg.campaign,
+        national_id: reg.national_id,
+        mobile: reg.mobile,
+        first_name: reg.first_name,
+        last_name: reg.last_name,
+        birth_date: reg.birth_date,
+        attributes: reg.attributes,
+      }),
+    )
+    const shard = shardOf(reg.campaign, reg.national_id, this.opts.shards)
+    try {
+      await this.publisher.publish(this.mq.names.intakeExchange, shardKey(shard), body, { messageId: id })
+    } catch (err) {
+      if (err instanceof PublishError) {
+        this.metrics.intakeShed.inc({ reason: err.kind })
+        throw new ApiError(FAILURE_CODES[err.kind], undefined, this.opts.retryAfterS)
+      }
+      throw err
+    }
+    this.metrics.intakeAccepted.inc({ campaign: reg.campaign })
+    return id
+  }
+}

@@ -1,0 +1,156 @@
+import { Ajv } from 'ajv'
+import type { FastifyInstance } from 'fastify'
+import type { SabtConfig } from '../../config/campaigns.js'
+import { type FieldError, normaliseRegistration, type Registration, type RegistrationInput } from '../../domain/registration.js'
+import { ApiError, fieldErrorsFromAjv } from '../../http/errors.js'
+import type { Metrics } from '../../observability/metrics.js'
+import type { Intake } from './intake.js'
+import { Accepted, BatchBody, BatchEnvelope, BatchResult, RegistrationBody } from './schemas.js'
+
+export interface GatewayRouteOptions {
+  config: SabtConfig
+  intake: Intake
+  metrics: Metrics
+  publicUrl: string
+  retryAfterS: number
+  batchBodyLimit: number
+  batchMaxRecords: number
+}
+
+const errorResponses = {
+  400: { $ref: 'ErrorBody#' },
+  413: { $ref: 'ErrorBody#' },
+  415: { $ref: 'ErrorBody#' },
+  422: { $ref: 'ErrorBody#' },
+  503: { $ref: 'ErrorBody#' },
+}
+
+/** The rules beyond the schema: a known, open campaign; then the domain's normalisation and checks. */
+function admit(
+  config: SabtConfig,
+  input: RegistrationInput,
+  now: number,
+): { ok: true; value: Registration } | { ok: false; error: ApiError } {
+  const campaign = config.campaigns.get(input.campaign)
+  if (!campaign)
+    return {
+      ok: false,
+      error: new ApiError('SABT_UNKNOWN_CAMPAIGN', [
+        { field: 'campaign', rule: 'known_campaign', message: `no campaign named ${JSON.stringify(input.campaign.slice(0, 63))}` },
+      ]),
+    }
+  if ((campaign.opensAt !== null && now < campaign.opensAt) || (campaign.closesAt !== null && now >= campaign.closesAt))
+    return {
+      ok: false,
+      error: new ApiError('SABT_CAMPAIGN_NOT_OPEN', [
+        { field: 'campaign', rule: 'open', message: 'the campaign is not open for registration now' },
+      ]),
+    }
+  const r = normaliseRegistration(input, now)
+  if (!r.ok) return { ok: false, error: new ApiError('SABT_VALIDATION', r.errors) }
+  return { ok: true, value: r.value }
+}
+
+export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOptions): Promise<void> {
+  const { config, intake, metrics } = opts
+  const statusUrl = (id: string) => `${opts.publicUrl}/v1/registrations/${id}`
+  app.addSchema(RegistrationBody)
+  app.addSchema(Accepted)
+
+  const reject = (err: ApiError): never => {
+    metrics.intakeRejected.inc({ code: err.code })
+    throw err
+  }
+
+  app.post(
+    '/v1/registrations',
+    {
+      schema: {
+        tags: ['intake'],
+        summary: 'Submit one registration',
+        description:
+          'Answers 202 only after RabbitMQ has confirmed the registration into the intake queue. 503 (with Retry-After) means it was not taken: retry.',
+        body: { $ref: 'Registration#' },
+        response: { 202: { $ref: 'Accepted#' }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const admitted = admit(config, request.body as RegistrationInput, Date.now())
+      if (!admitted.ok) return reject(admitted.error)
+      if (!intake.ready) {
+        metrics.intakeShed.inc({ reason: 'unavailable' })
+        throw new ApiError('SABT_BROKER_UNAVAILABLE', undefined, opts.retryAfterS)
+      }
+      const id = await intake.submit(admitted.value)
+      const url = statusUrl(id)
+      reply.code(202).header('location', url)
+      return { id, status_url: url }
+    },
+  )
+
+  // Per-record validation with the same schema and options as the single-record route.
+  const ajv = new Ajv({ removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true, strict: false })
+  const validateRecord = ajv.compile(RegistrationBody)
+  const envelope = BatchEnvelope(opts.batchMaxRecords)
+
+  app.post(
+    '/v1/registrations/batch',
+    {
+      bodyLimit: opts.batchBodyLimit,
+      schema: {
+        tags: ['intake'],
+        summary: `Submit up to ${opts.batchMaxRecords} registrations; each record is answered on its own`,
+        description:
+          '202 when every record was accepted; 207 when some were not (see each result: 202, 422 or 503). Valid records are published concurrently; each accepted one is publisher-confirmed.',
+        body: BatchBody(opts.batchMaxRecords),
+        response: { 202: BatchResult, 207: BatchResult, ...errorResponses },
+      },
+      // The envelope is validated here; the records one by one below, so one bad record does not
+      // refuse the others. (The documented schema above shows what each record must be.)
+      validatorCompiler: ({ httpPart }) => {
+        if (httpPart !== 'body') return () => true
+        const v = ajv.compile(envelope)
+        return (data: unknown) => (v(data) ? { value: data } : { error: Object.assign(new Error('validation'), { validation: v.errors, validationContext: 'body' }) })
+      },
+    },
+    async (request, reply) => {
+      const records = (request.body as { records: unknown[] }).records
+      if (!intake.ready) {
+        metrics.intakeShed.inc({ reason: 'unavailable' }, records.length)
+        throw new ApiError('SABT_BROKER_UNAVAILABLE', undefined, opts.retryAfterS)
+      }
+      const now = Date.now()
+      const results = await Promise.all(
+        records.map(async (record, index) => {
+          let error: ApiError
+          if (!validateRecord(record)) {
+            error = new ApiError('SABT_VALIDATION', fieldErrorsFromAjv(validateRecord.errors ?? []))
+          } else {
+            const admitted = admit(config, record as RegistrationInput, now)
+            if (admitted.ok) {
+              try {
+                const id = await intake.submit(admitted.value)
+                return { index, status: 202, id, status_url: statusUrl(id) }
+              } catch (err) {
+                if (!(err instanceof ApiError)) throw err
+                error = err
+              }
+            } else error = admitted.error
+          }
+          if (error.status < 500) metrics.intakeRejected.inc({ code: error.code })
+          const r: { index: number; status: number; code: string; message: string; errors?: FieldError[] } = {
+            index,
+            status: error.status,
+            code: error.code,
+            message: error.message,
+          }
+          if (error.errors) r.errors = error.errors
+          return r
+        }),
+      )
+      const accepted = results.filter((r) => r.status === 202).length
+      reply.code(accepted === records.length ? 202 : 207)
+      return { accepted, rejected: records.length - accepted, results }
+    },
+  )
+}

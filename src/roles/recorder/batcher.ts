@@ -1,0 +1,85 @@
+/** What made a batch flush: it filled up, its oldest item waited long enough, or the role is stopping. */
+export type FlushReason = 'size' | 'time' | 'shutdown'
+
+/**
+ * Collects items and hands them to `flush` in batches of at most `size`, when a batch is full or
+ * when its first item has waited `maxWaitMs`, whichever comes first. One flush at a time: items
+ * that arrive during a flush form the next batch (the prefetch window bounds how many).
+ */
+export class Batcher<T> {
+  #items: T[] = []
+  #firstAt = 0
+  #timer: NodeJS.Timeout | null = null
+  #running: Promise<void> | null = null
+  #stopped = false
+
+  constructor(
+    readonly opts: { size: number; maxWaitMs: number },
+    readonly flush: (items: T[], reason: FlushReason) => Promise<void>,
+  ) {}
+
+  get pending(): number {
+    return this.#items.length
+  }
+
+  get busy(): boolean {
+    return this.#running !== null
+  }
+
+  add(item: T): void {
+    if (this.#items.length === 0) this.#firstAt = Date.now()
+    this.#items.push(item)
+    if (this.#running) return // the loop picks it up when the current flush ends
+    if (this.#items.length >= this.opts.size) this.#start('size')
+    else if (!this.#timer) this.#arm()
+  }
+
+  #arm(): void {
+    const wait = Math.max(0, this.opts.maxWaitMs - (Date.now() - this.#firstAt))
+    this.#timer = setTimeout(() => {
+      this.#timer = null
+      if (!this.#running && this.#items.length > 0) this.#start('time')
+    }, wait)
+  }
+
+  #start(reason: FlushReason): void {
+    if (this.#timer) {
+      clearTimeout(this.#timer)
+      this.#timer = null
+    }
+    this.#running = this.#loop(reason).finally(() => {
+      this.#running = null
+    })
+  }
+
+  async #loop(first: FlushReason): Promise<void> {
+    let reason: FlushReason = first
+    for (;;) {
+      const batch = this.#items.splice(0, this.opts.size)
+      this.#firstAt = Date.now()
+      await this.flush(batch, reason)
+      if (this.#items.length === 0) return
+      if (this.#stopped) reason = 'shutdown'
+      else if (this.#items.length >= this.opts.size) reason = 'size'
+      else if (Date.now() - this.#firstAt >= this.opts.maxWaitMs) reason = 'time'
+      else {
+        this.#arm()
+        return
+      }
+    }
+  }
+
+  /** Flushes everything still pending (reason `shutdown`) and waits for it. */
+  async drain(): Promise<void> {
+    this.#stopped = true
+    if (this.#running) await this.#running
+    if (this.#items.length > 0) {
+      this.#start('shutdown')
+      await this.#running
+    }
+    if (this.#timer) {
+      clearTimeout(this.#timer)
+      this.#timer = null
+    }
+  }
+}

@@ -1,0 +1,93 @@
+import type { SabtConfig } from '../../config/campaigns.js'
+import { findCheckResults, findDuplicate, findRecord } from '../../db/registrations.js'
+import type { Pool } from '../../db/pool.js'
+import { isUuidV7, uuidV7Time } from '../../domain/uuid7.js'
+
+export interface CheckView {
+  check: string
+  outcome: 'passed' | 'failed' | 'error' | 'pending'
+  attempts: number
+  latency_ms: number | null
+  last_error: string | null
+  finished_at: string | null
+}
+
+export type RegistrationView =
+  | {
+      kind: 'record'
+      id: string
+      campaign: string
+      status: string
+      received_at: string
+      recorded_at: string
+      verdict_at: string | null
+      checks: CheckView[]
+    }
+  | { kind: 'duplicate'; id: string; campaign: string; status: 'duplicate'; original_id: string; received_at: string; recorded_at: string }
+  | { kind: 'queued'; id: string; status: 'queued'; received_at: string }
+  | { kind: 'unknown'; id: string }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+export function isUuid(id: string): boolean {
+  return UUID.test(id)
+}
+
+/**
+ * What Sabt knows of a registration id: its record (with each check), a duplicate pointing at the
+ * original, "queued" (a UUIDv7 minted in the last few minutes: the gateway took it, the recorder
+ * has not written it yet), or unknown.
+ */
+export async function lookupRegistration(
+  pool: Pool,
+  config: SabtConfig,
+  id: string,
+  queuedWindowMs: number,
+  now = Date.now(),
+): Promise<RegistrationView> {
+  const lower = id.toLowerCase()
+  const record = await findRecord(pool, lower)
+  if (record) {
+    const stored = new Map((await findCheckResults(pool, lower)).map((c) => [c.check, c]))
+    const required = config.campaigns.get(record.campaign)?.checks.map((c) => c.name) ?? []
+    const names = [...required, ...[...stored.keys()].filter((n) => !required.includes(n))]
+    return {
+      kind: 'record',
+      id: record.id,
+      campaign: record.campaign,
+      status: record.status,
+      received_at: record.received_at.toISOString(),
+      recorded_at: record.recorded_at.toISOString(),
+      verdict_at: record.verdict_at ? record.verdict_at.toISOString() : null,
+      checks: names.map((name) => {
+        const c = stored.get(name)
+        return {
+          check: name,
+          outcome: c?.outcome ?? 'pending',
+          attempts: c?.attempts ?? 0,
+          latency_ms: c?.latency_ms ?? null,
+          last_error: c?.last_error ?? null,
+          finished_at: c?.finished_at ? c.finished_at.toISOString() : null,
+        }
+      }),
+    }
+  }
+  const dup = await findDuplicate(pool, lower)
+  if (dup)
+    return {
+      kind: 'duplicate',
+      id: dup.id,
+      campaign: dup.campaign,
+      status: 'duplicate',
+      original_id: dup.original_id,
+      received_at: dup.received_at.toISOString(),
+      recorded_at: dup.recorded_at.toISOString(),
+    }
+  if (isUuidV7(lower)) {
+    const t = uuidV7Time(lower)
+    // Minted recently (allowing a little clock skew between gateway and status hosts).
+    if (t <= now + 5000 && now - t <= queuedWindowMs)
+      return { kind: 'queued', id: lower, status: 'queued', received_at: new Date(t).toISOString() }
+  }
+  return { kind: 'unknown', id: lower }
+}
