@@ -51,7 +51,7 @@ export const CampaignConfigSchema = Type.Object(
     title: Type.String({ minLength: 1 }),
     opens_at: Type.Optional(Type.String({ format: 'date-time' })),
     closes_at: Type.Optional(Type.String({ format: 'date-time' })),
-    checks: Type.Array(CampaignCheckRef, { default: [] }),
+    checks: Type.Optional(Type.Array(CampaignCheckRef)),
     retention_days: Type.Optional(Type.Integer({ minimum: 1 })),
     callback_url: Type.Optional(Type.String({ minLength: 1 })),
   },
@@ -183,7 +183,7 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
 
   const campaigns = new Map<string, Campaign>()
   for (const [slug, c] of Object.entries(raw.campaigns)) {
-    const refs: CampaignCheck[] = c.checks.map((r) =>
+    const refs: CampaignCheck[] = (c.checks ?? []).map((r) =>
       typeof r === 'string' ? { name: r, after: [] } : { name: r.name, after: r.after ?? [] },
     )
     const names = new Set<string>()

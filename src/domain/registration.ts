@@ -35,6 +35,7 @@ export interface FieldError {
 }
 
 const CONTROL = /[\u0000-\u001F\u007F-\u009F]/
+const LONE_SURROGATE = /\p{Cs}/u
 // Bidi embeddings/overrides/isolates can disguise what a name displays as; marks (LRM/RLM) are harmless.
 const BIDI_CONTROL = /[\u202A-\u202E\u2066-\u2069]/
 // Letters and combining marks of any script, with the joiners Persian uses (ZWNJ) and name punctuation.
@@ -47,6 +48,10 @@ export const NAME_MAX = 64
 function checkText(field: string, value: string, errors: FieldError[]): boolean {
   if (CONTROL.test(value)) {
     errors.push({ field, rule: 'control_characters', message: 'must not contain control characters' })
+    return false
+  }
+  if (LONE_SURROGATE.test(value)) {
+    errors.push({ field, rule: 'invalid_unicode', message: 'must be valid Unicode text' })
     return false
   }
   if (BIDI_CONTROL.test(value)) {

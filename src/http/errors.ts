@@ -86,6 +86,7 @@ export const ErrorBodySchema = {
 
 interface AjvLikeError {
   keyword: string
+  propertyName?: string
   instancePath: string
   params: Record<string, unknown>
   message?: string
@@ -120,6 +121,7 @@ export function fieldErrorsFromAjv(errors: readonly AjvLikeError[], prefix = '')
   const out: FieldError[] = []
   const seen = new Set<string>()
   for (const e of errors) {
+    if (e.propertyName !== undefined) continue // the inner error of a propertyNames failure; reported below
     let field = fieldPath(e.instancePath, prefix)
     let message = e.message ?? 'is invalid'
     if (e.keyword === 'additionalProperties') {

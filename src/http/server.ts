@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import { isUtf8 } from 'node:buffer'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
+import sjson from 'secure-json-parse'
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
@@ -41,7 +42,7 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: opts.log as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    disableRequestLogging: true, // one line per request would cost more than the request; metrics count them
     bodyLimit: opts.bodyLimit,
     requestTimeout: opts.requestTimeoutMs,
     keepAliveTimeout: 75_000, // longer than the edge proxy's idle timeout, so it closes first
@@ -76,7 +77,6 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   // JSON only, valid UTF-8 only. (Fastify also parses text/plain by default: not here.)
   app.removeAllContentTypeParsers()
-  const parseJson = app.getDefaultJsonParser('error', 'error')
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
     const buf = body as Buffer
     if (!isUtf8(buf)) {
@@ -86,7 +86,24 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       )
       return
     }
-    parseJson(req, buf.toString('utf8'), done)
+    if (buf.length === 0) {
+      done(new ApiError('SABT_INVALID_JSON', [{ field: '(body)', rule: 'json', message: 'must be a JSON document' }]), undefined)
+      return
+    }
+    try {
+      done(null, sjson.parse(buf.toString('utf8'), { protoAction: 'error', constructorAction: 'error' }))
+    } catch (err) {
+      const forbidden = /prototype property|constructor property/i.test((err as Error).message)
+      done(
+        new ApiError(
+          'SABT_INVALID_JSON',
+          forbidden
+            ? [{ field: '(body)', rule: 'forbidden_key', message: 'must not contain __proto__ or constructor.prototype' }]
+            : [{ field: '(body)', rule: 'json', message: 'must be a JSON document' }],
+        ),
+        undefined,
+      )
+    }
   })
 
   app.addSchema(ErrorBodySchema)
@@ -108,14 +125,6 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
             ? { field: 'content-type', rule: 'media_type', message: 'must be application/json' }
             : { field: '(body)', rule: 'json', message: 'must be a JSON document' }
       api = new ApiError(code, [rule])
-    } else if (
-      (error as SyntaxError).name === 'SyntaxError' ||
-      /prototype property|constructor property/i.test((error as Error).message)
-    ) {
-      // secure-json-parse refusing __proto__ / constructor.prototype keys
-      api = new ApiError('SABT_INVALID_JSON', [
-        { field: '(body)', rule: 'forbidden_key', message: 'must not contain __proto__ or constructor.prototype' },
-      ])
     } else if ((error as FastifyError).statusCode && (error as FastifyError).statusCode! < 500) {
       api = new ApiError('SABT_BAD_REQUEST', undefined, undefined, (error as Error).message)
     } else {

@@ -134,9 +134,19 @@ export class MqClient extends EventEmitter {
     }
   }
 
+  /** Closes the connection; a broker that does not answer the close within 3 s is cut off. */
   async close(): Promise<void> {
     this.#closing = true
-    await this.#conn?.close().catch(() => {})
+    const model = this.#model as (ChannelModel & { connection?: { stream?: { destroy(): void } } }) | null
+    let timer: NodeJS.Timeout | undefined
+    const cutOff = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        model?.connection?.stream?.destroy()
+        resolve()
+      }, 3000)
+    })
+    await Promise.race([this.#conn?.close().catch(() => {}), cutOff])
+    clearTimeout(timer)
     this.#model = null
   }
 }

@@ -64,6 +64,7 @@ export class Publisher {
   ) {
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(100, opts.confirmTimeoutMs / 4)))
     this.#sweeper.unref()
+    metrics.inFlightSources.set(opts.name, () => this.#inFlight.size)
   }
 
   async start(): Promise<void> {

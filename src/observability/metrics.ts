@@ -55,11 +55,16 @@ export class Metrics {
     labelNames: ['publisher'] as const,
     registers: [this.registry],
   })
+  /** Publishers register how to read their in-flight count; read at scrape time, not per publish. */
+  readonly inFlightSources = new Map<string, () => number>()
   readonly publishInFlight = new Gauge({
     name: 'sabt_publish_in_flight',
     help: 'Publishes waiting for a broker confirm',
     labelNames: ['publisher'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const [name, read] of this.inFlightSources) this.publishInFlight.set({ publisher: name }, read())
+    },
   })
   readonly queueDepth = new Gauge({
     name: 'sabt_queue_depth',
