@@ -38,12 +38,17 @@ async function main(argv: string[]): Promise<number> {
       const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
       const secrets = resolveSecrets(env)
       const running = await startSabt({ roles, env, config, log, migrate: values.migrate ?? false })
-      log.info({ event: 'started', roles, url: running.url }, `Sabt ${roles.join(', ')} listening on ${running.url}`)
+      log.info(
+        { event: 'started', roles, url: running.url },
+        `Sabt ${roles.join(', ')} listening on ${running.url}`,
+      )
       if (process.stdout.isTTY || roles.length > 1) {
         const base = running.url?.replace('0.0.0.0', '127.0.0.1') ?? ''
         process.stderr.write(
           `\nSabt is up (${roles.join(', ')}): ${base}\n  ready:   ${base}/readyz\n  API:     ${base}/docs\n` +
-            (secrets.generatedFile ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n` : '') +
+            (secrets.generatedFile
+              ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n`
+              : '') +
             '\n',
         )
       }
@@ -83,7 +88,9 @@ async function main(argv: string[]): Promise<number> {
       try {
         const view = await lookupRegistration(pool, config, id, env.SABT_QUEUED_WINDOW_S * 1000)
         const { kind, ...body } = view
-        process.stdout.write(`${JSON.stringify(kind === 'unknown' ? { id, status: 'not_found' } : body, null, 2)}\n`)
+        process.stdout.write(
+          `${JSON.stringify(kind === 'unknown' ? { id, status: 'not_found' } : body, null, 2)}\n`,
+        )
         return kind === 'unknown' ? 1 : 0
       } finally {
         await pool.end()

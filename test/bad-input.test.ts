@@ -23,9 +23,19 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
     })
   const post = (body: unknown) => raw(JSON.stringify(body))
 
-  function expectError(res: { statusCode: number; json: () => unknown; headers: Record<string, unknown> }, status: number, code: string, fieldRules: string[]) {
+  function expectError(
+    res: { statusCode: number; json: () => unknown; headers: Record<string, unknown> },
+    status: number,
+    code: string,
+    fieldRules: string[],
+  ) {
     expect(res.headers['content-type']).toMatch(/application\/json/)
-    const body = res.json() as { statusCode: number; code: string; message: string; errors?: { field: string; rule: string; message: string }[] }
+    const body = res.json() as {
+      statusCode: number
+      code: string
+      message: string
+      errors?: { field: string; rule: string; message: string }[]
+    }
     expect({ status: res.statusCode, code: body.code }).toEqual({ status, code })
     expect(body.statusCode).toBe(status)
     expect(body.message.length).toBeGreaterThan(0)
@@ -39,27 +49,50 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
   })
 
   it('400 for a body that is not UTF-8', async () => {
-    const bytes = Buffer.concat([Buffer.from('{"campaign":"demo","first_name":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')])
+    const bytes = Buffer.concat([
+      Buffer.from('{"campaign":"demo","first_name":"'),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from('"}'),
+    ])
     expectError(await raw(bytes), 400, 'SABT_INVALID_ENCODING', ['(body):utf8'])
   })
 
   it('400 for prototype-pollution keys', async () => {
-    expectError(await raw(`{"__proto__": {"admin": true}, "campaign": "demo"}`), 400, 'SABT_INVALID_JSON', ['(body):forbidden_key'])
-    expectError(await raw(`{"constructor": {"prototype": {"x": 1}}}`), 400, 'SABT_INVALID_JSON', ['(body):forbidden_key'])
+    expectError(await raw(`{"__proto__": {"admin": true}, "campaign": "demo"}`), 400, 'SABT_INVALID_JSON', [
+      '(body):forbidden_key',
+    ])
+    expectError(await raw(`{"constructor": {"prototype": {"x": 1}}}`), 400, 'SABT_INVALID_JSON', [
+      '(body):forbidden_key',
+    ])
   })
 
   it('415 for anything but application/json', async () => {
-    expectError(await raw('campaign=demo', 'application/x-www-form-urlencoded'), 415, 'SABT_UNSUPPORTED_MEDIA_TYPE', ['content-type:media_type'])
-    expectError(await raw('{}', 'text/plain'), 415, 'SABT_UNSUPPORTED_MEDIA_TYPE', ['content-type:media_type'])
+    expectError(
+      await raw('campaign=demo', 'application/x-www-form-urlencoded'),
+      415,
+      'SABT_UNSUPPORTED_MEDIA_TYPE',
+      ['content-type:media_type'],
+    )
+    expectError(await raw('{}', 'text/plain'), 415, 'SABT_UNSUPPORTED_MEDIA_TYPE', [
+      'content-type:media_type',
+    ])
     expectError(await raw('{}', null), 415, 'SABT_UNSUPPORTED_MEDIA_TYPE', ['content-type:media_type'])
   })
 
   it('413 for a body over the limit', async () => {
-    expectError(await post(registration({ attributes: { a: 'x'.repeat(3000) } })), 413, 'SABT_BODY_TOO_LARGE', ['(body):max_bytes'])
+    expectError(
+      await post(registration({ attributes: { a: 'x'.repeat(3000) } })),
+      413,
+      'SABT_BODY_TOO_LARGE',
+      ['(body):max_bytes'],
+    )
   })
 
   it('422 naming unknown fields (refused, not stripped)', async () => {
-    expectError(await post(registration({ admin: true, role: 'x' })), 422, 'SABT_VALIDATION', ['admin:unknown_field', 'role:unknown_field'])
+    expectError(await post(registration({ admin: true, role: 'x' })), 422, 'SABT_VALIDATION', [
+      'admin:unknown_field',
+      'role:unknown_field',
+    ])
   })
 
   it('422 for missing fields', async () => {
@@ -68,7 +101,9 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
   })
 
   it('422 for wrong types: never coerced', async () => {
-    expectError(await post(registration({ national_id: 499370899 })), 422, 'SABT_VALIDATION', ['national_id:type'])
+    expectError(await post(registration({ national_id: 499370899 })), 422, 'SABT_VALIDATION', [
+      'national_id:type',
+    ])
     expectError(await post(registration({ first_name: ['a'] })), 422, 'SABT_VALIDATION', ['first_name:type'])
     expectError(await post(registration({ birth_date: null })), 422, 'SABT_VALIDATION', ['birth_date:type'])
     expectError(await post([registration()]), 422, 'SABT_VALIDATION', ['(body):type'])
@@ -76,41 +111,71 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
   })
 
   it('422 for the national-id rules', async () => {
-    expectError(await post(registration({ national_id: '0499370898' })), 422, 'SABT_VALIDATION', ['national_id:checksum'])
-    expectError(await post(registration({ national_id: '1111111111' })), 422, 'SABT_VALIDATION', ['national_id:same_digits'])
-    expectError(await post(registration({ national_id: '12345' })), 422, 'SABT_VALIDATION', ['national_id:format'])
+    expectError(await post(registration({ national_id: '0499370898' })), 422, 'SABT_VALIDATION', [
+      'national_id:checksum',
+    ])
+    expectError(await post(registration({ national_id: '1111111111' })), 422, 'SABT_VALIDATION', [
+      'national_id:same_digits',
+    ])
+    expectError(await post(registration({ national_id: '12345' })), 422, 'SABT_VALIDATION', [
+      'national_id:format',
+    ])
   })
 
   it('422 for a mobile number that is not Iranian', async () => {
-    expectError(await post(registration({ mobile: '02188776655' })), 422, 'SABT_VALIDATION', ['mobile:format'])
-    expectError(await post(registration({ mobile: '+14155550100' })), 422, 'SABT_VALIDATION', ['mobile:format'])
+    expectError(await post(registration({ mobile: '02188776655' })), 422, 'SABT_VALIDATION', [
+      'mobile:format',
+    ])
+    expectError(await post(registration({ mobile: '+14155550100' })), 422, 'SABT_VALIDATION', [
+      'mobile:format',
+    ])
   })
 
   it('422 for birth dates that are not real past dates', async () => {
-    expectError(await post(registration({ birth_date: '1990-02-30' })), 422, 'SABT_VALIDATION', ['birth_date:calendar'])
-    expectError(await post(registration({ birth_date: '2999-01-01' })), 422, 'SABT_VALIDATION', ['birth_date:past'])
-    expectError(await post(registration({ birth_date: '21/03/1990' })), 422, 'SABT_VALIDATION', ['birth_date:format'])
+    expectError(await post(registration({ birth_date: '1990-02-30' })), 422, 'SABT_VALIDATION', [
+      'birth_date:calendar',
+    ])
+    expectError(await post(registration({ birth_date: '2999-01-01' })), 422, 'SABT_VALIDATION', [
+      'birth_date:past',
+    ])
+    expectError(await post(registration({ birth_date: '21/03/1990' })), 422, 'SABT_VALIDATION', [
+      'birth_date:format',
+    ])
   })
 
   it('422 for names with digits, controls or bidi overrides', async () => {
-    expectError(await post(registration({ first_name: 'Ali2' })), 422, 'SABT_VALIDATION', ['first_name:letters'])
-    expectError(await post(registration({ last_name: 'a\u202Eb' })), 422, 'SABT_VALIDATION', ['last_name:bidi_control'])
-    expectError(await post(registration({ last_name: 'a\nb' })), 422, 'SABT_VALIDATION', ['last_name:control_characters'])
+    expectError(await post(registration({ first_name: 'Ali2' })), 422, 'SABT_VALIDATION', [
+      'first_name:letters',
+    ])
+    expectError(await post(registration({ last_name: 'a\u202Eb' })), 422, 'SABT_VALIDATION', [
+      'last_name:bidi_control',
+    ])
+    expectError(await post(registration({ last_name: 'a\nb' })), 422, 'SABT_VALIDATION', [
+      'last_name:control_characters',
+    ])
   })
 
   it('422 for attributes that are not a small flat object', async () => {
     expectError(await post(registration({ attributes: { nested: { a: 1 } } })), 422, 'SABT_VALIDATION', [
       'attributes.nested:type',
     ])
-    expectError(await post(registration({ attributes: { 'Bad Key': 1 } })), 422, 'SABT_VALIDATION', ['attributes.Bad Key:property_name'])
+    expectError(await post(registration({ attributes: { 'Bad Key': 1 } })), 422, 'SABT_VALIDATION', [
+      'attributes.Bad Key:property_name',
+    ])
     const many = Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, i]))
-    expectError(await post(registration({ attributes: many })), 422, 'SABT_VALIDATION', ['attributes:max_properties'])
+    expectError(await post(registration({ attributes: many })), 422, 'SABT_VALIDATION', [
+      'attributes:max_properties',
+    ])
     expectError(await post(registration({ attributes: [1, 2] })), 422, 'SABT_VALIDATION', ['attributes:type'])
   })
 
   it('422 for an unknown campaign, and for one not open yet', async () => {
-    expectError(await post(registration({ campaign: 'nope' })), 422, 'SABT_UNKNOWN_CAMPAIGN', ['campaign:known_campaign'])
-    expectError(await post(registration({ campaign: 'later' })), 422, 'SABT_CAMPAIGN_NOT_OPEN', ['campaign:open'])
+    expectError(await post(registration({ campaign: 'nope' })), 422, 'SABT_UNKNOWN_CAMPAIGN', [
+      'campaign:known_campaign',
+    ])
+    expectError(await post(registration({ campaign: 'later' })), 422, 'SABT_CAMPAIGN_NOT_OPEN', [
+      'campaign:open',
+    ])
   })
 
   it('404 in the same JSON shape for an unknown route', async () => {

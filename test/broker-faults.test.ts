@@ -1,6 +1,14 @@
 import amqp from 'amqplib'
 import { afterEach, describe, expect, it } from 'vitest'
-import { AMQP_URL, queueDepth, registration, startTestSabt, type TestSabt, testEnv, waitFor } from './support/harness.js'
+import {
+  AMQP_URL,
+  queueDepth,
+  registration,
+  startTestSabt,
+  type TestSabt,
+  testEnv,
+  waitFor,
+} from './support/harness.js'
 import { TcpProxy } from './support/tcp-proxy.js'
 
 // The promise behind a 202 is "the broker has it in a queue". When that cannot be known, the
@@ -22,7 +30,10 @@ describe('gateway when the broker fails', () => {
   const post = (s: TestSabt, body: unknown = registration()) =>
     s.app.inject({ method: 'POST', url: '/v1/registrations', payload: body as Record<string, unknown> })
 
-  function expect503(res: { statusCode: number; headers: Record<string, unknown>; json: () => unknown }, code: string) {
+  function expect503(
+    res: { statusCode: number; headers: Record<string, unknown>; json: () => unknown },
+    code: string,
+  ) {
     expect(res.statusCode).toBe(503)
     expect(res.headers['retry-after']).toMatch(/^[0-9]+$/)
     expect(res.json()).toMatchObject({ statusCode: 503, code })
@@ -114,11 +125,17 @@ describe('gateway when the broker fails', () => {
     const proxy = new TcpProxy('127.0.0.1', 5672)
     await proxy.start()
     cleanups.push(() => proxy.close())
-    const s = await gateway({ SABT_PUBLISH_MAX_IN_FLIGHT: '2', SABT_CONFIRM_TIMEOUT_MS: '2000' }, proxy.url('amqp'))
+    const s = await gateway(
+      { SABT_PUBLISH_MAX_IN_FLIGHT: '2', SABT_CONFIRM_TIMEOUT_MS: '2000' },
+      proxy.url('amqp'),
+    )
     proxy.pauseReplies()
     try {
       const pending = [post(s), post(s)]
-      await waitFor(() => s.metrics.inFlightSources.get('intake')?.() === 2, 'two publishes awaiting confirms')
+      await waitFor(
+        () => s.metrics.inFlightSources.get('intake')?.() === 2,
+        'two publishes awaiting confirms',
+      )
       expect503(await post(s), 'SABT_OVERLOADED')
       proxy.resumeReplies()
       expect((await Promise.all(pending)).map((r) => r.statusCode)).toEqual([202, 202])

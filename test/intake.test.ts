@@ -1,6 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isUuidV7 } from '../src/domain/uuid7.js'
-import { captureLogger, queueDepth, registration, sql, startTestSabt, type TestSabt, testEnv, waitFor } from './support/harness.js'
+import {
+  captureLogger,
+  registration,
+  sql,
+  startTestSabt,
+  type TestSabt,
+  testEnv,
+  waitFor,
+} from './support/harness.js'
 
 // The whole intake path, in-process, against the real RabbitMQ and PostgreSQL; run once with one
 // intake queue and once sharded over four (a person's submissions must stay in one shard).
@@ -32,17 +40,14 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
     expect(body.status_url).toBe(`/v1/registrations/${body.id}`)
     expect(res.headers.location).toBe(body.status_url)
 
-    const rows = await waitFor(
-      async () => {
-        const r = await sql<{ status: string; first_name: string; birth_date: string }>(
-          sabt.env.DATABASE_URL,
-          "SELECT status, first_name, to_char(birth_date, 'YYYY-MM-DD') AS birth_date FROM registrations WHERE id = $1",
-          [body.id],
-        )
-        return r.length === 1 && r
-      },
-      'the registration to be recorded',
-    )
+    const rows = await waitFor(async () => {
+      const r = await sql<{ status: string; first_name: string; birth_date: string }>(
+        sabt.env.DATABASE_URL,
+        "SELECT status, first_name, to_char(birth_date, 'YYYY-MM-DD') AS birth_date FROM registrations WHERE id = $1",
+        [body.id],
+      )
+      return r.length === 1 && r
+    }, 'the registration to be recorded')
     expect(rows[0]).toEqual({ status: 'recorded', first_name: 'علی', birth_date: '1990-03-21' })
 
     const st = await status(body.id)
@@ -58,7 +63,9 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
     const nid = registration().national_id
     const first = (await post(registration({ national_id: nid }))).json<{ id: string }>().id
     await waitFor(() => status(first).then((r) => r.statusCode === 200), 'first recorded')
-    const second = (await post(registration({ national_id: nid, mobile: '09350000000' }))).json<{ id: string }>().id
+    const second = (await post(registration({ national_id: nid, mobile: '09350000000' }))).json<{
+      id: string
+    }>().id
     const dup = await waitFor(
       () => status(second).then((r) => r.statusCode === 200 && r.json()),
       'the duplicate to be recorded',
@@ -75,14 +82,24 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
   it('keeps the earliest when one person submits many times at once (first come, first served)', async () => {
     const nid = registration().national_id
     const ids = await Promise.all(
-      Array.from({ length: 5 }, () => post(registration({ national_id: nid })).then((r) => r.json<{ id: string }>().id)),
+      Array.from({ length: 5 }, () =>
+        post(registration({ national_id: nid })).then((r) => r.json<{ id: string }>().id),
+      ),
     )
     const sorted = [...ids].sort() // UUIDv7 order is arrival order
     await waitFor(async () => {
-      const r = await sql<{ n: number }>(sabt.env.DATABASE_URL, 'SELECT count(*)::int AS n FROM duplicates WHERE id = ANY($1)', [ids])
+      const r = await sql<{ n: number }>(
+        sabt.env.DATABASE_URL,
+        'SELECT count(*)::int AS n FROM duplicates WHERE id = ANY($1)',
+        [ids],
+      )
       return r[0]!.n === 4
     }, 'four duplicates')
-    const rec = await sql<{ id: string }>(sabt.env.DATABASE_URL, 'SELECT id::text FROM registrations WHERE id = ANY($1)', [ids])
+    const rec = await sql<{ id: string }>(
+      sabt.env.DATABASE_URL,
+      'SELECT id::text FROM registrations WHERE id = ANY($1)',
+      [ids],
+    )
     expect(rec).toEqual([{ id: sorted[0] }])
     const originals = await sql<{ original_id: string }>(
       sabt.env.DATABASE_URL,
@@ -96,8 +113,14 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
     const nid = registration().national_id
     const a = (await post(registration({ national_id: nid }))).json<{ id: string }>().id
     const b = (await post(registration({ national_id: nid, campaign: 'nocheck' }))).json<{ id: string }>().id
-    await waitFor(() => status(b).then((r) => r.statusCode === 200 && r.json().status === 'accepted'), 'nocheck accepted')
-    const ra = await waitFor(() => status(a).then((r) => r.statusCode === 200 && r.json<{ status: string }>()), 'a recorded')
+    await waitFor(
+      () => status(b).then((r) => r.statusCode === 200 && r.json().status === 'accepted'),
+      'nocheck accepted',
+    )
+    const ra = await waitFor(
+      () => status(a).then((r) => r.statusCode === 200 && r.json<{ status: string }>()),
+      'a recorded',
+    )
     expect(ra.status).toBe('recorded')
   })
 
@@ -105,7 +128,11 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
     const reg = registration()
     const id = (await post(reg)).json<{ id: string }>().id
     await waitFor(() => status(id).then((r) => r.statusCode === 200), 'recorded')
-    const rows = await sql<{ row: string }>(sabt.env.DATABASE_URL, 'SELECT r::text AS row FROM registrations r WHERE id = $1', [id])
+    const rows = await sql<{ row: string }>(
+      sabt.env.DATABASE_URL,
+      'SELECT r::text AS row FROM registrations r WHERE id = $1',
+      [id],
+    )
     expect(rows[0]!.row).not.toContain(reg.national_id as string)
     expect(rows[0]!.row).not.toContain((reg.mobile as string).slice(1))
     expect(rows[0]!.row).not.toContain(Buffer.from(reg.national_id as string).toString('hex'))
@@ -145,12 +172,19 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
     expect(body.accepted).toBe(2)
     expect(body.rejected).toBe(3)
     expect(body.results.map((r) => r.status)).toEqual([202, 422, 422, 422, 202])
-    expect(body.results[1]).toMatchObject({ code: 'SABT_VALIDATION', errors: [{ field: 'national_id', rule: 'checksum' }] })
+    expect(body.results[1]).toMatchObject({
+      code: 'SABT_VALIDATION',
+      errors: [{ field: 'national_id', rule: 'checksum' }],
+    })
     expect(body.results[2]).toMatchObject({ errors: [{ field: 'extra', rule: 'unknown_field' }] })
     expect(body.results[3]).toMatchObject({ code: 'SABT_UNKNOWN_CAMPAIGN', errors: [{ field: 'campaign' }] })
     const ids = [body.results[0]!.id, body.results[4]!.id] as string[]
     await waitFor(async () => {
-      const r = await sql<{ n: number }>(sabt.env.DATABASE_URL, 'SELECT count(*)::int AS n FROM registrations WHERE id = ANY($1)', [ids])
+      const r = await sql<{ n: number }>(
+        sabt.env.DATABASE_URL,
+        'SELECT count(*)::int AS n FROM registrations WHERE id = ANY($1)',
+        [ids],
+      )
       return r[0]!.n === 2
     }, 'both accepted records written')
 
@@ -164,7 +198,11 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
 
   it('refuses a batch over the record limit, naming the rule', async () => {
     const records = Array.from({ length: 1001 }, () => ({}))
-    const res = await sabt.app.inject({ method: 'POST', url: '/v1/registrations/batch', payload: { records } })
+    const res = await sabt.app.inject({
+      method: 'POST',
+      url: '/v1/registrations/batch',
+      payload: { records },
+    })
     expect(res.statusCode).toBe(422)
     expect(res.json()).toMatchObject({ errors: [{ field: 'records', rule: 'max_items' }] })
   })

@@ -11,8 +11,10 @@ import { ConfigError } from './env.js'
  * (which provider, where, how fast, how patient) and the campaigns with the checks each requires.
  * `${VAR}` and `${VAR:-default}` in strings are read from the environment.
  */
-const Slug = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })
-const CheckName = Type.String({ pattern: '^[a-z][a-z0-9_]{0,31}$' })
+const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/
+const CHECK_NAME = /^[a-z][a-z0-9_]{0,31}$/
+const Slug = Type.String({ pattern: SLUG.source })
+const CheckName = Type.String({ pattern: CHECK_NAME.source })
 const Duration = Type.String({ pattern: '^[0-9]+(ms|s|m|h)$' })
 
 export const CheckConfigSchema = Type.Object(
@@ -175,6 +177,16 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
     throw new ConfigError(`invalid configuration: ${detail}`)
   }
   const raw = withDefaults as Static<typeof SabtConfigSchema>
+  for (const name of Object.keys(raw.checks))
+    if (!CHECK_NAME.test(name))
+      throw new ConfigError(
+        `invalid configuration: checks.${name}: a check name is lowercase letters, digits and _`,
+      )
+  for (const slug of Object.keys(raw.campaigns))
+    if (!SLUG.test(slug))
+      throw new ConfigError(
+        `invalid configuration: campaigns.${slug}: a campaign slug is lowercase letters, digits and -`,
+      )
 
   const checks = new Map<string, CheckConfig>()
   for (const [name, c] of Object.entries(raw.checks)) {
@@ -189,9 +201,13 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
     const names = new Set<string>()
     for (const [i, ref] of refs.entries()) {
       if (!checks.has(ref.name))
-        throw new ConfigError(`invalid configuration: campaigns.${slug}.checks.${i}: unknown check ${ref.name}`)
+        throw new ConfigError(
+          `invalid configuration: campaigns.${slug}.checks.${i}: unknown check ${ref.name}`,
+        )
       if (names.has(ref.name))
-        throw new ConfigError(`invalid configuration: campaigns.${slug}.checks.${i}: ${ref.name} listed twice`)
+        throw new ConfigError(
+          `invalid configuration: campaigns.${slug}.checks.${i}: ${ref.name} listed twice`,
+        )
       names.add(ref.name)
     }
     for (const [i, ref] of refs.entries()) {
@@ -246,7 +262,9 @@ function assertAcyclic(slug: string, refs: CampaignCheck[]): void {
   const visit = (n: string): void => {
     if (state.get(n) === 'done') return
     if (state.get(n) === 'visiting')
-      throw new ConfigError(`invalid configuration: campaigns.${slug}.checks: 'after' forms a cycle through ${n}`)
+      throw new ConfigError(
+        `invalid configuration: campaigns.${slug}.checks: 'after' forms a cycle through ${n}`,
+      )
     state.set(n, 'visiting')
     for (const d of deps.get(n) ?? []) visit(d)
     state.set(n, 'done')
@@ -254,7 +272,10 @@ function assertAcyclic(slug: string, refs: CampaignCheck[]): void {
   for (const r of refs) visit(r.name)
 }
 
-export function loadConfigFile(path: string, env: Record<string, string | undefined> = process.env): SabtConfig {
+export function loadConfigFile(
+  path: string,
+  env: Record<string, string | undefined> = process.env,
+): SabtConfig {
   let text: string
   try {
     text = readFileSync(path, 'utf8')

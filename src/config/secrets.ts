@@ -28,7 +28,9 @@ export function resolveSecrets(env: Env): Secrets {
   const needFile = !env.SABT_DATA_KEYS || !env.SABT_INDEX_KEY || !env.SABT_ADMIN_TOKEN
   if (needFile) {
     if (production) {
-      const missing = ['SABT_DATA_KEYS', 'SABT_INDEX_KEY', 'SABT_ADMIN_TOKEN'].filter((k) => !env[k as keyof Env])
+      const missing = ['SABT_DATA_KEYS', 'SABT_INDEX_KEY', 'SABT_ADMIN_TOKEN'].filter(
+        (k) => !env[k as keyof Env],
+      )
       throw new ConfigError(`missing secret(s) in production: ${missing.join(', ')}`)
     }
     file = loadOrCreateDevSecrets(env.SABT_SECRETS_FILE)

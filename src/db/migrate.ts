@@ -31,6 +31,7 @@ export async function migrate(url: string, log: Logger): Promise<string[]> {
     },
   })
   const names = applied.map((m) => m.name)
-  if (names.length) log.info({ event: 'db.migrated', migrations: names }, `applied ${names.length} migration(s)`)
+  if (names.length)
+    log.info({ event: 'db.migrated', migrations: names }, `applied ${names.length} migration(s)`)
   return names
 }

@@ -18,7 +18,9 @@ export function createPool(url: string, opts: { max: number; log: Logger; name: 
     keepAlive: true,
   })
   // An idle client losing its connection (database restart) must not crash the process.
-  pool.on('error', (err) => opts.log.warn({ event: 'db.pool_error', err: err.message }, 'idle PostgreSQL client failed'))
+  pool.on('error', (err) =>
+    opts.log.warn({ event: 'db.pool_error', err: err.message }, 'idle PostgreSQL client failed'),
+  )
   return pool
 }
 
@@ -30,7 +32,8 @@ export function isConnectionError(err: unknown): boolean {
     if (e.code.startsWith('08')) return true // connection exception
     if (e.code === '57P01' || e.code === '57P02' || e.code === '57P03') return true // admin shutdown, crash, cannot connect now
     if (e.code === '53300') return true // too many connections
-    if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH'].includes(e.code)) return true
+    if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH'].includes(e.code))
+      return true
   }
   const m = e.message ?? ''
   return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout/i.test(

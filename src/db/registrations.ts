@@ -116,7 +116,12 @@ export async function writeRecordBatch(pool: Pool, rows: readonly RecordRow[]): 
   const m = await pool.query<{ id: string; original_id: string; status: string }>({
     name: 'sabt_resolve_leftovers',
     text: RESOLVE_LEFTOVERS,
-    values: [left.map((r) => r.id), left.map((r) => r.campaign), left.map((r) => r.nationalIdIndex), left.map((r) => r.receivedAt)],
+    values: [
+      left.map((r) => r.id),
+      left.map((r) => r.campaign),
+      left.map((r) => r.nationalIdIndex),
+      left.map((r) => r.receivedAt),
+    ],
   })
   const matched = new Set<string>()
   for (const row of m.rows) {

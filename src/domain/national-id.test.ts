@@ -1,4 +1,8 @@
-import { invalidNationalIdSequences, validateNationalIdChecksum, verifyIranianNationalId } from '@persian-tools/persian-tools'
+import {
+  invalidNationalIdSequences,
+  validateNationalIdChecksum,
+  verifyIranianNationalId,
+} from '@persian-tools/persian-tools'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { checkNationalId, withCheckDigit } from './national-id.js'

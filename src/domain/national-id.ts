@@ -8,7 +8,9 @@ export type NationalIdRule = 'format' | 'same_digits' | 'checksum'
  * Codes of one repeated digit (0000000000, 1111111111, …) pass the arithmetic but are never issued:
  * refused by policy.
  */
-export function checkNationalId(raw: string): { ok: true; value: string } | { ok: false; rule: NationalIdRule } {
+export function checkNationalId(
+  raw: string,
+): { ok: true; value: string } | { ok: false; rule: NationalIdRule } {
   const value = toAsciiDigits(raw)
   if (!/^[0-9]{10}$/.test(value)) return { ok: false, rule: 'format' }
   if (/^(\d)\1{9}$/.test(value)) return { ok: false, rule: 'same_digits' }

@@ -34,6 +34,7 @@ export interface FieldError {
   message: string
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
 const CONTROL = /[\u0000-\u001F\u007F-\u009F]/
 const LONE_SURROGATE = /\p{Cs}/u
 // Bidi embeddings/overrides/isolates can disguise what a name displays as; marks (LRM/RLM) are harmless.
@@ -55,7 +56,11 @@ function checkText(field: string, value: string, errors: FieldError[]): boolean 
     return false
   }
   if (BIDI_CONTROL.test(value)) {
-    errors.push({ field, rule: 'bidi_control', message: 'must not contain bidirectional override characters' })
+    errors.push({
+      field,
+      rule: 'bidi_control',
+      message: 'must not contain bidirectional override characters',
+    })
     return false
   }
   return true
@@ -123,7 +128,12 @@ export function normaliseRegistration(
   if (checkText('mobile', mobile, errors)) {
     const mob = normaliseMobile(mobile.trim())
     if (mob.ok) mobile = mob.value
-    else errors.push({ field: 'mobile', rule: 'format', message: 'must be an Iranian mobile number (09XXXXXXXXX)' })
+    else
+      errors.push({
+        field: 'mobile',
+        rule: 'format',
+        message: 'must be an Iranian mobile number (09XXXXXXXXX)',
+      })
   }
 
   const firstName = normaliseName('first_name', input.first_name, errors)

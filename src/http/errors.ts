@@ -20,11 +20,17 @@ export const ERRORS = {
   SABT_CAMPAIGN_NOT_OPEN: { status: 422, message: 'The campaign is not open for registration now' },
   SABT_RATE_LIMITED: { status: 429, message: 'Too many requests; retry later' },
   SABT_INTERNAL: { status: 500, message: 'Internal error' },
-  SABT_BROKER_UNAVAILABLE: { status: 503, message: 'Intake is unavailable (message broker unreachable); retry later' },
+  SABT_BROKER_UNAVAILABLE: {
+    status: 503,
+    message: 'Intake is unavailable (message broker unreachable); retry later',
+  },
   SABT_QUEUE_FULL: { status: 503, message: 'Intake is full; retry later' },
   SABT_OVERLOADED: { status: 503, message: 'Too many registrations in flight; retry later' },
   SABT_UNROUTABLE: { status: 503, message: 'The registration could not be routed to a queue; retry later' },
-  SABT_CONFIRM_TIMEOUT: { status: 503, message: 'The broker did not confirm the registration in time; retry later' },
+  SABT_CONFIRM_TIMEOUT: {
+    status: 503,
+    message: 'The broker did not confirm the registration in time; retry later',
+  },
   SABT_NOT_READY: { status: 503, message: 'A dependency is unavailable' },
 } as const satisfies Record<string, { status: number; message: string }>
 

@@ -1,12 +1,18 @@
-import type { Socket } from 'node:net'
 import { isUtf8 } from 'node:buffer'
+import type { Socket } from 'node:net'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
-import sjson from 'secure-json-parse'
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import sjson from 'secure-json-parse'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
-import { ApiError, type ErrorCode, ErrorBodySchema, errorCatalogueMarkdown, fieldErrorsFromAjv } from './errors.js'
+import {
+  ApiError,
+  ErrorBodySchema,
+  type ErrorCode,
+  errorCatalogueMarkdown,
+  fieldErrorsFromAjv,
+} from './errors.js'
 
 export interface Readiness {
   ready: boolean
@@ -77,17 +83,24 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   // JSON only, valid UTF-8 only. (Fastify also parses text/plain by default: not here.)
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
     const buf = body as Buffer
     if (!isUtf8(buf)) {
       done(
-        new ApiError('SABT_INVALID_ENCODING', [{ field: '(body)', rule: 'utf8', message: 'must be valid UTF-8' }]),
+        new ApiError('SABT_INVALID_ENCODING', [
+          { field: '(body)', rule: 'utf8', message: 'must be valid UTF-8' },
+        ]),
         undefined,
       )
       return
     }
     if (buf.length === 0) {
-      done(new ApiError('SABT_INVALID_JSON', [{ field: '(body)', rule: 'json', message: 'must be a JSON document' }]), undefined)
+      done(
+        new ApiError('SABT_INVALID_JSON', [
+          { field: '(body)', rule: 'json', message: 'must be a JSON document' },
+        ]),
+        undefined,
+      )
       return
     }
     try {
@@ -98,7 +111,13 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         new ApiError(
           'SABT_INVALID_JSON',
           forbidden
-            ? [{ field: '(body)', rule: 'forbidden_key', message: 'must not contain __proto__ or constructor.prototype' }]
+            ? [
+                {
+                  field: '(body)',
+                  rule: 'forbidden_key',
+                  message: 'must not contain __proto__ or constructor.prototype',
+                },
+              ]
             : [{ field: '(body)', rule: 'json', message: 'must be a JSON document' }],
         ),
         undefined,
@@ -128,7 +147,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     } else if ((error as FastifyError).statusCode && (error as FastifyError).statusCode! < 500) {
       api = new ApiError('SABT_BAD_REQUEST', undefined, undefined, (error as Error).message)
     } else {
-      request.log.error({ event: 'http.internal_error', err: error, route: request.routeOptions.url }, 'unhandled error')
+      request.log.error(
+        { event: 'http.internal_error', err: error, route: request.routeOptions.url },
+        'unhandled error',
+      )
       api = new ApiError('SABT_INTERNAL')
     }
     if (api.retryAfterS) reply.header('retry-after', String(api.retryAfterS))
@@ -163,7 +185,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         },
       },
     },
-    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) || `def-${i}` },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) || `def-${i}`,
+    },
   })
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } })
 
@@ -171,7 +195,13 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.get(
     '/healthz',
-    { schema: { tags: ['health'], summary: 'The process is alive', response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } } },
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The process is alive',
+        response: { 200: { type: 'object', properties: { status: { type: 'string' } } } },
+      },
+    },
     async () => ({ status: 'ok' }),
   )
 

@@ -72,7 +72,8 @@ export class MqClient extends EventEmitter {
     })
     conn.on('disconnect', (err: Error) => {
       this.#model = null
-      if (!this.#closing) this.log.warn({ event: 'mq.disconnected', err: err.message }, 'lost RabbitMQ connection')
+      if (!this.#closing)
+        this.log.warn({ event: 'mq.disconnected', err: err.message }, 'lost RabbitMQ connection')
       this.emit('disconnect', err)
     })
     conn.on('connect-failed', (err: Error) => {

@@ -14,7 +14,14 @@ import type { MqClient } from './connection.js'
  * - closed:      the channel closed before the confirm arrived
  * - timeout:     no confirm within the confirm timeout
  */
-export type PublishFailure = 'unavailable' | 'blocked' | 'overloaded' | 'nack' | 'returned' | 'closed' | 'timeout'
+export type PublishFailure =
+  | 'unavailable'
+  | 'blocked'
+  | 'overloaded'
+  | 'nack'
+  | 'returned'
+  | 'closed'
+  | 'timeout'
 
 export class PublishError extends Error {
   override name = 'PublishError'
@@ -172,7 +179,8 @@ export class Publisher {
           },
           (err: unknown) => {
             if (entry.settled) return
-            if (err) return this.#settle(seq, entry, new PublishError(this.#channel === ch ? 'nack' : 'closed'))
+            if (err)
+              return this.#settle(seq, entry, new PublishError(this.#channel === ch ? 'nack' : 'closed'))
             if (mandatory) {
               const returned = this.#returned.get(entry.messageId)
               if (returned) {

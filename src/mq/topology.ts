@@ -45,7 +45,9 @@ export interface TopologyNames {
   dead: string
 }
 
-export function topologyNames(opts: Pick<TopologyOptions, 'prefix' | 'intakeShards' | 'retryTiersMs'>): TopologyNames {
+export function topologyNames(
+  opts: Pick<TopologyOptions, 'prefix' | 'intakeShards' | 'retryTiersMs'>,
+): TopologyNames {
   const p = opts.prefix
   const intakeQueues =
     opts.intakeShards === 1
@@ -59,7 +61,11 @@ export function topologyNames(opts: Pick<TopologyOptions, 'prefix' | 'intakeShar
     checkExchange: `${p}.check`,
     checkQueue: (check) => `${p}.check.${check}`,
     retryExchange: `${p}.retry`,
-    retryQueues: opts.retryTiersMs.map((ms) => ({ label: tierLabel(ms), ms, queue: `${p}.retry.${tierLabel(ms)}` })),
+    retryQueues: opts.retryTiersMs.map((ms) => ({
+      label: tierLabel(ms),
+      ms,
+      queue: `${p}.retry.${tierLabel(ms)}`,
+    })),
     deadExchange: `${p}.dead`,
     dead: `${p}.dead`,
   }

@@ -8,7 +8,8 @@ export type Logger = pino.Logger
  * Iranian mobile number, as a net for the cases no one thought of (an error message quoting input).
  * The registration id (a UUID) is the correlation key and is kept whole.
  */
-const PERSONAL_SHAPES = /(?<![0-9A-Za-z])(?:\+?98|0098|0)?9[0-9]{9}(?![0-9A-Za-z])|(?<![0-9A-Za-z])[0-9]{10}(?![0-9A-Za-z])/g
+const PERSONAL_SHAPES =
+  /(?<![0-9A-Za-z])(?:\+?98|0098|0)?9[0-9]{9}(?![0-9A-Za-z])|(?<![0-9A-Za-z])[0-9]{10}(?![0-9A-Za-z])/g
 const NON_ASCII_DIGITS = /[\u0660-\u0669\u06F0-\u06F9]{6,}/g
 
 export function maskDigits(value: string): string {
@@ -24,7 +25,8 @@ function scrubDeep(value: unknown, depth: number): unknown {
   if (typeof value === 'string') return scrub(value)
   if (depth > 4 || value === null || typeof value !== 'object') return value
   if (Array.isArray(value)) return value.map((v) => scrubDeep(v, depth + 1))
-  if (value instanceof Error) return { type: value.name, message: scrub(value.message), stack: scrub(value.stack ?? '') }
+  if (value instanceof Error)
+    return { type: value.name, message: scrub(value.message), stack: scrub(value.stack ?? '') }
   const out: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(value)) out[k] = scrubDeep(v, depth + 1)
   return out

@@ -65,7 +65,11 @@ export function newKey(): string {
 }
 
 /** Parses `SABT_DATA_KEYS` ("id:base64,id:base64"), `SABT_DATA_KEY_ID` and `SABT_INDEX_KEY`. */
-export function parseDataKeys(dataKeys: string, currentKeyId: string | undefined, indexKey: string): DataKeys {
+export function parseDataKeys(
+  dataKeys: string,
+  currentKeyId: string | undefined,
+  indexKey: string,
+): DataKeys {
   const keys = new Map<string, Buffer>()
   let last: string | undefined
   for (const part of dataKeys.split(',')) {

@@ -7,8 +7,8 @@ import { createPool, type Pool } from '../db/pool.js'
 import { syncCampaigns } from '../db/registrations.js'
 import { buildServer, type Readiness } from '../http/server.js'
 import { MqClient } from '../mq/connection.js'
-import type { TopologyOptions } from '../mq/topology.js'
 import { Publisher } from '../mq/publisher.js'
+import type { TopologyOptions } from '../mq/topology.js'
 import { createLogger, type Logger } from '../observability/logger.js'
 import { Metrics } from '../observability/metrics.js'
 import { Sealer } from '../privacy/sealing.js'
@@ -22,8 +22,12 @@ export type Role = (typeof ROLES)[number]
 
 export function parseRoles(spec: string): Role[] {
   if (spec === 'all') return [...ROLES]
-  const roles = spec.split(',').map((s) => s.trim()).filter(Boolean)
-  for (const r of roles) if (!ROLES.includes(r as Role)) throw new Error(`unknown role ${r} (roles: ${ROLES.join(', ')}, all)`)
+  const roles = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+  for (const r of roles)
+    if (!ROLES.includes(r as Role)) throw new Error(`unknown role ${r} (roles: ${ROLES.join(', ')}, all)`)
   if (roles.length === 0) throw new Error('no role given')
   return [...new Set(roles)] as Role[]
 }
@@ -68,7 +72,10 @@ export function topologyOptions(env: Env, config: SabtConfig): TopologyOptions {
 
 async function dbReachable(pool: Pool): Promise<boolean> {
   try {
-    await Promise.race([pool.query('SELECT 1'), new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000))])
+    await Promise.race([
+      pool.query('SELECT 1'),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000)),
+    ])
     return true
   } catch {
     return false
@@ -91,14 +98,18 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
 
   if (needsDb && opts.migrate) await migrate(env.DATABASE_URL, log)
 
-  const pool = needsDb ? createPool(env.DATABASE_URL, { max: env.DATABASE_POOL_SIZE, log, name: `sabt-${roles.join('+')}` }) : null
+  const pool = needsDb
+    ? createPool(env.DATABASE_URL, { max: env.DATABASE_POOL_SIZE, log, name: `sabt-${roles.join('+')}` })
+    : null
   const readPool =
     has('status') && env.DATABASE_READ_URL
       ? createPool(env.DATABASE_READ_URL, { max: env.DATABASE_POOL_SIZE, log, name: 'sabt-status-read' })
       : pool
   if (pool && opts.migrate) await syncCampaigns(pool, config.campaigns.values())
 
-  const mq = needsMq ? new MqClient(env.AMQP_URL, topologyOptions(env, config), log, `sabt-${roles.join('+')}-${process.pid}`) : null
+  const mq = needsMq
+    ? new MqClient(env.AMQP_URL, topologyOptions(env, config), log, `sabt-${roles.join('+')}-${process.pid}`)
+    : null
   if (mq) await mq.start()
 
   let recorder: Recorder | null = null
@@ -109,7 +120,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     if (mq) components.broker = mq.connected ? 'up' : 'down'
     if (gatewayPublisher) components.intake = gatewayPublisher.ready ? 'up' : 'down'
     if (pool) components.database = (await dbReachable(pool)) ? 'up' : 'down'
-    if (readPool && readPool !== pool) components.database_read = (await dbReachable(readPool)) ? 'up' : 'down'
+    if (readPool && readPool !== pool)
+      components.database_read = (await dbReachable(readPool)) ? 'up' : 'down'
     return { ready: Object.values(components).every((c) => c === 'up'), components }
   }
 
@@ -125,12 +137,19 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   if (has('gateway') && mq) {
     gatewayPublisher = new Publisher(
       mq,
-      { name: 'intake', confirmTimeoutMs: env.SABT_CONFIRM_TIMEOUT_MS, maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT },
+      {
+        name: 'intake',
+        confirmTimeoutMs: env.SABT_CONFIRM_TIMEOUT_MS,
+        maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT,
+      },
       metrics,
       log,
     )
     await gatewayPublisher.start()
-    const intake = new Intake(mq, gatewayPublisher, metrics, { shards: env.SABT_INTAKE_SHARDS, retryAfterS: env.SABT_RETRY_AFTER_S })
+    const intake = new Intake(mq, gatewayPublisher, metrics, {
+      shards: env.SABT_INTAKE_SHARDS,
+      retryAfterS: env.SABT_RETRY_AFTER_S,
+    })
     await app.register(gatewayRoutes, {
       config,
       intake,
@@ -145,14 +164,22 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   }
 
   if (has('status') && readPool) {
-    await app.register(statusRoutes, { pool: readPool, config, queuedWindowMs: env.SABT_QUEUED_WINDOW_S * 1000 })
+    await app.register(statusRoutes, {
+      pool: readPool,
+      config,
+      queuedWindowMs: env.SABT_QUEUED_WINDOW_S * 1000,
+    })
   }
 
   if (has('recorder') && mq && pool) {
     const secrets = resolveSecrets(env)
     const publisher = new Publisher(
       mq,
-      { name: 'checks', confirmTimeoutMs: env.SABT_CONFIRM_TIMEOUT_MS, maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT },
+      {
+        name: 'checks',
+        confirmTimeoutMs: env.SABT_CONFIRM_TIMEOUT_MS,
+        maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT,
+      },
       metrics,
       log,
     )
@@ -181,7 +208,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       // 1. Stop accepting requests; in-flight ones finish (their publishes settle).
       await app.close()
       // 2. Roles, in reverse start order: the recorder writes and acks what it holds.
-      for (const s of stops.reverse()) await s().catch((err) => log.warn({ event: 'stop_failed', err: (err as Error).message }))
+      for (const s of stops.reverse())
+        await s().catch((err) => log.warn({ event: 'stop_failed', err: (err as Error).message }))
       await mq?.close()
       if (readPool && readPool !== pool) await readPool.end().catch(() => {})
       await pool?.end().catch(() => {})

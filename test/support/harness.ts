@@ -148,7 +148,8 @@ export async function waitFor<T>(
     } catch (err) {
       last = err
     }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
+    if (Date.now() > until)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
     await new Promise((r) => setTimeout(r, everyMs))
   }
 }

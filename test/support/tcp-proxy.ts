@@ -1,4 +1,4 @@
-import { createServer, type Server, type Socket, connect } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 
 /**
  * A TCP proxy a test can cut and restore: "the broker is gone" / "the database is gone" without

@@ -2,8 +2,8 @@ import { v7 as uuidv7 } from 'uuid'
 import type { Registration } from '../../domain/registration.js'
 import { ApiError, type ErrorCode } from '../../http/errors.js'
 import type { MqClient } from '../../mq/connection.js'
+import { PublishError, type Publisher, type PublishFailure } from '../../mq/publisher.js'
 import { shardKey } from '../../mq/topology.js'
-import { type PublishFailure, PublishError, type Publisher } from '../../mq/publisher.js'
 import type { Metrics } from '../../observability/metrics.js'
 
 const FAILURE_CODES: Record<PublishFailure, ErrorCode> = {

@@ -1,7 +1,12 @@
 import { Ajv } from 'ajv'
 import type { FastifyInstance } from 'fastify'
 import type { SabtConfig } from '../../config/campaigns.js'
-import { type FieldError, normaliseRegistration, type Registration, type RegistrationInput } from '../../domain/registration.js'
+import {
+  type FieldError,
+  normaliseRegistration,
+  type Registration,
+  type RegistrationInput,
+} from '../../domain/registration.js'
 import { ApiError, fieldErrorsFromAjv } from '../../http/errors.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Intake } from './intake.js'
@@ -36,10 +41,17 @@ function admit(
     return {
       ok: false,
       error: new ApiError('SABT_UNKNOWN_CAMPAIGN', [
-        { field: 'campaign', rule: 'known_campaign', message: `no campaign named ${JSON.stringify(input.campaign.slice(0, 63))}` },
+        {
+          field: 'campaign',
+          rule: 'known_campaign',
+          message: `no campaign named ${JSON.stringify(input.campaign.slice(0, 63))}`,
+        },
       ]),
     }
-  if ((campaign.opensAt !== null && now < campaign.opensAt) || (campaign.closesAt !== null && now >= campaign.closesAt))
+  if (
+    (campaign.opensAt !== null && now < campaign.opensAt) ||
+    (campaign.closesAt !== null && now >= campaign.closesAt)
+  )
     return {
       ok: false,
       error: new ApiError('SABT_CAMPAIGN_NOT_OPEN', [
@@ -89,7 +101,13 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
   )
 
   // Per-record validation with the same schema and options as the single-record route.
-  const ajv = new Ajv({ removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true, strict: false })
+  const ajv = new Ajv({
+    removeAdditional: false,
+    coerceTypes: false,
+    useDefaults: false,
+    allErrors: true,
+    strict: false,
+  })
   const validateRecord = ajv.compile(RegistrationBody)
   const envelope = BatchEnvelope(opts.batchMaxRecords)
 
@@ -110,7 +128,15 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
       validatorCompiler: ({ httpPart }) => {
         if (httpPart !== 'body') return () => true
         const v = ajv.compile(envelope)
-        return (data: unknown) => (v(data) ? { value: data } : { error: Object.assign(new Error('validation'), { validation: v.errors, validationContext: 'body' }) })
+        return (data: unknown) =>
+          v(data)
+            ? { value: data }
+            : {
+                error: Object.assign(new Error('validation'), {
+                  validation: v.errors,
+                  validationContext: 'body',
+                }),
+              }
       },
     },
     async (request, reply) => {

@@ -20,11 +20,17 @@ export const Attributes = Type.Unsafe<Record<string, AttributeValue>>({
 
 export const RegistrationBody = Type.Object(
   {
-    campaign: Type.String({ minLength: 1, maxLength: 63, description: 'The campaign slug', examples: ['demo'] }),
+    campaign: Type.String({
+      minLength: 1,
+      maxLength: 63,
+      description: 'The campaign slug',
+      examples: ['demo'],
+    }),
     national_id: Type.String({
       minLength: 1,
       maxLength: 32,
-      description: 'Iranian national id: 10 digits with a valid check digit. Persian and Arabic-Indic digits are accepted.',
+      description:
+        'Iranian national id: 10 digits with a valid check digit. Persian and Arabic-Indic digits are accepted.',
       examples: ['0499370899'],
     }),
     mobile: Type.String({

@@ -4,7 +4,12 @@ import { isConnectionError, type Pool } from '../../db/pool.js'
 import { type RecordRow, writeRecordBatch } from '../../db/registrations.js'
 import type { MqClient } from '../../mq/connection.js'
 import { Consumer, type Delivery } from '../../mq/consumer.js'
-import { ATTEMPT_HEADER, encodeCheckMessage, type IntakeMessage, parseIntakeMessage } from '../../mq/messages.js'
+import {
+  ATTEMPT_HEADER,
+  encodeCheckMessage,
+  type IntakeMessage,
+  parseIntakeMessage,
+} from '../../mq/messages.js'
 import { PublishError, type Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
@@ -110,7 +115,8 @@ export class Recorder {
     }
     if (maxTag && this.consumer.isLive(maxTag)) this.consumer.ack(maxTag, true)
     metrics.flushSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9)
-    if (!published) log.warn({ event: 'recorder.checks_unconfirmed', batch: items.length }, 'batch left unacked')
+    if (!published)
+      log.warn({ event: 'recorder.checks_unconfirmed', batch: items.length }, 'batch left unacked')
   }
 
   /** Parses and seals one delivery; a message that cannot be understood goes to the dead letters. */
@@ -121,7 +127,11 @@ export class Recorder {
     if (!m || !campaign) {
       const reason = m ? 'unknown_campaign' : 'unparseable'
       metrics.intakeDeadLettered.inc({ reason })
-      log.warn({ event: 'recorder.dead_letter', reason, registration_id: m?.id ?? p.d.msg.properties.messageId })
+      log.warn({
+        event: 'recorder.dead_letter',
+        reason,
+        registration_id: m?.id ?? p.d.msg.properties.messageId,
+      })
       this.consumer.nack(p.d, false) // → sabt.intake.dead (at-least-once dead-lettering)
       return
     }
@@ -148,9 +158,12 @@ export class Recorder {
    * (unacked, so nothing is lost if we die meanwhile). A data error → write row by row, so one bad
    * message does not hold back the others.
    */
-  async #write(
-    items: Pending[],
-  ): Promise<{ item: Pending; outcome: 'inserted' | 'duplicate' | 'redelivered-open' | 'redelivered-done' | 'retry' | 'dead' }[]> {
+  async #write(items: Pending[]): Promise<
+    {
+      item: Pending
+      outcome: 'inserted' | 'duplicate' | 'redelivered-open' | 'redelivered-done' | 'retry' | 'dead'
+    }[]
+  > {
     if (items.length === 0) return []
     const { pool, metrics, log } = this.deps
     let delay = 100
@@ -174,7 +187,10 @@ export class Recorder {
           if (st !== undefined)
             return {
               item,
-              outcome: st === 'recorded' || st === 'verifying' ? ('redelivered-open' as const) : ('redelivered-done' as const),
+              outcome:
+                st === 'recorded' || st === 'verifying'
+                  ? ('redelivered-open' as const)
+                  : ('redelivered-done' as const),
             }
           if (unmatched.has(id)) return { item, outcome: 'retry' as const }
           return { item, outcome: 'retry' as const }
@@ -196,14 +212,23 @@ export class Recorder {
           const permanent = code.startsWith('22') || code.startsWith('23')
           metrics.intakeDeadLettered.inc({ reason: permanent ? 'data_error' : 'write_failed' })
           log.warn(
-            { event: 'recorder.row_failed', registration_id: items[0]!.row!.id, code, permanent, err: (err as Error).message },
+            {
+              event: 'recorder.row_failed',
+              registration_id: items[0]!.row!.id,
+              code,
+              permanent,
+              err: (err as Error).message,
+            },
             'a registration could not be written',
           )
           // Permanent: straight to the dead letters. Otherwise requeue; RabbitMQ's delivery limit
           // dead-letters it if it keeps failing.
           return [{ item: items[0]!, outcome: permanent ? 'dead' : 'retry' }]
         }
-        log.warn({ event: 'recorder.batch_failed', size: items.length, err: (err as Error).message }, 'writing row by row')
+        log.warn(
+          { event: 'recorder.batch_failed', size: items.length, err: (err as Error).message },
+          'writing row by row',
+        )
         const results = []
         for (const p of items) results.push(...(await this.#write([p])))
         return results
@@ -217,11 +242,12 @@ export class Recorder {
     const { publisher, mq, metrics, log } = this.deps
     const work: { id: string; check: string; campaign: string }[] = []
     for (const p of items) {
-      for (const check of firstChecks(p.campaign!)) work.push({ id: p.row!.id, check, campaign: p.campaign!.slug })
+      for (const check of firstChecks(p.campaign!))
+        work.push({ id: p.row!.id, check, campaign: p.campaign!.slug })
     }
     let pending = work
     let delay = 100
-    for (let attempt = 1; pending.length > 0; attempt++) {
+    while (pending.length > 0) {
       const results = await Promise.allSettled(
         pending.map(async (w) => {
           await publisher.whenWritable()
@@ -238,7 +264,11 @@ export class Recorder {
       const kind = (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason
       metrics.recorderRetries.inc({ cause: 'publish' })
       log.warn(
-        { event: 'recorder.check_publish_failed', failed: failed.length, kind: kind instanceof PublishError ? kind.kind : String(kind) },
+        {
+          event: 'recorder.check_publish_failed',
+          failed: failed.length,
+          kind: kind instanceof PublishError ? kind.kind : String(kind),
+        },
         'check messages not confirmed; retrying',
       )
       // If our deliveries are gone (channel closed), the broker redelivers the batch: stop here.

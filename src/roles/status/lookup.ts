@@ -1,6 +1,6 @@
 import type { SabtConfig } from '../../config/campaigns.js'
-import { findCheckResults, findDuplicate, findRecord } from '../../db/registrations.js'
 import type { Pool } from '../../db/pool.js'
+import { findCheckResults, findDuplicate, findRecord } from '../../db/registrations.js'
 import { isUuidV7, uuidV7Time } from '../../domain/uuid7.js'
 
 export interface CheckView {
@@ -23,7 +23,15 @@ export type RegistrationView =
       verdict_at: string | null
       checks: CheckView[]
     }
-  | { kind: 'duplicate'; id: string; campaign: string; status: 'duplicate'; original_id: string; received_at: string; recorded_at: string }
+  | {
+      kind: 'duplicate'
+      id: string
+      campaign: string
+      status: 'duplicate'
+      original_id: string
+      received_at: string
+      recorded_at: string
+    }
   | { kind: 'queued'; id: string; status: 'queued'; received_at: string }
   | { kind: 'unknown'; id: string }
 

@@ -13,7 +13,12 @@ export interface StatusRouteOptions {
 
 const CheckView = Type.Object({
   check: Type.String(),
-  outcome: Type.Union([Type.Literal('passed'), Type.Literal('failed'), Type.Literal('error'), Type.Literal('pending')]),
+  outcome: Type.Union([
+    Type.Literal('passed'),
+    Type.Literal('failed'),
+    Type.Literal('error'),
+    Type.Literal('pending'),
+  ]),
   attempts: Type.Integer(),
   latency_ms: Type.Union([Type.Integer(), Type.Null()]),
   last_error: Type.Union([Type.String(), Type.Null()]),
@@ -56,7 +61,8 @@ export async function statusRoutes(app: FastifyInstance, opts: StatusRouteOption
       if (!isUuid(id))
         throw new ApiError('SABT_INVALID_ID', [{ field: 'id', rule: 'uuid', message: 'must be a UUID' }])
       const view = await lookupRegistration(opts.pool, opts.config, id, opts.queuedWindowMs)
-      if (view.kind === 'unknown') throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'No such registration')
+      if (view.kind === 'unknown')
+        throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'No such registration')
       if (view.kind === 'queued') reply.code(202)
       const { kind: _kind, ...body } = view
       return body

@@ -1,0 +1,122 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+import { afterAll, describe, expect, it } from 'vitest'
+import {
+  dropDatabase,
+  dropTopology,
+  registration,
+  sql,
+  testConfig,
+  testEnv,
+  waitFor,
+} from './support/harness.js'
+
+const CLI = ['--import', 'tsx', 'src/cli.ts']
+
+function run(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [...CLI, ...args], { env: { ...process.env, ...env } })
+    let stdout = ''
+    let stderr = ''
+    p.stdout.on('data', (d) => (stdout += d))
+    p.stderr.on('data', (d) => (stderr += d))
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer()
+  s.listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const port = (s.address() as { port: number }).port
+  s.close()
+  return port
+}
+
+function envRecord(env: ReturnType<typeof testEnv>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = String(v)
+  return out
+}
+
+describe('the sabt command', () => {
+  const env = testEnv()
+  const vars = envRecord(env)
+  let child: ChildProcess | null = null
+  afterAll(async () => {
+    child?.kill('SIGKILL')
+    await dropTopology(env, testConfig(undefined)).catch(() => {})
+    // the shipped config declares three checks: drop what `start` declared
+    const { loadConfigFile, defaultConfigPath } = await import('../src/config/campaigns.js')
+    await dropTopology(env, loadConfigFile(defaultConfigPath(), {})).catch(() => {})
+    await dropDatabase(env.DATABASE_URL)
+  })
+
+  it('migrate creates the database and is idempotent', async () => {
+    const first = await run(['migrate'], vars)
+    expect(first.stderr).toBe('')
+    expect(first.code).toBe(0)
+    expect(first.stdout).toMatch(/applied: 0001_core/)
+    const again = await run(['migrate'], vars)
+    expect(again.code).toBe(0)
+    expect(again.stdout).toMatch(/up to date/)
+    const tables = await sql<{ t: string }>(
+      env.DATABASE_URL,
+      "SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    expect(tables.map((r) => r.t)).toEqual([
+      'campaigns',
+      'check_results',
+      'duplicates',
+      'pgmigrations',
+      'registrations',
+    ])
+    const campaigns = await sql<{ slug: string }>(env.DATABASE_URL, 'SELECT slug FROM campaigns')
+    expect(campaigns).toEqual([{ slug: 'demo' }])
+  })
+
+  it('start runs the roles, answers, and stops cleanly on SIGTERM; status prints a registration', async () => {
+    const port = await freePort()
+    child = spawn(process.execPath, [...CLI, 'start', '--roles', 'gateway,recorder,status', '--migrate'], {
+      env: { ...process.env, ...vars, PORT: String(port), LOG_LEVEL: 'info' },
+    })
+    let out = ''
+    child.stdout!.on('data', (d) => (out += d))
+    child.stderr!.on('data', (d) => (out += d))
+    const base = `http://127.0.0.1:${port}`
+    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 'readyz 200', 30_000, 100)
+    expect(out).toMatch(/Sabt is up/)
+
+    const res = await fetch(`${base}/v1/registrations`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(registration()),
+    })
+    expect(res.status).toBe(202)
+    const { id } = (await res.json()) as { id: string }
+    await waitFor(async () => (await fetch(`${base}/v1/registrations/${id}`)).status === 200, 'recorded')
+
+    child.kill('SIGTERM')
+    const [code] = await once(child, 'exit')
+    expect(code).toBe(0)
+    expect(out).toMatch(/"event":"stopped"/)
+    child = null
+
+    const st = await run(['status', id], vars)
+    expect(st.code).toBe(0)
+    expect(JSON.parse(st.stdout)).toMatchObject({ id, campaign: 'demo', status: 'recorded' })
+    const missing = await run(['status', '0190b6a3-0000-7000-8000-000000000000'], vars)
+    expect(missing.code).toBe(1)
+    expect(JSON.parse(missing.stdout)).toMatchObject({ status: 'not_found' })
+  })
+
+  it('refuses a bad environment with a message naming the variable', async () => {
+    const r = await run(['migrate'], { ...vars, SABT_INTAKE_SHARDS: 'many' })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/SABT_INTAKE_SHARDS/)
+  })
+})

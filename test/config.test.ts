@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest'
+import { buildConfig, defaultConfigPath, loadConfigFile } from '../src/config/campaigns.js'
+import { ConfigError, loadEnv } from '../src/config/env.js'
+
+const check = { provider: 'identity', url: 'http://x/identity' }
+
+describe('configuration', () => {
+  it('loads the shipped file, with its demo campaign and three checks', () => {
+    const c = loadConfigFile(defaultConfigPath(), {})
+    expect([...c.campaigns.keys()]).toContain('demo')
+    expect([...c.checks.keys()]).toEqual(['identity', 'mobile', 'eligibility'])
+    expect(c.campaigns.get('demo')!.checks).toEqual([
+      { name: 'identity', after: [] },
+      { name: 'mobile', after: ['identity'] },
+      { name: 'eligibility', after: [] },
+    ])
+    expect(c.checks.get('identity')!.url).toBe('http://127.0.0.1:8090/identity')
+  })
+
+  it('reads ${VAR} and ${VAR:-default} from the environment', () => {
+    const c = loadConfigFile(defaultConfigPath(), {
+      SABT_SIMULATOR_URL: 'http://sim:9000',
+      SABT_MOBILE_URL: 'https://operator/m',
+    })
+    expect(c.checks.get('identity')!.url).toBe('http://sim:9000/identity')
+    expect(c.checks.get('mobile')!.url).toBe('https://operator/m')
+  })
+
+  it.each([
+    [{ campaigns: { demo: { title: 'x', colour: 'red' } } }, /campaigns\.demo.*unknown key colour/],
+    [{ campaigns: { demo: {} } }, /campaigns\.demo.*missing title/],
+    [{ campaigns: { 'Bad Slug': { title: 'x' } } }, /campaigns/],
+    [
+      { campaigns: { demo: { title: 'x', checks: ['identity'] } } },
+      /campaigns\.demo\.checks\.0: unknown check identity/,
+    ],
+    [
+      {
+        checks: { a: check, b: check },
+        campaigns: {
+          demo: {
+            title: 'x',
+            checks: [
+              { name: 'a', after: ['b'] },
+              { name: 'b', after: ['a'] },
+            ],
+          },
+        },
+      },
+      /cycle/,
+    ],
+    [
+      { checks: { a: check }, campaigns: { demo: { title: 'x', checks: [{ name: 'a', after: ['z'] }] } } },
+      /checks\.0\.after: z/,
+    ],
+    [
+      { checks: { a: { ...check, timeout_ms: -1 } }, campaigns: { demo: { title: 'x' } } },
+      /checks\.a\.timeout_ms/,
+    ],
+    [{ retry_tiers: ['soon'], campaigns: { demo: { title: 'x' } } }, /retry_tiers\.0/],
+    [
+      { checks: { a: { provider: 'identity', url: '${NOPE}' } }, campaigns: { demo: { title: 'x' } } },
+      /NOPE is not set/,
+    ],
+  ])('refuses a bad file, naming the key (%#)', (doc, message) => {
+    expect(() => buildConfig(doc, {})).toThrow(ConfigError)
+    expect(() => buildConfig(doc, {})).toThrow(message)
+  })
+
+  it('refuses a bad environment variable, naming it', () => {
+    expect(() => loadEnv({ PORT: 'eighty' })).toThrow(/PORT/)
+    expect(() => loadEnv({ SABT_INTAKE_SHARDS: '0' })).toThrow(/SABT_INTAKE_SHARDS/)
+    expect(loadEnv({}).DATABASE_URL).toBe('postgres://postgres@127.0.0.1:5432/sabt')
+    expect(loadEnv({}).AMQP_URL).toBe('amqp://guest:guest@127.0.0.1:5672')
+    expect(loadEnv({}).PORT).toBe(8080)
+  })
+})

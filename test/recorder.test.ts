@@ -1,0 +1,229 @@
+import amqp from 'amqplib'
+import { v7 as uuidv7 } from 'uuid'
+import { afterEach, describe, expect, it } from 'vitest'
+import {
+  AMQP_URL,
+  nationalId,
+  queueDepth,
+  registration,
+  sql,
+  startTestSabt,
+  type TestSabt,
+  testEnv,
+  waitFor,
+} from './support/harness.js'
+import { TcpProxy } from './support/tcp-proxy.js'
+
+function intakeMessage(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const { campaign, national_id, mobile, first_name, last_name, birth_date } = registration()
+  return {
+    v: 1,
+    id: uuidv7(),
+    received_at: Date.now(),
+    campaign,
+    national_id,
+    mobile,
+    first_name,
+    last_name,
+    birth_date,
+    attributes: null,
+    ...overrides,
+  }
+}
+
+/** Publishes raw intake messages as a gateway (or a redelivery) would. */
+async function publishIntake(s: TestSabt, contents: (Record<string, unknown> | string)[]): Promise<void> {
+  const conn = await amqp.connect(AMQP_URL)
+  try {
+    const ch = await conn.createConfirmChannel()
+    for (const c of contents) {
+      const body = Buffer.from(typeof c === 'string' ? c : JSON.stringify(c))
+      ch.publish(s.mq!.names.intakeExchange, '0', body, { persistent: true, mandatory: true })
+    }
+    await ch.waitForConfirms()
+  } finally {
+    await conn.close()
+  }
+}
+
+const count = async (s: TestSabt, table: string, ids: string[]) =>
+  (
+    await sql<{ n: number }>(
+      s.env.DATABASE_URL,
+      `SELECT count(*)::int AS n FROM ${table} WHERE id = ANY($1)`,
+      [ids],
+    )
+  )[0]!.n
+
+describe('recorder', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c()
+  })
+  async function start(env = testEnv()): Promise<TestSabt> {
+    const s = await startTestSabt({ roles: ['recorder'], env })
+    cleanups.push(() => s.cleanup())
+    return s
+  }
+
+  it('changes nothing when an intake message is delivered again', async () => {
+    const s = await start()
+    const m = intakeMessage()
+    await publishIntake(s, [m])
+    await waitFor(async () => (await count(s, 'registrations', [m.id as string])) === 1, 'recorded once')
+    const before = await sql(s.env.DATABASE_URL, 'SELECT * FROM registrations WHERE id = $1', [m.id])
+    const checkQueue = s.mq!.names.checkQueue('identity')
+    await waitFor(async () => (await queueDepth(checkQueue)) === 1, 'one identity check queued')
+
+    await publishIntake(s, [m, m]) // as if redelivered, twice
+    await waitFor(
+      async () =>
+        (await s.metrics.rowsWritten.get()).values.find((v) => v.labels.kind === 'redelivered')?.value === 2,
+      'both redeliveries seen',
+    )
+    const after = await sql(s.env.DATABASE_URL, 'SELECT * FROM registrations WHERE id = $1', [m.id])
+    expect(after).toEqual(before)
+    expect(await count(s, 'duplicates', [m.id as string])).toBe(0)
+    // The record is still unchecked, so its check is asked again (the checker does it once).
+    await waitFor(async () => (await queueDepth(checkQueue)) === 3, 'check messages re-published')
+  })
+
+  it('dead-letters an unparseable message without holding back its batch', async () => {
+    const s = await start(testEnv({ SABT_BATCH_MS: '200' }))
+    const a = intakeMessage()
+    const b = intakeMessage()
+    await publishIntake(s, [
+      a,
+      'not json {',
+      { ...intakeMessage(), v: 99 },
+      intakeMessage({ campaign: 'gone' }),
+      b,
+    ])
+    await waitFor(
+      async () => (await count(s, 'registrations', [a.id as string, b.id as string])) === 2,
+      'both good ones recorded',
+    )
+    await waitFor(async () => (await queueDepth(s.mq!.names.intakeDead)) === 3, 'three dead letters')
+    expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(0)
+    const dead = (await s.metrics.intakeDeadLettered.get()).values.map((v) => [v.labels.reason, v.value])
+    expect(dead).toEqual(
+      expect.arrayContaining([
+        ['unparseable', 2],
+        ['unknown_campaign', 1],
+      ]),
+    )
+  })
+
+  it('isolates a row the database refuses, writing the rest of the batch', async () => {
+    const s = await start(testEnv({ SABT_BATCH_MS: '200' }))
+    const good = [intakeMessage(), intakeMessage(), intakeMessage()]
+    // Passes the envelope's pattern, but is not a date PostgreSQL accepts: a data error (22008).
+    const bad = intakeMessage({ birth_date: '1990-02-31' })
+    await publishIntake(s, [good[0]!, bad, good[1]!, good[2]!])
+    await waitFor(
+      async () =>
+        (await count(
+          s,
+          'registrations',
+          good.map((g) => g.id as string),
+        )) === 3,
+      'the good rows',
+    )
+    await waitFor(async () => (await queueDepth(s.mq!.names.intakeDead)) === 1, 'the bad one dead-lettered')
+    expect(await count(s, 'registrations', [bad.id as string])).toBe(0)
+  })
+
+  it('resolves duplicates inside one batch to the earliest submission', async () => {
+    const s = await start(testEnv({ SABT_BATCH_MS: '300' }))
+    const nid = nationalId()
+    const early = intakeMessage({ national_id: nid })
+    const late = intakeMessage({ national_id: nid })
+    await publishIntake(s, [late, early]) // delivered out of order, in the same batch
+    await waitFor(async () => (await count(s, 'duplicates', [late.id as string])) === 1, 'the duplicate')
+    const dup = await sql<{ original_id: string }>(
+      s.env.DATABASE_URL,
+      'SELECT original_id::text FROM duplicates WHERE id = $1',
+      [late.id],
+    )
+    expect(dup[0]!.original_id).toBe(early.id)
+  })
+
+  it('holds its batch while PostgreSQL is unreachable and writes it when it is back', async () => {
+    const proxy = new TcpProxy('127.0.0.1', 5432)
+    await proxy.start()
+    cleanups.push(() => proxy.close())
+    const base = testEnv()
+    const viaProxy = new URL(base.DATABASE_URL)
+    viaProxy.port = String(proxy.port)
+    // Migrate through the direct URL, then run the recorder through the proxy.
+    const direct = await startTestSabt({ roles: ['status'], env: base })
+    cleanups.push(() => direct.cleanup())
+    const s = await startTestSabt({
+      roles: ['recorder'],
+      env: { ...base, DATABASE_URL: viaProxy.toString() },
+    })
+    cleanups.push(() => s.stop())
+
+    await proxy.cut()
+    const msgs = Array.from({ length: 20 }, () => intakeMessage())
+    await publishIntake(s, msgs)
+    await waitFor(
+      async () =>
+        ((await s.metrics.recorderRetries.get()).values.find((v) => v.labels.cause === 'database')?.value ??
+          0) >= 2,
+      'the recorder to retry the write',
+    )
+    // Held, not acked and not lost: nothing in the table, nothing dead-lettered, all still unacked.
+    expect(
+      await count(
+        direct,
+        'registrations',
+        msgs.map((m) => m.id as string),
+      ),
+    ).toBe(0)
+    expect(await queueDepth(s.mq!.names.intakeDead)).toBe(0)
+    expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(0) // delivered to the recorder, unacked
+
+    await proxy.restore()
+    await waitFor(
+      async () =>
+        (await count(
+          direct,
+          'registrations',
+          msgs.map((m) => m.id as string),
+        )) === 20,
+      'all 20 written',
+      30_000,
+    )
+    await waitFor(
+      async () => (await queueDepth(s.mq!.names.checkQueue('identity'))) === 20,
+      'their checks queued',
+    )
+  })
+
+  it('on SIGTERM-style stop, writes and acks what it holds', async () => {
+    const s = await startTestSabt({
+      roles: ['recorder'],
+      env: testEnv({ SABT_BATCH_MS: '60000', SABT_BATCH_SIZE: '1000' }),
+    })
+    cleanups.push(async () => {
+      const { dropDatabase, dropTopology } = await import('./support/harness.js')
+      await dropTopology(s.env, s.config)
+      await dropDatabase(s.env.DATABASE_URL)
+    })
+    const msgs = Array.from({ length: 10 }, () => intakeMessage())
+    await publishIntake(s, msgs)
+    await waitFor(() => s.recorder!.batcher.pending === 10, 'the batch to be held (it would wait a minute)')
+    await s.stop()
+    const flushes = (await s.metrics.flushes.get()).values.find((v) => v.labels.reason === 'shutdown')
+    expect(flushes?.value).toBe(1)
+    expect(
+      await count(
+        s,
+        'registrations',
+        msgs.map((m) => m.id as string),
+      ),
+    ).toBe(10)
+    expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(0)
+  })
+})
