@@ -1,10 +1,12 @@
 import { performance } from 'node:perf_hooks'
 import {
+  BrokenCircuitError,
   type CircuitBreakerPolicy,
   CircuitState,
   ConsecutiveBreaker,
   circuitBreaker,
   handleWhen,
+  IsolatedCircuitError,
 } from 'cockatiel'
 import { Pool as HttpPool } from 'undici'
 import type { Campaign, CheckConfig, SabtConfig } from '../../config/campaigns.js'
@@ -176,8 +178,7 @@ export class CheckTask implements Task {
     try {
       answer = await this.breaker.execute(() => this.#call(msg.registration_id, request))
     } catch (err) {
-      const e = err as Error
-      if (e.name === 'BrokenCircuitError' || e.name === 'IsolatedCircuitError') {
+      if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {
         metrics.checkAttempts.inc({ check: this.name, result: 'circuit_open' })
         throw new ParkError('circuit_open', this.check.breaker.half_open_after_ms)
       }
