@@ -69,6 +69,7 @@ describe('the sabt command', () => {
       "SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
     )
     expect(tables.map((r) => r.t)).toEqual([
+      'api_keys',
       'campaigns',
       'check_cache',
       'check_results',

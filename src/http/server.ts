@@ -188,6 +188,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       components: {
         securitySchemes: {
           adminToken: { type: 'http', scheme: 'bearer', description: 'SABT_ADMIN_TOKEN' },
+          partnerKey: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'a partner API key (sabt keys create), also accepted as X-Api-Key',
+          },
         },
       },
     },
