@@ -866,10 +866,11 @@ async function freePort(): Promise<number> {
 }
 
 describe('the production image, built as the Dockerfile builds it', () => {
-  const work = mkdtempSync(join(tmpdir(), 'sabt-image-'))
-  const contextDir = join(work, 'context')
-  const buildDir = join(work, 'build')
-  const appDir = join(work, 'app')
+  // Made in beforeAll (not while collecting), so a filtered run leaves no folder behind.
+  let work = ''
+  let contextDir = ''
+  let buildDir = ''
+  let appDir = ''
   const databaseUrl = testDatabaseUrl(uniqueName('db'))
   const prefixes: string[] = []
   const children: ChildProcess[] = []
@@ -885,10 +886,14 @@ describe('the production image, built as the Dockerfile builds it', () => {
     for (const p of prefixes)
       await dropTopology(loadEnv({ SABT_MQ_PREFIX: p, AMQP_URL }), config).catch(() => {})
     await dropDatabase(databaseUrl).catch(() => {})
-    rmSync(work, { recursive: true, force: true })
+    if (work) rmSync(work, { recursive: true, force: true })
   })
 
   beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'sabt-image-'))
+    contextDir = join(work, 'context')
+    buildDir = join(work, 'build')
+    appDir = join(work, 'app')
     // The build context: the repository's tracked files, less what .dockerignore keeps out.
     const ignored = dockerignored(read('.dockerignore'))
     const tracked = execFileSync('git', ['ls-files', '-z'], { cwd: ROOT, encoding: 'utf8' })
