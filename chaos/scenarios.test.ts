@@ -65,7 +65,10 @@ async function scenario(
     recovery?: 'intake' | 'drain'
   } = {},
 ): Promise<Tally> {
-  const cluster = new Cluster({ SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: { latency_median_ms: 5, latency_p99_ms: 20 } }), ...opts.env })
+  const cluster = new Cluster({
+    SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: { latency_median_ms: 5, latency_p99_ms: 20 } }),
+    ...opts.env,
+  })
   current = { cluster, load: null }
   await cluster.prepare()
   await cluster.start('simulator', 'simulator')
@@ -108,7 +111,11 @@ async function scenario(
   }
   const row: Tally = { ...tallied, recoverMs, notes: ctx.notes ?? '' }
   rows.push(row)
-  expect({ lost: row.lost, duplicates: row.duplicates, unsettled: row.unsettled }).toEqual({ lost: 0, duplicates: 0, unsettled: 0 })
+  expect({ lost: row.lost, duplicates: row.duplicates, unsettled: row.unsettled }).toEqual({
+    lost: 0,
+    duplicates: 0,
+    unsettled: 0,
+  })
   expect(row.accepted).toBeGreaterThan(0)
   return row
 }
@@ -237,7 +244,12 @@ describe('chaos: kill every component mid-surge, lose nothing', () => {
         await ctx.cluster.start('checker', 'checker')
         ctx.restoredAt = Date.now()
       },
-      { recovery: 'drain', env: { SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: { latency_median_ms: 80, latency_p99_ms: 200 } }) } },
+      {
+        recovery: 'drain',
+        env: {
+          SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: { latency_median_ms: 80, latency_p99_ms: 200 } }),
+        },
+      },
     )
   })
 
@@ -303,7 +315,10 @@ describe('chaos: kill every component mid-surge, lose nothing', () => {
         const put = (k: object) =>
           fetch(`${sim}/admin/providers/identity`, {
             method: 'PUT',
-            headers: { authorization: `Bearer ${ctx.cluster.env.SABT_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+            headers: {
+              authorization: `Bearer ${ctx.cluster.env.SABT_ADMIN_TOKEN}`,
+              'content-type': 'application/json',
+            },
             body: JSON.stringify(k),
           })
         expect((await put({ latency_median_ms: 50, latency_p99_ms: 200 })).status).toBe(200)

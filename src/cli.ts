@@ -49,7 +49,8 @@ async function main(argv: string[]): Promise<number> {
       })
       const roles = parseRoles(values.roles!)
       const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
-      const secrets = resolveSecrets(env)
+      // A gateway alone holds no secret (it never opens personal data): don't demand any.
+      const secrets = roles.some((r) => r !== 'gateway') ? resolveSecrets(env) : null
       const running = await startSabt({ roles, env, config, log, migrate: values.migrate ?? false })
       log.info(
         { event: 'started', roles, url: running.url },
@@ -59,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
         const base = running.url?.replace('0.0.0.0', '127.0.0.1') ?? ''
         process.stderr.write(
           `\nSabt is up (${roles.join(', ')}): ${base}\n  ready:   ${base}/readyz\n  API:     ${base}/docs\n` +
-            (secrets.generatedFile
+            (secrets?.generatedFile
               ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n`
               : '') +
             '\n',

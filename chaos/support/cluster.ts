@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { once } from 'node:events'
 import { newKey } from '../../src/privacy/sealing.js'
 
 export type RoleName = 'gateway' | 'recorder' | 'checker' | 'status' | 'simulator'
@@ -66,7 +66,10 @@ export class Cluster {
 
   #cli(args: string[]): Promise<number> {
     return new Promise((resolve) => {
-      const p = spawn(process.execPath, ['dist/cli.js', ...args], { env: this.env, stdio: ['ignore', 'ignore', 'inherit'] })
+      const p = spawn(process.execPath, ['dist/cli.js', ...args], {
+        env: this.env,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      })
       p.on('exit', (code) => resolve(code ?? 1))
     })
   }
@@ -87,7 +90,10 @@ export class Cluster {
     child.on('exit', () => {
       if (proc.child === child) proc.child = null
     })
-    const health = role === 'simulator' ? `http://127.0.0.1:${this.simulatorPort}/healthz` : `http://127.0.0.1:${port}/readyz`
+    const health =
+      role === 'simulator'
+        ? `http://127.0.0.1:${this.simulatorPort}/healthz`
+        : `http://127.0.0.1:${port}/readyz`
     const until = Date.now() + 60_000
     for (;;) {
       if (!proc.child) throw new Error(`${name} exited while starting (see ${this.logDir}/${name}.log)`)

@@ -30,7 +30,9 @@ export class Load {
     gateways: string[],
     readonly rate: number,
   ) {
-    this.#pools = gateways.map((g) => new Pool(g, { connections: 64, pipelining: 1, headersTimeout: 15_000, bodyTimeout: 15_000 }))
+    this.#pools = gateways.map(
+      (g) => new Pool(g, { connections: 64, pipelining: 1, headersTimeout: 15_000, bodyTimeout: 15_000 }),
+    )
   }
 
   start(): void {
@@ -67,7 +69,12 @@ export class Load {
     })
     const at = Date.now()
     try {
-      const res = await pool.request({ path: '/v1/registrations', method: 'POST', headers: { 'content-type': 'application/json' }, body })
+      const res = await pool.request({
+        path: '/v1/registrations',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      })
       const text = await res.body.text()
       const rec: Sent = { person: nid, status: res.statusCode, at }
       if (res.statusCode === 202) rec.id = (JSON.parse(text) as { id: string }).id
@@ -91,7 +98,8 @@ export class Load {
   /** The first 202 after time t (ms epoch): when intake recovered. */
   firstAcceptedAfter(t: number): number | null {
     let best: number | null = null
-    for (const s of this.sent) if (s.status === 202 && s.at >= t && (best === null || s.at < best)) best = s.at
+    for (const s of this.sent)
+      if (s.status === 202 && s.at >= t && (best === null || s.at < best)) best = s.at
     return best
   }
 }

@@ -20,7 +20,11 @@ export interface Tally {
   notes: string
 }
 
-async function query<T extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
+async function query<T extends pg.QueryResultRow>(
+  url: string,
+  text: string,
+  values: unknown[] = [],
+): Promise<T[]> {
   const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 })
   await c.connect()
   try {
@@ -35,7 +39,12 @@ async function query<T extends pg.QueryResultRow>(url: string, text: string, val
  * exactly once, and every record must reach a verdict or a dead letter. Waits for the pipeline to
  * drain up to `timeoutMs`, then reports what it found.
  */
-export async function settle(cluster: Cluster, load: Load, scenario: string, timeoutMs = 180_000): Promise<Omit<Tally, 'recoverMs' | 'notes'>> {
+export async function settle(
+  cluster: Cluster,
+  load: Load,
+  scenario: string,
+  timeoutMs = 180_000,
+): Promise<Omit<Tally, 'recoverMs' | 'notes'>> {
   const url = cluster.env.DATABASE_URL!
   const accepted = load.accepted()
   const ids = accepted.map((a) => a.id!)
@@ -95,11 +104,15 @@ export async function dropCluster(cluster: Cluster): Promise<void> {
     await conn.close().catch(() => {})
   } catch {}
   const name = new URL(env.DATABASE_URL).pathname.slice(1)
-  await query('postgres://postgres@127.0.0.1:5432/postgres', `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`).catch(() => {})
+  await query(
+    'postgres://postgres@127.0.0.1:5432/postgres',
+    `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`,
+  ).catch(() => {})
 }
 
 export function table(rows: Tally[]): string {
-  const head = '| scenario | sent | 202s | refused (503/conn.) | recorded | lost | duplicates | unsettled | time to recover | notes |'
+  const head =
+    '| scenario | sent | 202s | refused (503/conn.) | recorded | lost | duplicates | unsettled | time to recover | notes |'
   const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|'
   const fmt = (ms: number | null) => (ms === null ? '—' : `${(ms / 1000).toFixed(1)} s`)
   return [
