@@ -1,0 +1,5 @@
+import type { Scenario } from '../lib/context.js'
+import { ingest } from './ingest.js'
+
+/** Every scenario, in the order they run (later ones read the earlier ones' results). */
+export const SCENARIOS: Scenario[] = [ingest]
