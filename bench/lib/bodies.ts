@@ -17,3 +17,26 @@ export function registrationBody(campaign: string, n: number): string {
     `"attributes":{"email":"user${n}@example-mail.com","city":"Tehran","postal_code":"${String(n).padStart(10, '0')}","channel":"web-landing","consent":true}}`
   )
 }
+
+/** The intake message the gateway would publish for registration n (normalised, not yet sealed). */
+export function intakeMessage(id: string, campaign: string, n: number): Record<string, unknown> {
+  const nine = String(n % 1_000_000_000).padStart(9, '0')
+  return {
+    v: 1,
+    id,
+    received_at: Date.now(),
+    campaign,
+    national_id: withCheckDigit(nine),
+    mobile: `0912${String(n % 10_000_000).padStart(7, '0')}`,
+    first_name: 'محمدرضا',
+    last_name: 'حسینی‌نژاد',
+    birth_date: `19${String(50 + (n % 50)).padStart(2, '0')}-${String(1 + (n % 12)).padStart(2, '0')}-${String(1 + (n % 28)).padStart(2, '0')}`,
+    attributes: {
+      email: `user${n}@example-mail.com`,
+      city: 'Tehran',
+      postal_code: String(n).padStart(10, '0'),
+      channel: 'web-landing',
+      consent: true,
+    },
+  }
+}

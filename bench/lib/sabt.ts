@@ -6,9 +6,16 @@ import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../../src/co
 import { loadEnv } from '../../src/config/env.js'
 import { migrate } from '../../src/db/migrate.js'
 import { syncCampaigns } from '../../src/db/registrations.js'
-import { declareTopology, deleteTopology, type TopologyNames, topologyNames } from '../../src/mq/topology.js'
+import {
+  declareTopology,
+  deleteTopology,
+  shardKey,
+  type TopologyNames,
+  topologyNames,
+} from '../../src/mq/topology.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { newKey } from '../../src/privacy/sealing.js'
+import { shardOf } from '../../src/roles/gateway/intake.js'
 import { topologyOptions } from '../../src/runtime/start.js'
 import { freePort, type Proc, ROOT, spawnNode, waitReady } from './procs.js'
 
@@ -104,6 +111,50 @@ export class BenchSabt {
     let n = 0
     for (const q of this.names.intakeQueues) n += await this.depth(q)
     return n
+  }
+
+  /**
+   * Fills the intake queue(s) as fast as one confirmed publisher can (pipelined confirms, a bounded
+   * window, persistent, mandatory): the backlog a recorder then drains. Also the broker's own
+   * ceiling for the intake path — what a gateway cannot beat on this machine.
+   */
+  async fillIntake(
+    messages: Iterable<{ id: string; campaign: string; nationalId: string; body: Buffer }>,
+    window = 5000,
+  ): Promise<{ published: number; seconds: number; per_s: number }> {
+    const ch = await this.#conn!.createConfirmChannel()
+    const shards = this.names.intakeQueues.length
+    let inFlight = 0
+    let published = 0
+    let failed = 0
+    let wake: (() => void) | null = null
+    const t0 = performance.now()
+    for (const m of messages) {
+      while (inFlight >= window) await new Promise<void>((r) => (wake = r))
+      inFlight++
+      const ok = ch.publish(
+        this.names.intakeExchange,
+        shardKey(shardOf(m.campaign, m.nationalId, shards)),
+        m.body,
+        { persistent: true, mandatory: true, messageId: m.id, contentType: 'application/json' },
+        (err: unknown) => {
+          inFlight--
+          if (err) failed++
+          else published++
+          if (wake && inFlight < window / 2) {
+            const w = wake
+            wake = null
+            w()
+          }
+        },
+      )
+      if (!ok) await new Promise<void>((r) => ch.once('drain', () => r()))
+    }
+    while (inFlight > 0) await new Promise<void>((r) => (wake = r))
+    const seconds = (performance.now() - t0) / 1000
+    await ch.close()
+    if (failed) throw new Error(`${failed} intake messages were not confirmed while filling the backlog`)
+    return { published, seconds: Math.round(seconds * 100) / 100, per_s: Math.round(published / seconds) }
   }
 
   async purgeAll(): Promise<void> {

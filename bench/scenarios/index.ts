@@ -1,5 +1,6 @@
 import type { Scenario } from '../lib/context.js'
+import { drain } from './drain.js'
 import { ingest } from './ingest.js'
 
 /** Every scenario, in the order they run (later ones read the earlier ones' results). */
-export const SCENARIOS: Scenario[] = [ingest]
+export const SCENARIOS: Scenario[] = [ingest, drain]

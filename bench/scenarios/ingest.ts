@@ -143,6 +143,7 @@ export const ingest: Scenario = {
               url: urlOf(p.target),
               rate,
               durationS: openS,
+              warmupS: ctx.quick ? 1 : 2,
               connections: 64,
               campaign: 'demo',
               base: allocateBase(),
