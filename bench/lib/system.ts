@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 
 /**
@@ -183,4 +183,29 @@ export function cpuPct(m: { wall_s: number; cpu_s: Record<string, number> }): Re
   const out: Record<string, number> = {}
   for (const [k, v] of Object.entries(m.cpu_s)) out[k] = Math.round((1000 * v) / m.wall_s) / 10
   return out
+}
+
+/** CPU seconds of a process and all its live descendants (uvicorn's and Celery's workers). */
+export function treeCpuSeconds(root: number): number | null {
+  const kids = new Map<number, number[]>()
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const s = readFileSync(`/proc/${d}/stat`, 'utf8')
+      const ppid = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1])
+      const list = kids.get(ppid) ?? []
+      list.push(Number(d))
+      kids.set(ppid, list)
+    } catch {}
+  }
+  const own = cpuSeconds(root)
+  if (own === null) return null
+  let total = own
+  const stack = [...(kids.get(root) ?? [])]
+  while (stack.length) {
+    const p = stack.pop()!
+    total += cpuSeconds(p) ?? 0
+    stack.push(...(kids.get(p) ?? []))
+  }
+  return total
 }
