@@ -6,9 +6,13 @@ import { resolveSecrets } from './config/secrets.js'
 import { migrate } from './db/migrate.js'
 import { createPool } from './db/pool.js'
 import { syncCampaigns } from './db/registrations.js'
+import { MqClient } from './mq/connection.js'
+import { Publisher } from './mq/publisher.js'
 import { createLogger } from './observability/logger.js'
+import { Metrics } from './observability/metrics.js'
+import { deadList, replayDead } from './roles/checker/dead-letters.js'
 import { lookupRegistration } from './roles/status/lookup.js'
-import { parseRoles, startSabt } from './runtime/start.js'
+import { parseRoles, startSabt, topologyOptions } from './runtime/start.js'
 
 const USAGE = `sabt — surge-proof registration intake
 
@@ -16,6 +20,8 @@ usage:
   sabt start [--roles gateway,recorder,checker,status,simulator|all] [--migrate]
   sabt migrate
   sabt status <registration-id>
+  sabt dead list [--check X] [--limit N]
+  sabt dead replay [--check X] [--limit N]
 
 Configuration comes from the environment (see README: DATABASE_URL, AMQP_URL, PORT, SABT_CONFIG, …).`
 
@@ -93,6 +99,54 @@ async function main(argv: string[]): Promise<number> {
         )
         return kind === 'unknown' ? 1 : 0
       } finally {
+        await pool.end()
+      }
+    }
+    case 'dead': {
+      const [sub, ...args] = rest
+      const { values } = parseArgs({
+        args,
+        options: { check: { type: 'string' }, limit: { type: 'string' } },
+      })
+      const limit = values.limit === undefined ? undefined : Number(values.limit)
+      if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) {
+        process.stderr.write('sabt dead: --limit must be a positive integer\n')
+        return 2
+      }
+      if (sub !== 'list' && sub !== 'replay') {
+        process.stderr.write('usage: sabt dead list|replay [--check X] [--limit N]\n')
+        return 2
+      }
+      const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
+      if (values.check && values.check !== 'callback' && !config.checks.has(values.check)) {
+        process.stderr.write(
+          `sabt dead: no check named ${values.check} (checks: ${[...config.checks.keys()].join(', ')}, callback)\n`,
+        )
+        return 2
+      }
+      const pool = createPool(env.DATABASE_URL, { max: 2, log, name: 'sabt-cli' })
+      const mq = new MqClient(env.AMQP_URL, topologyOptions(env, config), log, 'sabt-cli')
+      await mq.start()
+      try {
+        await mq.waitForConnect(10_000)
+        if (sub === 'list') {
+          const list = await deadList(mq, pool, { check: values.check, limit: limit ?? 50 })
+          process.stdout.write(`${JSON.stringify(list, null, 2)}\n`)
+          return 0
+        }
+        const publisher = new Publisher(
+          mq,
+          { name: 'cli', confirmTimeoutMs: env.SABT_CONFIRM_TIMEOUT_MS, maxInFlight: 1000 },
+          new Metrics({ defaultMetrics: false }),
+          log,
+        )
+        await publisher.start()
+        const result = await replayDead({ mq, pool, publisher, config, log }, { check: values.check, limit })
+        await publisher.close()
+        process.stdout.write(`${JSON.stringify(result)}\n`)
+        return 0
+      } finally {
+        await mq.close()
         await pool.end()
       }
     }

@@ -70,6 +70,7 @@ describe('the sabt command', () => {
     )
     expect(tables.map((r) => r.t)).toEqual([
       'campaigns',
+      'check_cache',
       'check_results',
       'duplicates',
       'pgmigrations',

@@ -178,9 +178,9 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
   }
   const raw = withDefaults as Static<typeof SabtConfigSchema>
   for (const name of Object.keys(raw.checks))
-    if (!CHECK_NAME.test(name))
+    if (!CHECK_NAME.test(name) || name === 'callback')
       throw new ConfigError(
-        `invalid configuration: checks.${name}: a check name is lowercase letters, digits and _`,
+        `invalid configuration: checks.${name}: a check name is lowercase letters, digits and _ (and not "callback": reserved)`,
       )
   for (const slug of Object.keys(raw.campaigns))
     if (!SLUG.test(slug))

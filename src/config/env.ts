@@ -48,6 +48,9 @@ export const EnvSchema = Type.Object({
   SABT_SECRETS_FILE: Type.String({ default: '.sabt/dev-secrets.json' }),
   SABT_SIMULATOR_PORT: Type.Integer({ default: 8090, minimum: 0, maximum: 65535 }),
   SABT_SIMULATOR_URL: Type.String({ default: 'http://127.0.0.1:8090' }),
+  SABT_SIMULATOR_KNOBS: Type.Optional(Type.String({ minLength: 2 })),
+  SABT_CALLBACK_SECRET: Type.Optional(Type.String({ minLength: 16 })),
+  SABT_CHECKS: Type.Optional(Type.String({ minLength: 1 })),
   SABT_SHUTDOWN_TIMEOUT_MS: Type.Integer({ default: 15_000, minimum: 100 }),
   NODE_ENV: Type.String({ default: 'development' }),
 })

@@ -7,6 +7,8 @@ import { ConfigError, type Env } from './env.js'
 export interface Secrets {
   dataKeys: DataKeys
   adminToken: string
+  /** Signs verdict callbacks (HMAC-SHA256); shared with each campaign's receiver. */
+  callbackSecret: string
   /** Where secrets that were not in the environment came from (a generated development file). */
   generatedFile: string | null
 }
@@ -15,7 +17,10 @@ interface DevSecretsFile {
   data_keys: string
   index_key: string
   admin_token: string
+  callback_secret?: string
 }
+
+const SECRET_VARS = ['SABT_DATA_KEYS', 'SABT_INDEX_KEY', 'SABT_ADMIN_TOKEN', 'SABT_CALLBACK_SECRET'] as const
 
 /**
  * Secrets come from the environment. Outside production, any that are missing are generated once
@@ -23,27 +28,22 @@ interface DevSecretsFile {
  * working across restarts; in production a missing secret stops the process, naming it.
  */
 export function resolveSecrets(env: Env): Secrets {
-  const production = env.NODE_ENV === 'production'
+  const missing = SECRET_VARS.filter((k) => !env[k])
   let file: DevSecretsFile | null = null
-  const needFile = !env.SABT_DATA_KEYS || !env.SABT_INDEX_KEY || !env.SABT_ADMIN_TOKEN
-  if (needFile) {
-    if (production) {
-      const missing = ['SABT_DATA_KEYS', 'SABT_INDEX_KEY', 'SABT_ADMIN_TOKEN'].filter(
-        (k) => !env[k as keyof Env],
-      )
+  if (missing.length > 0) {
+    if (env.NODE_ENV === 'production')
       throw new ConfigError(`missing secret(s) in production: ${missing.join(', ')}`)
-    }
     file = loadOrCreateDevSecrets(env.SABT_SECRETS_FILE)
   }
   try {
-    const dataKeys = parseDataKeys(
-      env.SABT_DATA_KEYS ?? file!.data_keys,
-      env.SABT_DATA_KEYS ? env.SABT_DATA_KEY_ID : undefined,
-      env.SABT_INDEX_KEY ?? file!.index_key,
-    )
     return {
-      dataKeys,
+      dataKeys: parseDataKeys(
+        env.SABT_DATA_KEYS ?? file!.data_keys,
+        env.SABT_DATA_KEYS ? env.SABT_DATA_KEY_ID : undefined,
+        env.SABT_INDEX_KEY ?? file!.index_key,
+      ),
       adminToken: env.SABT_ADMIN_TOKEN ?? file!.admin_token,
+      callbackSecret: env.SABT_CALLBACK_SECRET ?? file!.callback_secret ?? file!.admin_token,
       generatedFile: file ? env.SABT_SECRETS_FILE : null,
     }
   } catch (err) {
@@ -57,6 +57,7 @@ function loadOrCreateDevSecrets(path: string): DevSecretsFile {
     data_keys: `dev1:${newKey()}`,
     index_key: newKey(),
     admin_token: randomBytes(24).toString('base64url'),
+    callback_secret: randomBytes(24).toString('base64url'),
   }
   mkdirSync(dirname(path), { recursive: true })
   writeFileSync(path, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 })

@@ -57,6 +57,11 @@ export class ApiError extends Error {
     this.status = ERRORS[code].status
   }
 
+  /** For Fastify instances that use the default error handler (the simulator). */
+  get statusCode(): number {
+    return this.status
+  }
+
   body(): ErrorBody {
     const b: ErrorBody = { statusCode: this.status, code: this.code, message: this.message }
     if (this.errors) b.errors = this.errors

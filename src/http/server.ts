@@ -2,7 +2,12 @@ import { isUtf8 } from 'node:buffer'
 import type { Socket } from 'node:net'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController,
+} from 'fastify'
 import sjson from 'secure-json-parse'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
@@ -48,12 +53,13 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: opts.log as unknown as FastifyBaseLogger,
-    disableRequestLogging: true, // one line per request would cost more than the request; metrics count them
+    // One log line per request would cost more than the request: metrics count them instead.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit,
     requestTimeout: opts.requestTimeoutMs,
     keepAliveTimeout: 75_000, // longer than the edge proxy's idle timeout, so it closes first
     connectionTimeout: opts.requestTimeoutMs * 3,
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,

@@ -25,6 +25,9 @@ export interface TopologyOptions {
   checkDeliveryLimit?: number
 }
 
+/** The routing key (and reserved check name) of verdict callbacks. */
+export const CALLBACK = 'callback'
+
 export function tierLabel(ms: number): string {
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
   if (ms % 60_000 === 0) return `${ms / 60_000}m`
@@ -39,6 +42,8 @@ export interface TopologyNames {
   intakeDead: string
   checkExchange: string
   checkQueue(check: string): string
+  /** Verdict callbacks: a queue on the check exchange, routing key `callback`. */
+  callbackQueue: string
   retryExchange: string
   retryQueues: { label: string; ms: number; queue: string }[]
   deadExchange: string
@@ -60,6 +65,7 @@ export function topologyNames(
     intakeDead: `${p}.intake.dead`,
     checkExchange: `${p}.check`,
     checkQueue: (check) => `${p}.check.${check}`,
+    callbackQueue: `${p}.callback`,
     retryExchange: `${p}.retry`,
     retryQueues: opts.retryTiersMs.map((ms) => ({
       label: tierLabel(ms),
@@ -122,6 +128,17 @@ export async function declareTopology(ch: Channel, opts: TopologyOptions): Promi
     await ch.bindQueue(q, n.checkExchange, check)
   }
 
+  await ch.assertQueue(
+    n.callbackQueue,
+    quorum({
+      'x-overflow': 'reject-publish',
+      'x-delivery-limit': opts.checkDeliveryLimit ?? 20,
+      'x-dead-letter-exchange': n.deadExchange,
+      'x-dead-letter-strategy': 'at-least-once',
+    }),
+  )
+  await ch.bindQueue(n.callbackQueue, n.checkExchange, CALLBACK)
+
   await ch.assertExchange(n.retryExchange, 'headers', { durable: true })
   for (const tier of n.retryQueues) {
     await ch.assertQueue(
@@ -146,6 +163,7 @@ export async function deleteTopology(ch: Channel, opts: TopologyOptions): Promis
     n.intakeDead,
     n.dead,
     ...opts.checks.map((c) => n.checkQueue(c)),
+    n.callbackQueue,
     ...n.retryQueues.map((t) => t.queue),
   ]
   for (const q of queues) await ch.deleteQueue(q)

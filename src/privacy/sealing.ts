@@ -34,9 +34,9 @@ export class Sealer {
     this.#indexKey = keys.indexKey
   }
 
-  /** The blind index of a normalised national id. */
-  index(nationalId: string): Buffer {
-    return createHmac('sha256', this.#indexKey).update(nationalId).digest()
+  /** A keyed hash (HMAC-SHA256): the blind index of a normalised national id, or of a provider question. */
+  blindIndex(value: string): Buffer {
+    return createHmac('sha256', this.#indexKey).update(value).digest()
   }
 
   seal(plaintext: string, aad: string): Buffer {

@@ -12,9 +12,12 @@ import type { TopologyOptions } from '../mq/topology.js'
 import { createLogger, type Logger } from '../observability/logger.js'
 import { Metrics } from '../observability/metrics.js'
 import { Sealer } from '../privacy/sealing.js'
+import { Checker } from '../roles/checker/index.js'
 import { Intake } from '../roles/gateway/intake.js'
 import { gatewayRoutes } from '../roles/gateway/routes.js'
 import { Recorder } from '../roles/recorder/index.js'
+import { buildSimulator, type Simulator } from '../roles/simulator/server.js'
+import { adminRoutes } from '../roles/status/admin.js'
 import { statusRoutes } from '../roles/status/routes.js'
 
 export const ROLES = ['gateway', 'recorder', 'checker', 'status', 'simulator'] as const
@@ -41,6 +44,8 @@ export interface StartOptions {
   migrate?: boolean
   /** Listen on env.PORT (false: build the app for inject() only). */
   listen?: boolean
+  /** Listen with the simulator even when listen is false (tests call it over HTTP). */
+  listenSimulator?: boolean
 }
 
 export interface Running {
@@ -54,6 +59,10 @@ export interface Running {
   pool: Pool | null
   readPool: Pool | null
   recorder: Recorder | null
+  checker: Checker | null
+  simulator: Simulator | null
+  /** The simulator's address, when it listens. */
+  simulatorUrl: string | null
   /** The address the HTTP server listens on, when it does. */
   url: string | null
   stop(): Promise<void>
@@ -85,6 +94,7 @@ async function dbReachable(pool: Pool): Promise<boolean> {
 /**
  * Starts the given roles in this process, sharing one broker connection, one database pool and
  * one HTTP server (health, readiness and metrics on every role; the API on gateway and status).
+ * The simulator, standing in for third parties, gets its own server and port.
  */
 export async function startSabt(opts: StartOptions): Promise<Running> {
   const { env, roles } = opts
@@ -93,11 +103,31 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   const metrics = new Metrics()
   const has = (r: Role) => roles.includes(r)
   const needsDb = has('recorder') || has('checker') || has('status')
-  const needsMq = has('gateway') || has('recorder') || has('checker')
+  const needsBroker = has('gateway') || has('recorder') || has('checker')
+  const needsMq = needsBroker || has('status') // status: queue depths and replay
+  const secrets = needsDb || has('simulator') ? resolveSecrets(env) : null
   const stops: Array<() => Promise<void>> = []
 
-  if (needsDb && opts.migrate) await migrate(env.DATABASE_URL, log)
+  // The simulator first: with npm start, the checker in this same process calls it.
+  let simulator: Simulator | null = null
+  let simulatorUrl: string | null = null
+  if (has('simulator')) {
+    let knobs: Record<string, unknown> | undefined
+    if (env.SABT_SIMULATOR_KNOBS) {
+      try {
+        knobs = JSON.parse(env.SABT_SIMULATOR_KNOBS) as Record<string, unknown>
+      } catch {
+        throw new Error('SABT_SIMULATOR_KNOBS: not JSON')
+      }
+    }
+    const sim = await buildSimulator({ log, adminToken: secrets!.adminToken, knobs: knobs as never })
+    simulator = sim
+    if (opts.listen !== false || opts.listenSimulator)
+      simulatorUrl = await sim.listen({ host: env.HOST, port: env.SABT_SIMULATOR_PORT })
+    stops.push(() => sim.close())
+  }
 
+  if (needsDb && opts.migrate) await migrate(env.DATABASE_URL, log)
   const pool = needsDb
     ? createPool(env.DATABASE_URL, { max: env.DATABASE_POOL_SIZE, log, name: `sabt-${roles.join('+')}` })
     : null
@@ -106,23 +136,44 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       ? createPool(env.DATABASE_READ_URL, { max: env.DATABASE_POOL_SIZE, log, name: 'sabt-status-read' })
       : pool
   if (pool && opts.migrate) await syncCampaigns(pool, config.campaigns.values())
+  const sealer = secrets && (has('recorder') || has('checker')) ? new Sealer(secrets.dataKeys) : null
 
   const mq = needsMq
     ? new MqClient(env.AMQP_URL, topologyOptions(env, config), log, `sabt-${roles.join('+')}-${process.pid}`)
     : null
   if (mq) await mq.start()
+  const publisher = (name: string) =>
+    new Publisher(
+      mq!,
+      { name, confirmTimeoutMs: env.SABT_CONFIRM_TIMEOUT_MS, maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT },
+      metrics,
+      log,
+    )
 
   let recorder: Recorder | null = null
-  let gatewayPublisher: Publisher | null = null
+  let checker: Checker | null = null
+  let intakePublisher: Publisher | null = null
 
+  // Ready means: what this process's roles need is reachable. The status role needs only the
+  // database — the dashboard must stay up when the broker is what broke.
   const readiness = async (): Promise<Readiness> => {
     const components: Record<string, 'up' | 'down'> = {}
+    const required: string[] = []
     if (mq) components.broker = mq.connected ? 'up' : 'down'
-    if (gatewayPublisher) components.intake = gatewayPublisher.ready ? 'up' : 'down'
-    if (pool) components.database = (await dbReachable(pool)) ? 'up' : 'down'
-    if (readPool && readPool !== pool)
+    if (needsBroker) required.push('broker')
+    if (intakePublisher) {
+      components.intake = intakePublisher.ready ? 'up' : 'down'
+      required.push('intake')
+    }
+    if (pool) {
+      components.database = (await dbReachable(pool)) ? 'up' : 'down'
+      required.push('database')
+    }
+    if (readPool && readPool !== pool) {
       components.database_read = (await dbReachable(readPool)) ? 'up' : 'down'
-    return { ready: Object.values(components).every((c) => c === 'up'), components }
+      required.push('database_read')
+    }
+    return { ready: required.every((c) => components[c] === 'up'), components }
   }
 
   const app = await buildServer({
@@ -135,18 +186,10 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   })
 
   if (has('gateway') && mq) {
-    gatewayPublisher = new Publisher(
-      mq,
-      {
-        name: 'intake',
-        confirmTimeoutMs: env.SABT_CONFIRM_TIMEOUT_MS,
-        maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT,
-      },
-      metrics,
-      log,
-    )
-    await gatewayPublisher.start()
-    const intake = new Intake(mq, gatewayPublisher, metrics, {
+    const p = publisher('intake')
+    intakePublisher = p
+    await p.start()
+    const intake = new Intake(mq, p, metrics, {
       shards: env.SABT_INTAKE_SHARDS,
       retryAfterS: env.SABT_RETRY_AFTER_S,
     })
@@ -159,55 +202,65 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       batchBodyLimit: env.SABT_BATCH_BODY_LIMIT,
       batchMaxRecords: env.SABT_BATCH_MAX_RECORDS,
     })
-    const publisher = gatewayPublisher
-    stops.push(() => publisher.close())
+    stops.push(() => p.close())
   }
 
-  if (has('status') && readPool) {
+  if (has('status') && readPool && pool && mq) {
     await app.register(statusRoutes, {
       pool: readPool,
       config,
       queuedWindowMs: env.SABT_QUEUED_WINDOW_S * 1000,
     })
+    const p = publisher('admin')
+    await p.start()
+    await app.register(adminRoutes, { mq, pool, publisher: p, config, log, adminToken: secrets!.adminToken })
+    stops.push(() => p.close())
   }
 
-  if (has('recorder') && mq && pool) {
-    const secrets = resolveSecrets(env)
-    const publisher = new Publisher(
-      mq,
-      {
-        name: 'checks',
-        confirmTimeoutMs: env.SABT_CONFIRM_TIMEOUT_MS,
-        maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT,
-      },
-      metrics,
-      log,
+  if (has('checker') && mq && pool && sealer) {
+    const p = publisher('checker')
+    await p.start()
+    const only = env.SABT_CHECKS?.split(',')
+      .map((c) => c.trim())
+      .filter(Boolean)
+    const c = new Checker(
+      { mq, pool, publisher: p, config, sealer, metrics, log, callbackSecret: secrets!.callbackSecret },
+      only,
     )
-    await publisher.start()
-    recorder = new Recorder(
-      { mq, pool, publisher, config, sealer: new Sealer(secrets.dataKeys), metrics, log },
+    checker = c
+    await c.start()
+    stops.push(async () => {
+      await c.stop()
+      await p.close()
+    })
+  }
+
+  if (has('recorder') && mq && pool && sealer) {
+    const p = publisher('checks')
+    await p.start()
+    const r = new Recorder(
+      { mq, pool, publisher: p, config, sealer, metrics, log },
       { prefetch: env.SABT_RECORDER_PREFETCH, batchSize: env.SABT_BATCH_SIZE, batchMs: env.SABT_BATCH_MS },
     )
-    await recorder.start()
-    const r = recorder
+    recorder = r
+    await r.start()
     stops.push(async () => {
       await r.stop()
-      await publisher.close()
+      await p.close()
     })
   }
 
   await app.ready()
   let url: string | null = null
-  if (opts.listen !== false) {
-    url = await app.listen({ host: env.HOST, port: env.PORT })
-  }
+  if (opts.listen !== false) url = await app.listen({ host: env.HOST, port: env.PORT })
 
   let stopped: Promise<void> | null = null
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       // 1. Stop accepting requests; in-flight ones finish (their publishes settle).
       await app.close()
-      // 2. Roles, in reverse start order: the recorder writes and acks what it holds.
+      // 2. Roles, in reverse start order: the recorder writes and acks what it holds, the
+      //    checker finishes its calls.
       for (const s of stops.reverse())
         await s().catch((err) => log.warn({ event: 'stop_failed', err: (err as Error).message }))
       await mq?.close()
@@ -217,5 +270,21 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     return stopped
   }
 
-  return { roles, env, config, log, metrics, app, mq, pool, readPool, recorder, url, stop }
+  return {
+    roles,
+    env,
+    config,
+    log,
+    metrics,
+    app,
+    mq,
+    pool,
+    readPool,
+    recorder,
+    checker,
+    simulator,
+    simulatorUrl,
+    url,
+    stop,
+  }
 }

@@ -140,7 +140,7 @@ export class Recorder {
     p.row = {
       id: m.id,
       campaign: m.campaign,
-      nationalIdIndex: sealer.index(m.national_id),
+      nationalIdIndex: sealer.blindIndex(m.national_id),
       nationalIdSealed: sealer.seal(m.national_id, `${m.id}:national_id`),
       mobileSealed: sealer.seal(m.mobile, `${m.id}:mobile`),
       keyId: sealer.currentKeyId,

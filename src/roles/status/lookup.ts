@@ -5,7 +5,8 @@ import { isUuidV7, uuidV7Time } from '../../domain/uuid7.js'
 
 export interface CheckView {
   check: string
-  outcome: 'passed' | 'failed' | 'error' | 'pending'
+  /** `pending` while attempts are being made; `skipped` when the verdict came before it was needed. */
+  outcome: 'passed' | 'failed' | 'error' | 'pending' | 'skipped'
   attempts: number
   latency_ms: number | null
   last_error: string | null
@@ -71,7 +72,7 @@ export async function lookupRegistration(
         const c = stored.get(name)
         return {
           check: name,
-          outcome: c?.outcome ?? 'pending',
+          outcome: c?.outcome ?? (record.status === 'rejected' ? 'skipped' : 'pending'),
           attempts: c?.attempts ?? 0,
           latency_ms: c?.latency_ms ?? null,
           last_error: c?.last_error ?? null,

@@ -18,6 +18,7 @@ const CheckView = Type.Object({
     Type.Literal('failed'),
     Type.Literal('error'),
     Type.Literal('pending'),
+    Type.Literal('skipped'),
   ]),
   attempts: Type.Integer(),
   latency_ms: Type.Union([Type.Integer(), Type.Null()]),

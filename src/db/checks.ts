@@ -1,0 +1,326 @@
+import type { RequiredCheck } from '../domain/verdict.js'
+import { decideStatus, isFinal, type Outcome, unlockedBy } from '../domain/verdict.js'
+import type { Pool } from './pool.js'
+
+/** What the checker reads to ask a provider: the record (sealed fields still sealed) and this check's row. */
+export interface CheckSubjectRow {
+  id: string
+  campaign: string
+  status: string
+  national_id_sealed: Buffer | null
+  mobile_sealed: Buffer | null
+  key_id: string
+  first_name: string | null
+  last_name: string | null
+  birth_date: string | null
+  erased_at: Date | null
+  outcome: Outcome | null
+  attempts: number | null
+}
+
+export async function loadCheckSubject(
+  pool: Pool,
+  id: string,
+  check: string,
+): Promise<CheckSubjectRow | null> {
+  const r = await pool.query<CheckSubjectRow>({
+    name: 'sabt_load_check_subject',
+    text: `SELECT r.id::text, r.campaign, r.status, r.national_id_sealed, r.mobile_sealed, r.key_id,
+                  r.first_name, r.last_name, to_char(r.birth_date, 'YYYY-MM-DD') AS birth_date, r.erased_at,
+                  c.outcome, c.attempts
+           FROM registrations r
+           LEFT JOIN check_results c ON c.registration_id = r.id AND c.check_name = $2
+           WHERE r.id = $1`,
+    values: [id, check],
+  })
+  return r.rows[0] ?? null
+}
+
+export interface OutcomeWritten {
+  /** The record's status after this write. */
+  status: string
+  /** True when this write made the status final (accepted/rejected): the callback fires once. */
+  becameFinal: boolean
+  /** Checks whose prerequisites are now all passed: to be asked next. */
+  unlocked: string[]
+  /** False when the check already had a final answer (a redelivery): nothing was written. */
+  stored: boolean
+}
+
+/**
+ * Stores a definite answer (passed/failed) and recomputes the record's status, in one
+ * transaction that holds the record's row lock: two checks finishing at once cannot both miss
+ * each other's result. A result already final is never overwritten; a final status never changes.
+ */
+export async function recordOutcome(
+  pool: Pool,
+  args: {
+    id: string
+    check: string
+    outcome: 'passed' | 'failed'
+    attempts: number
+    latencyMs: number | null
+    detail: unknown
+    required: readonly RequiredCheck[]
+    /** The campaign declares a verdict callback: a final verdict marks it pending. */
+    hasCallback: boolean
+  },
+): Promise<OutcomeWritten | null> {
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    const reg = await client.query<{ status: string }>(
+      'SELECT status FROM registrations WHERE id = $1 FOR UPDATE',
+      [args.id],
+    )
+    if (reg.rowCount === 0) {
+      await client.query('ROLLBACK')
+      return null
+    }
+    const ins = await client.query(
+      `INSERT INTO check_results (registration_id, check_name, outcome, attempts, latency_ms, detail, last_error, updated_at, finished_at)
+       VALUES ($1, $2, $3, $4, $5, $6, NULL, now(), now())
+       ON CONFLICT (registration_id, check_name) DO UPDATE
+         SET outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts, latency_ms = EXCLUDED.latency_ms,
+             detail = EXCLUDED.detail, updated_at = now(), finished_at = now()
+         WHERE check_results.outcome IS NULL OR check_results.outcome = 'error'
+       RETURNING 1`,
+      [
+        args.id,
+        args.check,
+        args.outcome,
+        args.attempts,
+        args.latencyMs,
+        args.detail === undefined ? null : JSON.stringify(args.detail),
+      ],
+    )
+    const written = await finishStatus(client, args.id, reg.rows[0]!.status, args.required, args.hasCallback)
+    await client.query('COMMIT')
+    return {
+      status: written.status,
+      becameFinal: written.becameFinal,
+      stored: (ins.rowCount ?? 0) > 0,
+      unlocked: args.outcome === 'passed' ? unlockedBy(args.check, args.required, written.outcomes) : [],
+    }
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw err
+  } finally {
+    client.release()
+  }
+}
+
+type Queryable = { query: Pool['query'] }
+
+async function finishStatus(
+  client: Queryable,
+  id: string,
+  current: string,
+  required: readonly RequiredCheck[],
+  hasCallback = false,
+): Promise<{ status: string; becameFinal: boolean; outcomes: Map<string, Outcome | null> }> {
+  const rows = await client.query<{ check_name: string; outcome: Outcome | null }>(
+    'SELECT check_name, outcome FROM check_results WHERE registration_id = $1',
+    [id],
+  )
+  const outcomes = new Map(rows.rows.map((r) => [r.check_name, r.outcome]))
+  if (isFinal(current)) return { status: current, becameFinal: false, outcomes }
+  const next = decideStatus(required, outcomes)
+  if (next === current) return { status: current, becameFinal: false, outcomes }
+  await client.query(
+    `UPDATE registrations SET status = $2,
+         verdict_at = CASE WHEN $2 IN ('accepted', 'rejected') THEN now() ELSE verdict_at END,
+         callback_status = CASE WHEN $2 IN ('accepted', 'rejected') AND $3 THEN 'pending' ELSE callback_status END
+       WHERE id = $1`,
+    [id, next, hasCallback],
+  )
+  return { status: next, becameFinal: isFinal(next), outcomes }
+}
+
+/** A retryable failure: one more attempt spent, the last error kept, the record `verifying`. */
+export async function recordAttempt(
+  pool: Pool,
+  id: string,
+  check: string,
+  attempts: number,
+  lastError: string,
+): Promise<void> {
+  await pool.query({
+    name: 'sabt_record_attempt',
+    text: `WITH c AS (
+             INSERT INTO check_results (registration_id, check_name, outcome, attempts, last_error, updated_at)
+             VALUES ($1, $2, NULL, $3, $4, now())
+             ON CONFLICT (registration_id, check_name) DO UPDATE
+               SET attempts = GREATEST(check_results.attempts, EXCLUDED.attempts), last_error = EXCLUDED.last_error, updated_at = now()
+               WHERE check_results.outcome IS NULL
+           )
+           UPDATE registrations SET status = 'verifying' WHERE id = $1 AND status = 'recorded'`,
+    values: [id, check, attempts, lastError],
+  })
+}
+
+/** The last attempt failed: the check is dead-lettered (`error`) and the record `failed` until replayed. */
+export async function recordDead(
+  pool: Pool,
+  args: {
+    id: string
+    check: string
+    attempts: number
+    lastError: string
+    required: readonly RequiredCheck[]
+  },
+): Promise<void> {
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    const reg = await client.query<{ status: string }>(
+      'SELECT status FROM registrations WHERE id = $1 FOR UPDATE',
+      [args.id],
+    )
+    if (reg.rowCount === 0) {
+      await client.query('ROLLBACK')
+      return
+    }
+    await client.query(
+      `INSERT INTO check_results (registration_id, check_name, outcome, attempts, last_error, updated_at)
+       VALUES ($1, $2, 'error', $3, $4, now())
+       ON CONFLICT (registration_id, check_name) DO UPDATE
+         SET outcome = 'error', attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error, updated_at = now()
+         WHERE check_results.outcome IS NULL OR check_results.outcome = 'error'`,
+      [args.id, args.check, args.attempts, args.lastError],
+    )
+    await finishStatus(client, args.id, reg.rows[0]!.status, args.required)
+    await client.query('COMMIT')
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw err
+  } finally {
+    client.release()
+  }
+}
+
+/** Replay: the check is asked again with fresh attempts; a `failed` record goes back to `verifying`. */
+export async function resetForReplay(
+  pool: Pool,
+  id: string,
+  check: string,
+  required: readonly RequiredCheck[],
+): Promise<void> {
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    const reg = await client.query<{ status: string }>(
+      'SELECT status FROM registrations WHERE id = $1 FOR UPDATE',
+      [id],
+    )
+    if (reg.rowCount === 0) {
+      await client.query('ROLLBACK')
+      return
+    }
+    await client.query(
+      `UPDATE check_results SET outcome = NULL, attempts = 0, updated_at = now()
+       WHERE registration_id = $1 AND check_name = $2 AND outcome = 'error'`,
+      [id, check],
+    )
+    const status = reg.rows[0]!.status
+    if (status === 'failed') {
+      // Recompute as if not final: with this check back in progress, failed → verifying.
+      const rows = await client.query<{ check_name: string; outcome: Outcome | null }>(
+        'SELECT check_name, outcome FROM check_results WHERE registration_id = $1',
+        [id],
+      )
+      const next = decideStatus(required, new Map(rows.rows.map((r) => [r.check_name, r.outcome])))
+      await client.query('UPDATE registrations SET status = $2 WHERE id = $1', [id, next])
+    }
+    await client.query('COMMIT')
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw err
+  } finally {
+    client.release()
+  }
+}
+
+export async function cachedOutcome(
+  pool: Pool,
+  check: string,
+  inputHash: Buffer,
+  ttlS: number,
+): Promise<{ outcome: 'passed' | 'failed'; detail: unknown } | null> {
+  const r = await pool.query<{ outcome: 'passed' | 'failed'; detail: unknown }>({
+    name: 'sabt_cached_outcome',
+    text: `SELECT outcome, detail FROM check_cache
+           WHERE check_name = $1 AND input_hash = $2 AND created_at > now() - make_interval(secs => $3)`,
+    values: [check, inputHash, ttlS],
+  })
+  return r.rows[0] ?? null
+}
+
+export async function storeCachedOutcome(
+  pool: Pool,
+  check: string,
+  inputHash: Buffer,
+  outcome: 'passed' | 'failed',
+  detail: unknown,
+): Promise<void> {
+  await pool.query({
+    name: 'sabt_store_cached_outcome',
+    text: `INSERT INTO check_cache (check_name, input_hash, outcome, detail, created_at) VALUES ($1, $2, $3, $4, now())
+           ON CONFLICT (check_name, input_hash) DO UPDATE SET outcome = EXCLUDED.outcome, detail = EXCLUDED.detail, created_at = now()`,
+    values: [check, inputHash, outcome, detail === undefined ? null : JSON.stringify(detail)],
+  })
+}
+
+export async function pruneCache(pool: Pool, olderThanS: number): Promise<number> {
+  const r = await pool.query('DELETE FROM check_cache WHERE created_at < now() - make_interval(secs => $1)', [
+    olderThanS,
+  ])
+  return r.rowCount ?? 0
+}
+
+/** Callback bookkeeping (a campaign's verdict callback). */
+export async function recordCallback(
+  pool: Pool,
+  id: string,
+  status: 'sent' | 'pending' | 'error',
+  attempts: number,
+  lastError: string | null,
+): Promise<void> {
+  await pool.query(
+    'UPDATE registrations SET callback_status = $2, callback_attempts = $3, callback_last_error = $4 WHERE id = $1',
+    [id, status, attempts, lastError],
+  )
+}
+
+export interface DeadCheckRow {
+  registration_id: string
+  check: string
+  attempts: number
+  last_error: string | null
+  updated_at: Date
+}
+
+/** Dead-lettered checks and callbacks as PostgreSQL knows them (the queue holds the messages). */
+export async function listDead(
+  pool: Pool,
+  opts: { check?: string; limit: number },
+): Promise<{ total: number; byCheck: Record<string, number>; items: DeadCheckRow[] }> {
+  const counts = await pool.query<{ check: string; n: number }>(
+    `SELECT check_name AS check, count(*)::int AS n FROM check_results WHERE outcome = 'error' GROUP BY 1
+     UNION ALL
+     SELECT 'callback', count(*)::int FROM registrations WHERE callback_status = 'error' HAVING count(*) > 0`,
+  )
+  const items = await pool.query<DeadCheckRow>(
+    `SELECT * FROM (
+       SELECT registration_id::text, check_name AS check, attempts, last_error, updated_at
+       FROM check_results WHERE outcome = 'error' AND ($1::text IS NULL OR check_name = $1)
+       UNION ALL
+       SELECT id::text, 'callback', callback_attempts, callback_last_error, coalesce(verdict_at, recorded_at)
+       FROM registrations WHERE callback_status = 'error' AND ($1::text IS NULL OR $1 = 'callback')
+     ) d ORDER BY updated_at DESC LIMIT $2`,
+    [opts.check ?? null, opts.limit],
+  )
+  const byCheck: Record<string, number> = {}
+  for (const c of counts.rows) byCheck[c.check] = c.n
+  return { total: Object.values(byCheck).reduce((a, b) => a + b, 0), byCheck, items: items.rows }
+}

@@ -1,0 +1,314 @@
+import { performance } from 'node:perf_hooks'
+import {
+  BrokenCircuitError,
+  type CircuitBreakerPolicy,
+  CircuitState,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  handleWhen,
+  IsolatedCircuitError,
+} from 'cockatiel'
+import { Pool as HttpPool } from 'undici'
+import type { Campaign, CheckConfig, SabtConfig } from '../../config/campaigns.js'
+import {
+  cachedOutcome,
+  loadCheckSubject,
+  recordAttempt,
+  recordDead,
+  recordOutcome,
+  storeCachedOutcome,
+} from '../../db/checks.js'
+import type { Pool } from '../../db/pool.js'
+import { isFinal } from '../../domain/verdict.js'
+import type { MqClient } from '../../mq/connection.js'
+import { ATTEMPT_HEADER, type CheckMessage, encodeCheckMessage } from '../../mq/messages.js'
+import type { Publisher } from '../../mq/publisher.js'
+import type { Logger } from '../../observability/logger.js'
+import type { Metrics } from '../../observability/metrics.js'
+import type { Sealer } from '../../privacy/sealing.js'
+import {
+  classifyStatus,
+  PermanentError,
+  parseRetryAfter,
+  RateLimitedError,
+  TransientError,
+} from './outcomes.js'
+import type { CheckSubject, Provider } from './providers/index.js'
+import { TokenBucket } from './rate-limit.js'
+import { ParkError, type Task } from './worker.js'
+
+export interface CheckTaskDeps {
+  mq: MqClient
+  pool: Pool
+  publisher: Publisher
+  config: SabtConfig
+  sealer: Sealer
+  metrics: Metrics
+  log: Logger
+}
+
+/** Longest a message may wait for a rate-limit token while held; longer, and it is parked. */
+const MAX_TOKEN_WAIT_MS = 5000
+
+const CIRCUIT_GAUGE: Record<CircuitState, number> = {
+  [CircuitState.Closed]: 0,
+  [CircuitState.HalfOpen]: 1,
+  [CircuitState.Open]: 2,
+  [CircuitState.Isolated]: 2,
+}
+
+/**
+ * One check: reads the record, asks the provider (within its rate limit, behind its circuit
+ * breaker, over a keep-alive pool with a per-call timeout), stores the answer, recomputes the
+ * verdict, and asks the checks this one unlocks.
+ */
+export class CheckTask implements Task {
+  readonly name: string
+  readonly queue: string
+  readonly concurrency: number
+  readonly maxAttempts: number
+  readonly bucket: TokenBucket
+  readonly breaker: CircuitBreakerPolicy
+  readonly http: HttpPool
+  readonly #path: string
+
+  constructor(
+    readonly check: CheckConfig,
+    readonly provider: Provider,
+    readonly deps: CheckTaskDeps,
+  ) {
+    this.name = check.name
+    this.queue = deps.mq.names.checkQueue(check.name)
+    this.concurrency = check.concurrency
+    this.maxAttempts = check.max_attempts
+    this.bucket = new TokenBucket(check.rate_per_second)
+    const url = new URL(check.url)
+    this.#path = `${url.pathname}${url.search}`
+    this.http = new HttpPool(url.origin, {
+      connections: check.concurrency,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      headersTimeout: check.timeout_ms,
+      bodyTimeout: check.timeout_ms,
+      connectTimeout: Math.min(check.timeout_ms, 5000),
+    })
+    this.breaker = circuitBreaker(
+      handleWhen((e) => e instanceof TransientError),
+      {
+        halfOpenAfter: check.breaker.half_open_after_ms,
+        breaker: new ConsecutiveBreaker(check.breaker.consecutive_failures),
+      },
+    )
+    const gauge = deps.metrics.circuitState.labels({ check: check.name })
+    gauge.set(0)
+    this.breaker.onStateChange((s) => {
+      gauge.set(CIRCUIT_GAUGE[s])
+      deps.log.warn(
+        { event: 'checker.circuit', check: check.name, state: CircuitState[s] },
+        `circuit ${CircuitState[s]}`,
+      )
+    })
+    deps.metrics.rateLimitPerSecond.set({ check: check.name }, check.rate_per_second)
+  }
+
+  #campaign(msg: CheckMessage): Campaign {
+    const c = this.deps.config.campaigns.get(msg.campaign)
+    if (!c) throw new PermanentError(`campaign ${msg.campaign} is not configured`)
+    return c
+  }
+
+  async perform(msg: CheckMessage, attempt: number): Promise<void> {
+    const { pool, sealer, metrics } = this.deps
+    const campaign = this.#campaign(msg)
+    const row = await loadCheckSubject(pool, msg.registration_id, this.name)
+    if (!row || row.erased_at) return // nothing to check (never recorded, or erased): drop
+    if (row.outcome === 'passed' || row.outcome === 'failed') {
+      // Already answered (a redelivery, or a replay of a check that meanwhile succeeded): do not
+      // ask again; make sure what follows from the answer happened (idempotent).
+      metrics.checkAttempts.inc({ check: this.name, result: 'already_done' })
+      await this.#finish(msg, campaign, row.outcome, attempt, null, null)
+      return
+    }
+    if (isFinal(row.status)) {
+      metrics.checkAttempts.inc({ check: this.name, result: 'skipped_final' })
+      return // the verdict is known (another check failed): spend no quota
+    }
+
+    const subject: CheckSubject = {
+      id: row.id,
+      campaign: row.campaign,
+      national_id: this.provider.needs.includes('national_id')
+        ? sealer.open(row.national_id_sealed!, row.key_id, `${row.id}:national_id`)
+        : '',
+      mobile: this.provider.needs.includes('mobile')
+        ? sealer.open(row.mobile_sealed!, row.key_id, `${row.id}:mobile`)
+        : '',
+      first_name: row.first_name ?? '',
+      last_name: row.last_name ?? '',
+      birth_date: row.birth_date ?? '',
+    }
+    const request = this.provider.buildRequest(subject)
+
+    let cacheKey: Buffer | null = null
+    if (this.check.cache_ttl_s > 0) {
+      cacheKey = sealer.blindIndex(`${this.name}\u0000${JSON.stringify(request)}`)
+      const hit = await cachedOutcome(pool, this.name, cacheKey, this.check.cache_ttl_s)
+      if (hit) {
+        metrics.checkAttempts.inc({ check: this.name, result: 'cached' })
+        await this.#finish(msg, campaign, hit.outcome, attempt, null, {
+          ...(hit.detail as object),
+          cached: true,
+        })
+        return
+      }
+    }
+
+    // A circuit that is open (or probing) is not asked: the message waits in a delay tier.
+    // When open, execute() below refuses, or lets this one call through as the half-open probe.
+    if (this.breaker.state === CircuitState.HalfOpen)
+      throw new ParkError('circuit_open', this.check.breaker.half_open_after_ms)
+    const wait = this.bucket.reserve()
+    if (wait > MAX_TOKEN_WAIT_MS) {
+      this.bucket.cancel()
+      throw new ParkError('rate_limited', wait)
+    }
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+
+    let answer: { outcome: 'passed' | 'failed'; detail: Record<string, unknown>; latencyMs: number }
+    try {
+      answer = await this.breaker.execute(() => this.#call(msg.registration_id, request))
+    } catch (err) {
+      if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {
+        metrics.checkAttempts.inc({ check: this.name, result: 'circuit_open' })
+        throw new ParkError('circuit_open', this.check.breaker.half_open_after_ms)
+      }
+      if (err instanceof RateLimitedError) this.bucket.slowDown(err.retryAfterMs)
+      throw err
+    }
+    this.bucket.recover()
+    if (cacheKey) await storeCachedOutcome(pool, this.name, cacheKey, answer.outcome, answer.detail)
+    await this.#finish(msg, campaign, answer.outcome, attempt, answer.latencyMs, answer.detail)
+  }
+
+  async #call(
+    id: string,
+    request: Record<string, unknown>,
+  ): Promise<{ outcome: 'passed' | 'failed'; detail: Record<string, unknown>; latencyMs: number }> {
+    const { metrics } = this.deps
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
+    if (this.provider.idempotencyKey) headers['idempotency-key'] = id
+    if (this.check.auth_header) headers.authorization = this.check.auth_header
+    const started = performance.now()
+    let res: Awaited<ReturnType<HttpPool['request']>>
+    try {
+      res = await this.http.request({
+        path: this.#path,
+        method: 'POST',
+        headers,
+        body: JSON.stringify(request),
+        signal: AbortSignal.timeout(this.check.timeout_ms),
+      })
+    } catch (err) {
+      const e = err as Error & { code?: string }
+      const timedOut =
+        e.name === 'TimeoutError' || e.name === 'AbortError' || /timeout/i.test(e.code ?? e.message)
+      metrics.checkAttempts.inc({ check: this.name, result: timedOut ? 'timeout' : 'connection_error' })
+      throw new TransientError(
+        timedOut ? `timeout after ${this.check.timeout_ms} ms` : `connection error: ${e.code ?? e.message}`,
+      )
+    }
+    const latencyMs = Math.round(performance.now() - started)
+    metrics.providerLatency.observe({ check: this.name }, latencyMs / 1000)
+    const cls = classifyStatus(res.statusCode)
+    if (cls !== 'success') {
+      await res.body.dump().catch(() => {})
+      metrics.checkAttempts.inc({ check: this.name, result: cls })
+      if (cls === 'rate_limited') throw new RateLimitedError(parseRetryAfter(res.headers['retry-after']))
+      if (cls === 'transient') throw new TransientError(`provider answered ${res.statusCode}`)
+      throw new PermanentError(`provider answered ${res.statusCode}`)
+    }
+    let body: unknown = null
+    try {
+      body = await res.body.json()
+    } catch {
+      body = null
+    }
+    const read = this.provider.readOutcome(body)
+    if (!read) {
+      metrics.checkAttempts.inc({ check: this.name, result: 'permanent' })
+      throw new PermanentError('provider answered 2xx with an answer that cannot be read')
+    }
+    metrics.checkAttempts.inc({ check: this.name, result: read.outcome })
+    return { ...read, latencyMs }
+  }
+
+  /** Stores a definite answer, then asks what it unlocks and announces a final verdict. */
+  async #finish(
+    msg: CheckMessage,
+    campaign: Campaign,
+    outcome: 'passed' | 'failed',
+    attempt: number,
+    latencyMs: number | null,
+    detail: unknown,
+  ): Promise<void> {
+    const { pool, publisher, mq, metrics } = this.deps
+    const written = await recordOutcome(pool, {
+      id: msg.registration_id,
+      check: this.name,
+      outcome,
+      attempts: attempt + 1,
+      latencyMs,
+      detail,
+      required: campaign.checks,
+      hasCallback: campaign.callbackUrl !== null,
+    })
+    if (!written) return
+    if (written.stored) metrics.checks.inc({ check: this.name, outcome })
+    const publishes: Promise<void>[] = written.unlocked.map((check) =>
+      publisher.publish(
+        mq.names.checkExchange,
+        check,
+        encodeCheckMessage({ registration_id: msg.registration_id, check, campaign: campaign.slug }),
+        {
+          messageId: `${msg.registration_id}:${check}`,
+          headers: { [ATTEMPT_HEADER]: 0 },
+        },
+      ),
+    )
+    if (written.becameFinal && campaign.callbackUrl) {
+      publishes.push(
+        publisher.publish(
+          mq.names.checkExchange,
+          'callback',
+          encodeCheckMessage({
+            registration_id: msg.registration_id,
+            check: 'callback',
+            campaign: campaign.slug,
+          }),
+          { messageId: `${msg.registration_id}:callback`, headers: { [ATTEMPT_HEADER]: 0 } },
+        ),
+      )
+    }
+    await Promise.all(publishes)
+  }
+
+  async onRetry(msg: CheckMessage, attempts: number, error: string): Promise<void> {
+    await recordAttempt(this.deps.pool, msg.registration_id, this.name, attempts, error)
+  }
+
+  async onDead(msg: CheckMessage, attempts: number, error: string): Promise<void> {
+    const campaign = this.deps.config.campaigns.get(msg.campaign)
+    this.deps.metrics.checks.inc({ check: this.name, outcome: 'error' })
+    await recordDead(this.deps.pool, {
+      id: msg.registration_id,
+      check: this.name,
+      attempts,
+      lastError: error,
+      required: campaign?.checks ?? [],
+    })
+  }
+
+  async close(): Promise<void> {
+    await this.http.close().catch(() => {})
+  }
+}

@@ -1,0 +1,108 @@
+import type { GetMessage } from 'amqplib'
+import type { SabtConfig } from '../../config/campaigns.js'
+import { listDead, recordCallback, resetForReplay } from '../../db/checks.js'
+import type { Pool } from '../../db/pool.js'
+import type { MqClient } from '../../mq/connection.js'
+import { ATTEMPT_HEADER, parseCheckMessage } from '../../mq/messages.js'
+import type { Publisher } from '../../mq/publisher.js'
+import { CALLBACK } from '../../mq/topology.js'
+import type { Logger } from '../../observability/logger.js'
+
+export interface DeadList {
+  /** Messages in the dead-letter queue, as RabbitMQ counts them (null: broker unreachable). */
+  queued: number | null
+  /** Dead-lettered checks and callbacks by name, as PostgreSQL records them. */
+  byCheck: Record<string, number>
+  total: number
+  items: {
+    registration_id: string
+    check: string
+    attempts: number
+    last_error: string | null
+    dead_at: string
+  }[]
+}
+
+export async function deadList(
+  mq: MqClient,
+  pool: Pool,
+  opts: { check?: string; limit?: number } = {},
+): Promise<DeadList> {
+  const [queued, dead] = await Promise.all([
+    mq.queueDepth(mq.names.dead),
+    listDead(pool, { check: opts.check, limit: opts.limit ?? 100 }),
+  ])
+  return {
+    queued: queued?.messages ?? null,
+    byCheck: dead.byCheck,
+    total: dead.total,
+    items: dead.items.map((i) => ({
+      registration_id: i.registration_id,
+      check: i.check,
+      attempts: i.attempts,
+      last_error: i.last_error,
+      dead_at: i.updated_at.toISOString(),
+    })),
+  }
+}
+
+export interface ReplayResult {
+  replayed: number
+  /** Left in the dead letters: another check, past the limit, or unreadable. */
+  kept: number
+  unreadable: number
+}
+
+/**
+ * Moves dead-lettered checks back to their queue with fresh attempts (attempt 0). Each message is
+ * republished with a confirm before it is acked from `sabt.dead`, and its record goes from `failed`
+ * back to `verifying`. Messages not selected (another check, past the limit) are returned untouched.
+ */
+export async function replayDead(
+  deps: { mq: MqClient; pool: Pool; publisher: Publisher; config: SabtConfig; log: Logger },
+  opts: { check?: string; limit?: number } = {},
+): Promise<ReplayResult> {
+  const { mq, pool, publisher, config, log } = deps
+  const model = mq.model
+  if (!model) throw new Error('RabbitMQ is not reachable')
+  const limit = opts.limit ?? Number.POSITIVE_INFINITY
+  const ch = await model.createChannel()
+  const held: GetMessage[] = []
+  const result: ReplayResult = { replayed: 0, kept: 0, unreadable: 0 }
+  try {
+    const depth = (await ch.checkQueue(mq.names.dead)).messageCount
+    // Look at each message at most once: skipped ones stay unacked (held) until the end.
+    for (let seen = 0; seen < depth && result.replayed < limit; seen++) {
+      const m = await ch.get(mq.names.dead, { noAck: false })
+      if (!m) break
+      const msg = parseCheckMessage(m.content)
+      if (!msg) {
+        result.unreadable++
+        held.push(m)
+        continue
+      }
+      if (opts.check && msg.check !== opts.check) {
+        held.push(m)
+        continue
+      }
+      const campaign = config.campaigns.get(msg.campaign)
+      if (msg.check === CALLBACK) await recordCallback(pool, msg.registration_id, 'pending', 0, null)
+      else await resetForReplay(pool, msg.registration_id, msg.check, campaign?.checks ?? [])
+      await publisher.publish(mq.names.checkExchange, msg.check, m.content, {
+        messageId: `${msg.registration_id}:${msg.check}:replay`,
+        headers: { [ATTEMPT_HEADER]: 0 },
+      })
+      ch.ack(m)
+      result.replayed++
+    }
+  } finally {
+    for (const m of held) ch.nack(m, false, true)
+    result.kept = held.length
+    await ch.close().catch(() => {})
+  }
+  log.info(
+    { event: 'dead.replayed', ...result, check: opts.check ?? null },
+    `replayed ${result.replayed} dead letter(s)`,
+  )
+  return result
+}

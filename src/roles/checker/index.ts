@@ -1,0 +1,73 @@
+import type { SabtConfig } from '../../config/campaigns.js'
+import { pruneCache } from '../../db/checks.js'
+import type { Pool } from '../../db/pool.js'
+import type { MqClient } from '../../mq/connection.js'
+import type { Publisher } from '../../mq/publisher.js'
+import type { Logger } from '../../observability/logger.js'
+import type { Metrics } from '../../observability/metrics.js'
+import type { Sealer } from '../../privacy/sealing.js'
+import { CallbackTask } from './callback-task.js'
+import { CheckTask } from './check-task.js'
+import { PROVIDER_REGISTRY } from './providers/index.js'
+import { Redirector } from './redirect.js'
+import { Worker } from './worker.js'
+
+export interface CheckerDeps {
+  mq: MqClient
+  pool: Pool
+  publisher: Publisher
+  config: SabtConfig
+  sealer: Sealer
+  metrics: Metrics
+  log: Logger
+  callbackSecret: string
+}
+
+/**
+ * The checker: one worker per check queue (each with its own concurrency, rate limit and circuit
+ * breaker, so one slow or dead provider never slows the others), plus the verdict-callback worker.
+ */
+export class Checker {
+  readonly tasks = new Map<string, CheckTask>()
+  readonly workers: Worker[] = []
+  readonly callback: CallbackTask
+  #pruner: NodeJS.Timeout | null = null
+
+  constructor(
+    readonly deps: CheckerDeps,
+    only?: readonly string[],
+  ) {
+    const redirect = new Redirector(deps.mq, deps.publisher, deps.metrics)
+    for (const check of deps.config.checks.values()) {
+      if (only && !only.includes(check.name)) continue
+      const provider = PROVIDER_REGISTRY.get(check.provider)
+      if (!provider)
+        throw new Error(
+          `check ${check.name}: no provider named ${check.provider} (known: ${[...PROVIDER_REGISTRY.keys()].join(', ')})`,
+        )
+      const task = new CheckTask(check, provider, deps)
+      this.tasks.set(check.name, task)
+      this.workers.push(new Worker(task, deps.mq, redirect, deps.log))
+    }
+    this.callback = new CallbackTask({ ...deps, secret: deps.callbackSecret })
+    this.workers.push(new Worker(this.callback, deps.mq, redirect, deps.log))
+  }
+
+  async start(): Promise<void> {
+    for (const w of this.workers) await w.start()
+    const longestTtl = Math.max(0, ...[...this.deps.config.checks.values()].map((c) => c.cache_ttl_s))
+    if (longestTtl > 0) {
+      this.#pruner = setInterval(() => {
+        pruneCache(this.deps.pool, longestTtl).catch(() => {})
+      }, 600_000)
+      this.#pruner.unref()
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.#pruner) clearInterval(this.#pruner)
+    await Promise.all(this.workers.map((w) => w.stop()))
+    for (const t of this.tasks.values()) await t.close()
+    await this.callback.close()
+  }
+}

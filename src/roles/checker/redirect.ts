@@ -1,0 +1,76 @@
+import type { MqClient } from '../../mq/connection.js'
+import type { Delivery } from '../../mq/consumer.js'
+import { ATTEMPT_HEADER } from '../../mq/messages.js'
+import type { Publisher } from '../../mq/publisher.js'
+import type { Metrics } from '../../observability/metrics.js'
+
+export const PARKED_HEADER = 'x-sabt-parked'
+export const LAST_ERROR_HEADER = 'x-sabt-last-error'
+export const CHECK_HEADER = 'x-sabt-check'
+export const DEAD_AT_HEADER = 'x-sabt-dead-at'
+
+export function headerNumber(d: Delivery, name: string): number {
+  const v = d.msg.properties.headers?.[name]
+  const n = typeof v === 'number' ? v : Number(v)
+  return Number.isFinite(n) && n >= 0 ? n : 0
+}
+
+/**
+ * Moves a check message out of its queue and waits for the broker's confirm: into a delay tier
+ * (a TTL queue that dead-letters back to the check's queue — nothing waits in memory) or into
+ * the dead letters. The caller acks the original only after this resolves.
+ */
+export class Redirector {
+  constructor(
+    readonly mq: MqClient,
+    readonly publisher: Publisher,
+    readonly metrics: Metrics,
+  ) {}
+
+  /** The delay tier for the given wait: the smallest at least that long, else the longest. */
+  tierFor(minDelayMs: number): { label: string; ms: number } {
+    const tiers = this.mq.names.retryQueues
+    return tiers.find((t) => t.ms >= minDelayMs) ?? tiers[tiers.length - 1]!
+  }
+
+  /** The tier after `attempts` failed attempts: 1s after the first, 10s after the second, … */
+  tierAfterAttempts(attempts: number): { label: string; ms: number } {
+    const tiers = this.mq.names.retryQueues
+    return tiers[Math.min(Math.max(attempts, 1), tiers.length) - 1]!
+  }
+
+  async toTier(
+    d: Delivery,
+    routingKey: string,
+    tier: { label: string; ms: number },
+    headers: { attempt: number; parked: number; lastError?: string },
+    reason: 'retry' | 'circuit_open' | 'rate_limited' | 'unavailable',
+  ): Promise<void> {
+    // Jitter: expire between 80 % and 100 % of the tier, so a wave of failures does not return as a wave.
+    const expiration = String(Math.round(tier.ms * (0.8 + 0.2 * Math.random())))
+    await this.publisher.publish(this.mq.names.retryExchange, routingKey, d.msg.content, {
+      messageId: `${d.msg.properties.messageId ?? 'm'}:${headers.attempt}:${headers.parked}`,
+      headers: {
+        tier: tier.label,
+        [ATTEMPT_HEADER]: headers.attempt,
+        [PARKED_HEADER]: headers.parked,
+        ...(headers.lastError ? { [LAST_ERROR_HEADER]: headers.lastError.slice(0, 500) } : {}),
+      },
+      expiration,
+    })
+    this.metrics.checkRetries.inc({ check: routingKey, tier: tier.label, reason })
+  }
+
+  async toDead(d: Delivery, check: string, attempts: number, lastError: string): Promise<void> {
+    await this.publisher.publish(this.mq.names.deadExchange, check, d.msg.content, {
+      messageId: `${d.msg.properties.messageId ?? 'm'}:dead`,
+      headers: {
+        [CHECK_HEADER]: check,
+        [ATTEMPT_HEADER]: attempts,
+        [LAST_ERROR_HEADER]: lastError.slice(0, 500),
+        [DEAD_AT_HEADER]: new Date().toISOString(),
+      },
+    })
+    this.metrics.deadLetters.inc({ check })
+  }
+}

@@ -1,0 +1,236 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
+import Type from 'typebox'
+import { Compile } from 'typebox/compile'
+import { requireAdmin } from '../../http/auth.js'
+import type { Logger } from '../../observability/logger.js'
+import {
+  type EligibilityQuestion,
+  type IdentityQuestion,
+  identityMatches,
+  isEligible,
+  type MobileQuestion,
+  mobileMatches,
+  PROVIDERS,
+  type ProviderName,
+} from './answers.js'
+import { defaultKnobs, drawLatency, type Knobs, KnobsPatch } from './knobs.js'
+
+/** What the simulator saw of one provider: the numbers tests and the dashboard assert on. */
+export interface ProviderStats {
+  calls: number
+  answered: number
+  no_answers: number
+  errors: number
+  timeouts: number
+  rate_limited: number
+  bad_requests: number
+  /** The most calls that arrived within any one-second window (sliding). */
+  max_calls_per_second: number
+  /** Calls that carried an Idempotency-Key already seen. */
+  repeated_keys: number
+}
+
+export class ProviderState {
+  knobs: Knobs
+  stats: ProviderStats = ProviderState.zero()
+  keys = new Map<string, number>()
+  #window: number[] = [] // arrival times within the last second
+  #windowStart = 0
+  #windowCount = 0 // calls in the current fixed second, for the rate limit
+
+  constructor(readonly name: ProviderName) {
+    this.knobs = defaultKnobs(name)
+  }
+
+  static zero(): ProviderStats {
+    return {
+      calls: 0,
+      answered: 0,
+      no_answers: 0,
+      errors: 0,
+      timeouts: 0,
+      rate_limited: 0,
+      bad_requests: 0,
+      max_calls_per_second: 0,
+      repeated_keys: 0,
+    }
+  }
+
+  arrive(now: number, key: string | undefined): void {
+    this.stats.calls++
+    const w = this.#window
+    w.push(now)
+    while (w.length > 0 && w[0]! <= now - 1000) w.shift()
+    if (w.length > this.stats.max_calls_per_second) this.stats.max_calls_per_second = w.length
+    if (key) {
+      const seen = this.keys.get(key) ?? 0
+      if (seen > 0) this.stats.repeated_keys++
+      this.keys.set(key, seen + 1)
+    }
+  }
+
+  /** Fixed one-second windows, as many real APIs count: true when this call is over the limit. */
+  overLimit(now: number): boolean {
+    const limit = this.knobs.rate_limit_per_s
+    if (limit <= 0) return false
+    const second = Math.floor(now / 1000)
+    if (second !== this.#windowStart) {
+      this.#windowStart = second
+      this.#windowCount = 0
+    }
+    this.#windowCount++
+    return this.#windowCount > limit
+  }
+
+  reset(): void {
+    this.stats = ProviderState.zero()
+    this.keys.clear()
+    this.#window = []
+  }
+}
+
+const NationalId = Type.String({ pattern: '^[0-9]{10}$' })
+const QUESTIONS = {
+  identity: Compile(
+    Type.Object(
+      {
+        national_id: NationalId,
+        first_name: Type.String({ minLength: 1 }),
+        last_name: Type.String({ minLength: 1 }),
+        birth_date: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }),
+      },
+      { additionalProperties: false },
+    ),
+  ),
+  mobile: Compile(
+    Type.Object(
+      { national_id: NationalId, mobile: Type.String({ pattern: '^09[0-9]{9}$' }) },
+      { additionalProperties: false },
+    ),
+  ),
+  eligibility: Compile(
+    Type.Object(
+      { national_id: NationalId, campaign: Type.String({ minLength: 1 }) },
+      { additionalProperties: false },
+    ),
+  ),
+} as const
+
+function answer(p: ProviderName, body: unknown, failPercent: number): Record<string, unknown> {
+  switch (p) {
+    case 'identity':
+      return { match: identityMatches(body as IdentityQuestion, failPercent) }
+    case 'mobile':
+      return { match: mobileMatches(body as MobileQuestion, failPercent) }
+    case 'eligibility':
+      return { eligible: isEligible(body as EligibilityQuestion, failPercent) }
+  }
+}
+
+export interface SimulatorOptions {
+  log: Logger
+  adminToken: string | null
+  /** Knobs at start, e.g. from SABT_SIMULATOR_KNOBS: {"identity": {"latency_median_ms": 50}}. */
+  knobs?: Partial<Record<ProviderName, Partial<Knobs>>>
+}
+
+/**
+ * Three third-party providers on one HTTP server, for development, tests and benchmarks:
+ * `identity` (civil registry), `mobile` (operator), `eligibility`. Answers derive from the input
+ * (src/roles/simulator/answers.ts); latency, errors, silence, rate limits and outages are knobs.
+ */
+export type Simulator = FastifyInstance & { providers: Map<ProviderName, ProviderState> }
+
+export async function buildSimulator(opts: SimulatorOptions): Promise<Simulator> {
+  const providers = new Map<ProviderName, ProviderState>(PROVIDERS.map((p) => [p, new ProviderState(p)]))
+  for (const [name, k] of Object.entries(opts.knobs ?? {})) {
+    const state = providers.get(name as ProviderName)
+    if (!state) throw new Error(`SABT_SIMULATOR_KNOBS: unknown provider ${name}`)
+    state.knobs = { ...state.knobs, ...k }
+  }
+  const app = Fastify({
+    loggerInstance: opts.log.child({ role: 'simulator' }) as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    keepAliveTimeout: 75_000,
+  })
+  const held = new Set<() => void>()
+
+  for (const name of PROVIDERS) {
+    const state = providers.get(name)!
+    app.post(`/${name}`, async (request, reply) => {
+      const now = Date.now()
+      const key = request.headers['idempotency-key']
+      state.arrive(now, typeof key === 'string' ? key : undefined)
+      const k = state.knobs
+      if (state.overLimit(now)) {
+        state.stats.rate_limited++
+        return reply.code(429).header('retry-after', '1').send({ error: 'rate limited' })
+      }
+      if (k.outage) {
+        state.stats.errors++
+        return reply.code(503).send({ error: 'outage' })
+      }
+      if (k.timeout_rate > 0 && Math.random() < k.timeout_rate) {
+        state.stats.timeouts++
+        // Never answer: hold the request until the caller gives up (or the simulator stops).
+        reply.hijack()
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            held.delete(done)
+            resolve()
+          }
+          held.add(done)
+          request.raw.socket.once('close', done)
+        })
+        request.raw.socket.destroy()
+        return
+      }
+      const latency = drawLatency(k)
+      if (latency > 0) await new Promise((r) => setTimeout(r, latency))
+      if (k.error_rate > 0 && Math.random() < k.error_rate) {
+        state.stats.errors++
+        return reply.code(503).send({ error: 'upstream error' })
+      }
+      if (!QUESTIONS[name].Check(request.body)) {
+        state.stats.bad_requests++
+        return reply.code(400).send({ error: 'bad request' })
+      }
+      const a = answer(name, request.body, k.fail_percent)
+      state.stats.answered++
+      if (a.match === false || a.eligible === false) state.stats.no_answers++
+      return a
+    })
+  }
+
+  const admin = { preHandler: requireAdmin(opts.adminToken) }
+  app.get('/admin/providers', admin, async () =>
+    Object.fromEntries([...providers].map(([n, s]) => [n, s.knobs])),
+  )
+  const validPatch = Compile(KnobsPatch)
+  app.put('/admin/providers/:name', admin, async (request, reply) => {
+    const state = providers.get((request.params as { name: string }).name as ProviderName)
+    if (!state)
+      return reply.code(404).send({ statusCode: 404, code: 'SABT_NOT_FOUND', message: 'No such provider' })
+    if (!validPatch.Check(request.body))
+      return reply.code(422).send({
+        statusCode: 422,
+        code: 'SABT_VALIDATION',
+        message: 'Bad knobs',
+        errors: validPatch
+          .Errors(request.body)
+          .map((e) => ({ field: e.instancePath.slice(1) || '(body)', rule: e.keyword, message: e.message })),
+      })
+    state.knobs = { ...state.knobs, ...(request.body as KnobsPatch) }
+    return state.knobs
+  })
+  app.get('/admin/stats', admin, async () => Object.fromEntries([...providers].map(([n, s]) => [n, s.stats])))
+  app.post('/admin/stats/reset', admin, async () => {
+    for (const s of providers.values()) s.reset()
+    return { reset: true }
+  })
+  app.get('/healthz', async () => ({ status: 'ok' }))
+  app.addHook('onClose', async () => {
+    for (const release of [...held]) release()
+  })
+  return Object.assign(app, { providers }) as unknown as Simulator
+}
