@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { BenchContext } from './context.js'
-import { type Proc, ROOT } from './procs.js'
+import { freePort, type Proc, ROOT } from './procs.js'
 import type { BenchSabt } from './sabt.js'
 import { cpuSeconds, rabbitPid } from './system.js'
 
@@ -29,7 +29,7 @@ export type Running = Record<string, Proc & { url: string }>
 export async function startPipeline(
   sabt: BenchSabt,
   ctx: BenchContext,
-  opts: { checks?: boolean; simulatorEnv?: Record<string, string> } = {},
+  opts: { checks?: boolean } = {},
 ): Promise<Running> {
   const prof = (name: string) =>
     ctx.profile
@@ -37,13 +37,8 @@ export async function startPipeline(
       : []
   const roles: Running = {}
   const withChecks = (opts.checks ?? true) && checksAvailable().ok
-  if (withChecks) {
-    roles.simulator = await sabt.start('simulator', {
-      name: `${sabt.tag}-simulator`,
-      env: opts.simulatorEnv ?? {},
-    })
-    sabt.env.SABT_SIMULATOR_URL = roles.simulator.url
-  }
+  if (withChecks)
+    roles.simulator = await startSimulator(sabt, Number(process.env.SABT_BENCH_PROVIDER_LATENCY_MS ?? 20))
   roles.recorder = await sabt.start('recorder', {
     name: `${sabt.tag}-recorder`,
     nodeArgs: prof(`${sabt.tag}-recorder`),
@@ -55,6 +50,25 @@ export async function startPipeline(
     nodeArgs: prof(`${sabt.tag}-gateway`),
   })
   return roles
+}
+
+/**
+ * The provider simulator on its own port, every provider at a fixed latency (median = p99), no
+ * simulated errors or rate limits: the checker's own limits (config/sabt.yaml) are what bind.
+ * The checkers started after it call it (SABT_SIMULATOR_URL).
+ */
+export async function startSimulator(sabt: BenchSabt, latencyMs: number): Promise<Proc & { url: string }> {
+  const port = await freePort()
+  const knob = { latency_median_ms: latencyMs, latency_p99_ms: latencyMs }
+  const p = await sabt.start('simulator', {
+    name: `${sabt.tag}-simulator`,
+    env: {
+      SABT_SIMULATOR_PORT: String(port),
+      SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: knob, mobile: knob, eligibility: knob }),
+    },
+  })
+  sabt.env.SABT_SIMULATOR_URL = `http://127.0.0.1:${port}`
+  return p
 }
 
 /** CPU readers for every role, the broker, the database backends of this Sabt, for measure(). */

@@ -58,6 +58,7 @@ export class BenchSabt {
       SABT_DATA_KEYS: `k1:${newKey()}`,
       SABT_INDEX_KEY: newKey(),
       SABT_ADMIN_TOKEN: randomBytes(24).toString('base64url'),
+      SABT_CALLBACK_SECRET: randomBytes(24).toString('base64url'),
       NODE_ENV: 'production',
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',

@@ -2,10 +2,10 @@ import { v7 as uuidv7 } from 'uuid'
 import { intakeMessage } from '../lib/bodies.js'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
 import { skipped } from '../lib/context.js'
-import { checksAvailable, pipelineCpu, roleBackends } from '../lib/pipeline.js'
+import { checksAvailable, pipelineCpu, roleBackends, startSimulator } from '../lib/pipeline.js'
 import { BenchSabt } from '../lib/sabt.js'
 import { fmt, over } from '../lib/stats.js'
-import { cpuPct, measure } from '../lib/system.js'
+import { cpuPct, cpuSeconds, measure } from '../lib/system.js'
 
 /**
  * Checks (issue 3's `npm run bench:checks`): N recorded registrations wait with their check
@@ -31,6 +31,7 @@ export const checks: Scenario = {
       per_s: number
       quota: number
       cpu: Record<string, number>
+      per_check: Record<string, { checks: number; per_s: number; limit: number; share: number }>
     }[] = []
     for (const latency of latencies)
       for (let run = 1; run <= (ctx.quick ? 1 : ctx.runs); run++) {
@@ -61,17 +62,16 @@ export const checks: Scenario = {
             if (c >= n) break
             await new Promise((r) => setTimeout(r, 300))
           }
-          const simulator = await sabt.start('simulator', {
-            name: 'checks-simulator',
-            env: { SABT_SIMULATOR_LATENCY_MS: String(latency) },
-          })
-          sabt.env.SABT_SIMULATOR_URL = simulator.url
+          const simulator = await startSimulator(sabt, latency)
           await ctx.idle()
           const t0 = Date.now()
           let pg: number[] = []
           let checker: Awaited<ReturnType<typeof sabt.start>> | null = null
           const m = await measure(
-            { ...pipelineCpu(sabt, { recorder: rec, simulator }, () => pg) },
+            {
+              ...pipelineCpu(sabt, { recorder: rec, simulator }, () => pg),
+              checker: () => (checker ? cpuSeconds(checker.pid) : 0),
+            },
             async () => {
               checker = await sabt.start('checker', { name: 'checks-checker' })
               for (;;) {
@@ -87,21 +87,36 @@ export const checks: Scenario = {
             },
           )
           void checker
-          const [s] = await sabt.sql<{ c: number; span: number }>(
+          // Per check: calls answered / the span they took, against that check's rate limit.
+          const per = await sabt.sql<{ check: string; c: number; span: number }>(
+            `SELECT check_name AS check, count(*)::int AS c,
+                    extract(epoch FROM max(finished_at) - min(finished_at))::float8 AS span
+             FROM check_results WHERE outcome IS NOT NULL AND finished_at IS NOT NULL GROUP BY check_name`,
+          )
+          const [all] = await sabt.sql<{ c: number; span: number }>(
             'SELECT count(*)::int AS c, extract(epoch FROM max(finished_at) - min(finished_at))::float8 AS span FROM check_results WHERE outcome IS NOT NULL',
           )
-          const perS = s!.c / Math.max(0.001, s!.span)
+          const perCheck = Object.fromEntries(
+            per.map((p) => {
+              const rate = p.c / Math.max(0.001, p.span)
+              const limit = sabt.config.checks.get(p.check)?.rate_per_second ?? Number.NaN
+              return [p.check, { checks: p.c, per_s: Math.round(rate), limit, share: rate / limit }]
+            }),
+          )
+          const used = Object.values(perCheck).reduce((a, x) => a + x.per_s, 0)
+          const perS = all!.c / Math.max(0.001, all!.span)
           rows.push({
             latency,
             run,
-            checks: s!.c,
-            seconds: s!.span,
+            checks: all!.c,
+            seconds: all!.span,
             per_s: Math.round(perS),
-            quota: perS / quota,
+            quota: used / quota,
             cpu: cpuPct(m),
+            per_check: perCheck,
           })
           ctx.log(
-            `  checks ${latency} ms run ${run}: ${s!.c} checks at ${Math.round(perS)}/s = ${Math.round((100 * perS) / quota)} % of ${quota}/s`,
+            `  checks ${latency} ms run ${run}: ${all!.c} checks at ${Math.round(perS)}/s overall; while busy ${Math.round(used)}/s = ${Math.round((100 * used) / quota)} % of ${quota}/s (${JSON.stringify(perCheck)}); cpu% ${JSON.stringify(cpuPct(m))}`,
           )
         } finally {
           await sabt.cleanup()

@@ -132,7 +132,7 @@ export const drain: Scenario = {
         const rows: RecordRow[] = msgs.map(({ m: x }) => ({
           id: x.id as string,
           campaign: CAMPAIGN,
-          nationalIdIndex: sealer.index(x.national_id as string),
+          nationalIdIndex: sealer.blindIndex(x.national_id as string),
           nationalIdSealed: sealer.seal(x.national_id as string, `${x.id}:national_id`),
           mobileSealed: sealer.seal(x.mobile as string, `${x.id}:mobile`),
           keyId: sealer.currentKeyId,

@@ -32,8 +32,7 @@ export const e2e: Scenario = {
     for (let run = 1; run <= (ctx.quick ? 1 : ctx.runs); run++) {
       const sabt = await BenchSabt.create('e2e')
       try {
-        // The simulator's latency knob: SABT_SIMULATOR_LATENCY_MS (median) at start.
-        const roles = await startPipeline(sabt, ctx, { simulatorEnv: { SABT_SIMULATOR_LATENCY_MS: latency } })
+        const roles = await startPipeline(sabt, ctx)
         let pg: number[] = []
         await ctx.idle()
         pg = await roleBackends(sabt)
