@@ -127,10 +127,10 @@ export const checks: Scenario = {
       name: 'checks',
       title: this.title,
       markdown: [
-        `${n.toLocaleString('en-US')} registrations of campaign \`demo\` recorded first; then the checker starts. Quota = Σ rate_per_second of the campaign's checks (config/sabt.yaml).`,
+        `${n.toLocaleString('en-US')} registrations of campaign \`demo\` (identity, mobile after identity, eligibility) recorded first; then the checker starts against the simulator at a fixed latency. Checks/s = answered checks ÷ first → last answer. Share of the rate limit = Σ over checks of (its answers ÷ the span it was busy) ÷ Σ rate_per_second (config/sabt.yaml); mobile runs only after identity passed, so it has less work.`,
         '',
-        '| provider latency | checks/s | share of the combined rate limit |',
-        '|---:|---:|---:|',
+        '| provider latency | checks/s (overall) | share of the combined rate limit, while busy | per check: answers/s of limit | checker CPU % |',
+        '|---:|---:|---:|---|---:|',
         ...latencies.map(
           (l) =>
             `| ${l} ms | ${fmt(
@@ -139,7 +139,18 @@ export const checks: Scenario = {
             )} | ${fmt(
               over(at(l), (r) => r.quota * 100),
               0,
-            )} % |`,
+            )} % | ${Object.keys(at(l)[0]?.per_check ?? {})
+              .map(
+                (c) =>
+                  `${c} ${fmt(
+                    over(at(l), (r) => r.per_check[c]?.per_s ?? Number.NaN),
+                    0,
+                  )}/${at(l)[0]!.per_check[c]!.limit}`,
+              )
+              .join(', ')} | ${fmt(
+              over(at(l), (r) => r.cpu.checker ?? Number.NaN),
+              0,
+            )} |`,
         ),
         '',
       ].join('\n'),
