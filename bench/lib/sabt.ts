@@ -88,7 +88,9 @@ export class BenchSabt {
   ): Promise<Proc & { url: string }> {
     const port = await freePort()
     const name = opts.name ?? `${this.tag}-${roles.replace(/,/g, '+')}`
-    const p = spawnNode(name, [join(ROOT, 'dist', 'cli.js'), 'start', '--roles', roles], {
+    // SABT_BENCH_CLI: another build of Sabt (e.g. the commit before a change) for before/after runs.
+    const cli = process.env.SABT_BENCH_CLI ?? join(ROOT, 'dist', 'cli.js')
+    const p = spawnNode(name, [cli, 'start', '--roles', roles], {
       env: { ...this.env, PORT: String(port), ...opts.env },
       nodeArgs: opts.nodeArgs ?? [],
     })

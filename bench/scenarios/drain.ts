@@ -29,6 +29,7 @@ interface DrainRun {
   wall_per_s: number
   cpu_s: Record<string, number>
   cpu_pct: Record<string, number>
+  recorder_us_per_row: number
   machine_busy_pct: number
   bare: { rows: number; seconds: number; per_s: number; batch: number; pg_cpu_pct: number }
   idle: unknown
@@ -163,6 +164,7 @@ export const drain: Scenario = {
           wall_per_s: Math.round(n / wall),
           cpu_s: m.cpu_s,
           cpu_pct: cpuPct(m),
+          recorder_us_per_row: Math.round(((m.cpu_s.recorder ?? Number.NaN) * 1e6) / n),
           machine_busy_pct: m.machine_busy_pct,
           bare: {
             rows: rows.length,
@@ -175,7 +177,7 @@ export const drain: Scenario = {
         }
         runs.push(r)
         ctx.log(
-          `  drain run ${run}: ${r.recorded_per_s} recorded/s (wall ${r.wall_per_s}/s), bare INSERT ${r.bare.per_s} rows/s, ` +
+          `  drain run ${run}: ${r.recorded_per_s} recorded/s (wall ${r.wall_per_s}/s), recorder ${r.recorder_us_per_row} µs CPU/row, bare INSERT ${r.bare.per_s} rows/s, ` +
             `lost ${r.lost}, dups ${r.duplicates}, cpu% ${JSON.stringify(r.cpu_pct)}, machine ${m.machine_busy_pct}%`,
         )
       }
@@ -189,6 +191,7 @@ export const drain: Scenario = {
       ratio: over(runs, (r) => r.recorded_per_s / r.bare.per_s),
       fill_per_s: over(runs, (r) => r.fill.per_s),
       recorder_cpu: over(runs, (r) => r.cpu_pct.recorder ?? Number.NaN),
+      recorder_us_per_row: over(runs, (r) => r.recorder_us_per_row),
       pg_cpu: over(runs, (r) => r.cpu_pct.postgres ?? Number.NaN),
       rabbit_cpu: over(runs, (r) => r.cpu_pct.rabbitmq ?? Number.NaN),
       bare_pg_cpu: over(runs, (r) => r.bare.pg_cpu_pct),
@@ -198,12 +201,12 @@ export const drain: Scenario = {
     const md = [
       `Backlog of ${n.toLocaleString('en-US')} intake messages (campaign \`demo\`: each new record also publishes its 2 first check messages, confirmed), recorder batch ${batch}, prefetch ${process.env.SABT_RECORDER_PREFETCH ?? 4000}.`,
       '',
-      '| | rows/s | recorder CPU % | PostgreSQL CPU % (its backends) | RabbitMQ CPU % |',
-      '|---|---:|---:|---:|---:|',
-      `| recorder: recorded/s (first → last recorded_at) | ${fmt(s.recorded_per_s, 0)} | ${fmt(s.recorder_cpu, 0)} | ${fmt(s.pg_cpu, 0)} | ${fmt(s.rabbit_cpu, 0)} |`,
-      `| recorder: from process start to the last row | ${fmt(s.wall_per_s, 0)} | | | |`,
-      `| bare \`unnest\` INSERT of the same rows (one connection, batches of ${batch}) | ${fmt(s.bare_per_s, 0)} | — | ${fmt(s.bare_pg_cpu, 0)} | — |`,
-      `| one confirmed publisher filling the intake queue (msg/s) | ${fmt(s.fill_per_s, 0)} | | | |`,
+      '| | rows/s | recorder CPU % | recorder CPU µs/row | PostgreSQL CPU % (its backends) | RabbitMQ CPU % |',
+      '|---|---:|---:|---:|---:|---:|',
+      `| recorder: recorded/s (first → last recorded_at) | ${fmt(s.recorded_per_s, 0)} | ${fmt(s.recorder_cpu, 0)} | ${fmt(s.recorder_us_per_row, 0)} | ${fmt(s.pg_cpu, 0)} | ${fmt(s.rabbit_cpu, 0)} |`,
+      `| recorder: from process start to the last row | ${fmt(s.wall_per_s, 0)} | | | | |`,
+      `| bare \`unnest\` INSERT of the same rows (one connection, batches of ${batch}) | ${fmt(s.bare_per_s, 0)} | — | — | ${fmt(s.bare_pg_cpu, 0)} | — |`,
+      `| one confirmed publisher filling the intake queue (msg/s) | ${fmt(s.fill_per_s, 0)} | | | | |`,
       '',
       `Recorder ÷ bare insert: ${fmt({ ...s.ratio, median: s.ratio.median * 100, min: s.ratio.min * 100, max: s.ratio.max * 100 }, 0)} %. Lost: ${lost}, duplicates: ${dups} (over ${runs.length} × ${n.toLocaleString('en-US')}).`,
       '',
