@@ -52,11 +52,11 @@ export interface IdleWait {
  * other sessions' work skews a measured phase as little as possible. Says how long it waited and
  * how busy the machine still was: the state goes into the results next to each figure.
  */
-export async function waitIdle(maxBusyPct = 10, timeoutS = 120): Promise<IdleWait> {
+export async function waitIdle(maxBusyPct = 10, timeoutS = 120, windowMs = 2000): Promise<IdleWait> {
   const started = Date.now()
   for (;;) {
     const a = machineTicks()
-    await sleep(2000)
+    await sleep(windowMs)
     const busy = busyPct(a, machineTicks())
     const waited = (Date.now() - started) / 1000
     if (busy <= maxBusyPct || waited >= timeoutS)

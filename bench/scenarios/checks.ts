@@ -21,7 +21,7 @@ export const checks: Scenario = {
   async run(ctx: BenchContext): Promise<ScenarioResult> {
     const avail = checksAvailable()
     if (!avail.ok) return skipped('checks', this.title, avail.why)
-    const n = Number(process.env.SABT_BENCH_CHECKS_N ?? (ctx.quick ? 2000 : 20_000))
+    const n = Number(process.env.SABT_BENCH_CHECKS_N ?? (ctx.quick ? 1000 : 20_000))
     const latencies = ctx.quick ? [50] : [50, 20]
     const rows: {
       latency: number

@@ -23,7 +23,7 @@ export const e2e: Scenario = {
   async run(ctx: BenchContext): Promise<ScenarioResult> {
     const avail = checksAvailable()
     if (!avail.ok) return skipped('e2e', this.title, avail.why)
-    const n = Number(process.env.SABT_BENCH_E2E_N ?? (ctx.quick ? 3000 : 100_000))
+    const n = Number(process.env.SABT_BENCH_E2E_N ?? (ctx.quick ? 1000 : 100_000))
     const latency = process.env.SABT_BENCH_PROVIDER_LATENCY_MS ?? '20'
     const rate = Math.round(
       Number(process.env.SABT_BENCH_E2E_RATE) || (ctx.earlier.surge?.headline?.sustained_rps ?? 0) || 5000,
