@@ -90,6 +90,8 @@ export const surge: Scenario = {
         if (notTaken > m.result.sent * 0.005) reasons.push(`${notTaken} not answered 202`)
         if (s > rate * 0.01) reasons.push(`backlog growing ${Math.round(s)}/s`)
         if (final > rate * 2) reasons.push(`backlog ${final} at the end`)
+        // Requests waiting in front of the gateway are a backlog too (it shows as latency).
+        if (m.result.p99_ms > 1000) reasons.push(`p99 ${Math.round(m.result.p99_ms)} ms`)
         const h: Hold = {
           rate,
           seconds,
