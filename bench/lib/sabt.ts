@@ -218,7 +218,7 @@ export async function pgVersion(): Promise<string | null> {
   const c = new pg.Client({ connectionString: PG_ADMIN })
   try {
     await c.connect()
-    return (await c.query<{ v: string }>('SHOW server_version')).rows[0]!.v
+    return (await c.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v
   } catch {
     return null
   } finally {
