@@ -41,6 +41,8 @@ export class Recorder {
   readonly consumer: Consumer
   readonly batcher: Batcher<Pending>
   #stopping = false
+  /** The last batch's settlement (check confirms, then acks): the next batch settles after it. */
+  #settling: Promise<void> = Promise.resolve()
 
   constructor(
     readonly deps: {
@@ -74,6 +76,7 @@ export class Recorder {
     this.#stopping = true
     await this.consumer.pause()
     await this.batcher.drain()
+    await this.#settling
     await this.consumer.close()
   }
 
@@ -97,26 +100,40 @@ export class Recorder {
       if (r === 'inserted' && p.item.row!.status === 'recorded') toCheck.push(p.item)
       if (r === 'redelivered-open') toCheck.push(p.item)
     }
-    const published = await this.#publishChecks(toCheck)
+    // Pipelined: this batch's check messages are published and confirmed while the next batch is
+    // written (the writes stay one at a time, in delivery order). Settling waits for the batch
+    // before it, so acks go out in delivery order and a multiple-ack never covers an earlier batch
+    // that is not settled yet. Measured (npm run bench -- --only drain): the recorder spent most
+    // of each flush waiting for check confirms with the database idle.
+    const previous = this.#settling
+    const settled = (async () => {
+      const published = await this.#publishChecks(toCheck)
+      await previous
 
-    // Settle: failures first (individual nacks), then everything written with one multiple-ack.
-    let maxTag: Delivery | null = null
-    for (const p of written) {
-      if (p.outcome === 'retry') {
-        this.consumer.nack(p.item.d, true)
-        continue
+      // Settle: failures first (individual nacks), then everything written with one multiple-ack.
+      let maxTag: Delivery | null = null
+      for (const p of written) {
+        if (p.outcome === 'retry') {
+          this.consumer.nack(p.item.d, true)
+          continue
+        }
+        if (p.outcome === 'dead') {
+          this.consumer.nack(p.item.d, false)
+          continue
+        }
+        if (!published) continue // check messages not confirmed: leave unacked, the broker redelivers
+        if (!maxTag || p.item.d.msg.fields.deliveryTag > maxTag.msg.fields.deliveryTag) maxTag = p.item.d
       }
-      if (p.outcome === 'dead') {
-        this.consumer.nack(p.item.d, false)
-        continue
-      }
-      if (!published) continue // check messages not confirmed: leave unacked, the broker redelivers
-      if (!maxTag || p.item.d.msg.fields.deliveryTag > maxTag.msg.fields.deliveryTag) maxTag = p.item.d
-    }
-    if (maxTag && this.consumer.isLive(maxTag)) this.consumer.ack(maxTag, true)
-    metrics.flushSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9)
-    if (!published)
-      log.warn({ event: 'recorder.checks_unconfirmed', batch: items.length }, 'batch left unacked')
+      if (maxTag && this.consumer.isLive(maxTag)) this.consumer.ack(maxTag, true)
+      metrics.flushSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9)
+      if (!published)
+        log.warn({ event: 'recorder.checks_unconfirmed', batch: items.length }, 'batch left unacked')
+    })()
+    this.#settling = settled.catch((err: unknown) =>
+      log.error({ event: 'recorder.settle_failed', err: (err as Error).message }, 'settling a batch failed'),
+    )
+    // Two deep at most: the next flush starts when the batch before this one is settled.
+    await previous
   }
 
   /** Parses and seals one delivery; a message that cannot be understood goes to the dead letters. */
