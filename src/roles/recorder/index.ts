@@ -41,6 +41,8 @@ export class Recorder {
   readonly consumer: Consumer
   readonly batcher: Batcher<Pending>
   #stopping = false
+  /** Channels on which a delivery was left unacked on purpose: no multiple-ack may cover it. */
+  readonly #holes = new WeakSet<object>()
   /** The last batch's settlement (check confirms, then acks): the next batch settles after it. */
   #settling: Promise<void> = Promise.resolve()
 
@@ -110,7 +112,10 @@ export class Recorder {
       const published = await this.#publishChecks(toCheck)
       await previous
 
-      // Settle: failures first (individual nacks), then everything written with one multiple-ack.
+      // Settle: failures first (individual nacks), then everything written with one multiple-ack —
+      // unless a delivery on this channel was ever left unacked (its checks unconfirmed): a
+      // multiple-ack would cover it, so from then on this channel acks one by one.
+      const oneByOne = written.length > 0 && this.#holes.has(written[0]!.item.d.channel)
       let maxTag: Delivery | null = null
       for (const p of written) {
         if (p.outcome === 'retry') {
@@ -121,7 +126,15 @@ export class Recorder {
           this.consumer.nack(p.item.d, false)
           continue
         }
-        if (!published) continue // check messages not confirmed: leave unacked, the broker redelivers
+        if (!published) {
+          // Check messages not confirmed: leave it unacked, the broker redelivers it.
+          this.#holes.add(p.item.d.channel)
+          continue
+        }
+        if (oneByOne) {
+          this.consumer.ack(p.item.d)
+          continue
+        }
         if (!maxTag || p.item.d.msg.fields.deliveryTag > maxTag.msg.fields.deliveryTag) maxTag = p.item.d
       }
       if (maxTag && this.consumer.isLive(maxTag)) this.consumer.ack(maxTag, true)
