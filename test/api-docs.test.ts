@@ -47,7 +47,12 @@ describe('API documentation is generated from the route schemas', () => {
       md
         .split('\n')
         .filter((l) => l.startsWith('| `'))
-        .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()))
+        .map((l) =>
+          l
+            .split('|')
+            .slice(1, -1)
+            .map((c) => c.trim()),
+        )
     const documented = rows(readFileSync('docs/api-errors.md', 'utf8'))
     expect(documented).toEqual(rows(errorCatalogueMarkdown()))
     expect(documented.length).toBe(Object.keys(ERRORS).length)
