@@ -23,7 +23,14 @@ export interface ServerOptions {
   log: Logger
   metrics: Metrics
   bodyLimit: number
+  /** The whole request (headers and body) must arrive within this, or 408 and the socket is closed. */
   requestTimeoutMs: number
+  /** The request line and headers must arrive within this (capped at requestTimeoutMs): slowloris. */
+  headersTimeoutMs?: number
+  /** Request line + headers larger than this get 431. */
+  maxHeaderBytes?: number
+  /** Open sockets per process; past it new ones are dropped, after idle keep-alive ones are closed. */
+  maxConnections?: number
   /** Which dependencies this process needs to be ready (its roles decide). */
   readiness: () => Promise<Readiness>
   roles: readonly string[]
@@ -46,7 +53,15 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
  * schemas say `additionalProperties: false`), does not coerce types, and reports every error.
  */
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
+  const limits = httpLimits(opts)
   const app = Fastify({
+    // Node's own protections against slow and oversized requests (see docs/decisions/slow-clients.md).
+    http: {
+      maxHeaderSize: limits.maxHeaderBytes,
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      connectionsCheckingInterval: limits.checkEveryMs,
+    },
     loggerInstance: opts.log as unknown as FastifyBaseLogger,
     disableRequestLogging: true, // one line per request would cost more than the request; metrics count them
     bodyLimit: opts.bodyLimit,
@@ -79,7 +94,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       )
     },
   })
-  app.server.headersTimeout = Math.min(opts.requestTimeoutMs, 5000)
+  // At the connection limit, idle keep-alive sockets make room: they must not lock out new clients.
+  app.server.maxConnections = limits.maxConnections
+  app.server.on('drop', () => app.server.closeIdleConnections())
 
   // JSON only, valid UTF-8 only. (Fastify also parses text/plain by default: not here.)
   app.removeAllContentTypeParsers()
@@ -230,6 +247,36 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   })
 
   return app
+}
+
+export interface HttpLimits {
+  requestTimeoutMs: number
+  headersTimeoutMs: number
+  /** How often Node looks for requests past their timeouts: the timeouts' granularity. */
+  checkEveryMs: number
+  maxHeaderBytes: number
+  maxConnections: number
+}
+
+/**
+ * The slow-client settings, derived once. Node checks request and header deadlines on a timer
+ * (30 s by default), so a 1 s timeout would really be up to 31 s: the timer runs at a quarter of
+ * the shorter deadline, between 25 ms and 1 s.
+ */
+export function httpLimits(opts: {
+  requestTimeoutMs: number
+  headersTimeoutMs?: number | undefined
+  maxHeaderBytes?: number | undefined
+  maxConnections?: number | undefined
+}): HttpLimits {
+  const headersTimeoutMs = Math.min(opts.headersTimeoutMs ?? 5000, opts.requestTimeoutMs)
+  return {
+    requestTimeoutMs: opts.requestTimeoutMs,
+    headersTimeoutMs,
+    checkEveryMs: Math.max(25, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
+    maxHeaderBytes: opts.maxHeaderBytes ?? 16_384,
+    maxConnections: opts.maxConnections ?? 10_000,
+  }
 }
 
 export const ReadinessSchema = {
