@@ -78,20 +78,25 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     },
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
       // Malformed HTTP, headers too large, or a client too slow to send its request.
+      if (socket.destroyed) return
       const [status, code]: [string, ErrorCode] =
         err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? ['408 Request Timeout', 'SABT_REQUEST_TIMEOUT']
           : err.code === 'HPE_HEADER_OVERFLOW'
             ? ['431 Request Header Fields Too Large', 'SABT_BAD_REQUEST']
             : ['400 Bad Request', 'SABT_BAD_REQUEST']
-      if (!socket.writable) {
-        socket.destroy()
-        return
+      // Answer only when no response has started on this socket (Node's own rule: a second status
+      // line in the middle of a response would corrupt it), then let go of the socket once the answer
+      // is flushed. `end()` alone is not enough: the HTTP server allows half-open sockets, so a client
+      // that keeps sending would keep it (and its slot) forever.
+      const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage
+      if (socket.writable && !inFlight?.headersSent) {
+        const body = JSON.stringify(new ApiError(code).body())
+        socket.end(
+          `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        )
       }
-      const body = JSON.stringify(new ApiError(code).body())
-      socket.end(
-        `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      )
+      socket.destroySoon()
     },
   })
   // At the connection limit, idle keep-alive sockets make room: they must not lock out new clients.
