@@ -70,7 +70,11 @@ describe('slow and oversized clients are cut off', () => {
       giveUpMs: REQUEST_TIMEOUT_MS * 3,
     })
     expect(x.status).toBe(408)
-    expect(errorBody(x)).toMatchObject({ statusCode: 408, code: 'SABT_REQUEST_TIMEOUT' })
+    expect(errorBody(x)).toMatchObject({
+      statusCode: 408,
+      code: 'SABT_REQUEST_TIMEOUT',
+      errors: [{ field: '(headers)', rule: 'timeout' }],
+    })
     // Cut by the headers deadline, well before the request deadline would have.
     expect(x.answeredMs).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_MS - 50)
     expect(x.answeredMs).toBeLessThan(HEADERS_TIMEOUT_MS + CHECK_EVERY_MS + SLACK_MS)
@@ -85,7 +89,11 @@ describe('slow and oversized clients are cut off', () => {
       giveUpMs: REQUEST_TIMEOUT_MS * 3,
     })
     expect(x.status).toBe(408)
-    expect(errorBody(x)).toMatchObject({ statusCode: 408, code: 'SABT_REQUEST_TIMEOUT' })
+    expect(errorBody(x)).toMatchObject({
+      statusCode: 408,
+      code: 'SABT_REQUEST_TIMEOUT',
+      errors: [{ field: '(body)', rule: 'timeout' }],
+    })
     expect(x.answeredMs).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 50)
     expect(x.answeredMs).toBeLessThan(REQUEST_TIMEOUT_MS + CHECK_EVERY_MS + SLACK_MS)
     expectLetGo(x)
@@ -97,6 +105,27 @@ describe('slow and oversized clients are cut off', () => {
       giveUpMs: 5000,
     })
     expect(x.status).toBe(431)
+    // The body says what the status line says (it used to say 400 SABT_BAD_REQUEST).
+    expect(errorBody(x)).toEqual({
+      statusCode: 431,
+      code: 'SABT_HEADERS_TOO_LARGE',
+      message: expect.any(String),
+      errors: [{ field: '(headers)', rule: 'max_bytes', message: 'must be at most 4096 bytes' }],
+    })
+    expect(x.gaveUp).toBe(false)
+  })
+
+  it('answers 400 naming the request for malformed HTTP (here: a smuggling attempt)', async () => {
+    const x = await rawExchange(port, {
+      start: `${HEAD}Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+      giveUpMs: 5000,
+    })
+    expect(x.status).toBe(400)
+    expect(errorBody(x)).toMatchObject({
+      statusCode: 400,
+      code: 'SABT_BAD_REQUEST',
+      errors: [{ field: '(request)', rule: 'http' }],
+    })
     expect(x.gaveUp).toBe(false)
   })
 

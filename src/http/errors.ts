@@ -19,6 +19,7 @@ export const ERRORS = {
   SABT_UNKNOWN_CAMPAIGN: { status: 422, message: 'No such campaign' },
   SABT_CAMPAIGN_NOT_OPEN: { status: 422, message: 'The campaign is not open for registration now' },
   SABT_RATE_LIMITED: { status: 429, message: 'Too many requests; retry later' },
+  SABT_HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are larger than the limit' },
   SABT_INTERNAL: { status: 500, message: 'Internal error' },
   SABT_BROKER_UNAVAILABLE: {
     status: 503,

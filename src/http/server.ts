@@ -4,6 +4,7 @@ import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import sjson from 'secure-json-parse'
+import type { FieldError } from '../domain/registration.js'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import {
@@ -79,19 +80,46 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
       // Malformed HTTP, headers too large, or a client too slow to send its request.
       if (socket.destroyed) return
-      const [status, code]: [string, ErrorCode] =
+      const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage
+      const [status, code, fieldError]: [string, ErrorCode, FieldError] =
         err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? ['408 Request Timeout', 'SABT_REQUEST_TIMEOUT']
+          ? [
+              '408 Request Timeout',
+              'SABT_REQUEST_TIMEOUT',
+              // A response object exists once the headers are in: then it is the body that was late.
+              inFlight
+                ? {
+                    field: '(body)',
+                    rule: 'timeout',
+                    message: `must arrive within ${limits.requestTimeoutMs} ms`,
+                  }
+                : {
+                    field: '(headers)',
+                    rule: 'timeout',
+                    message: `must arrive within ${limits.headersTimeoutMs} ms`,
+                  },
+            ]
           : err.code === 'HPE_HEADER_OVERFLOW'
-            ? ['431 Request Header Fields Too Large', 'SABT_BAD_REQUEST']
-            : ['400 Bad Request', 'SABT_BAD_REQUEST']
+            ? [
+                '431 Request Header Fields Too Large',
+                'SABT_HEADERS_TOO_LARGE',
+                {
+                  field: '(headers)',
+                  rule: 'max_bytes',
+                  message: `must be at most ${limits.maxHeaderBytes} bytes`,
+                },
+              ]
+            : [
+                '400 Bad Request',
+                'SABT_BAD_REQUEST',
+                { field: '(request)', rule: 'http', message: 'must be a well-formed HTTP/1.1 request' },
+              ]
       // Answer only when no response has started on this socket (Node's own rule: a second status
       // line in the middle of a response would corrupt it), then let go of the socket once the answer
       // is flushed. `end()` alone is not enough: the HTTP server allows half-open sockets, so a client
       // that keeps sending would keep it (and its slot) forever.
-      const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage
       if (socket.writable && !inFlight?.headersSent) {
-        const body = JSON.stringify(new ApiError(code).body())
+        const body = JSON.stringify(new ApiError(code, [fieldError]).body())
         socket.end(
           `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
         )
