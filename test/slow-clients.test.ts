@@ -159,6 +159,30 @@ describe('slow and oversized clients are cut off', () => {
     expect(x.sentBeforeAnswer).toBeLessThan(2048 * 8) // answered near the limit, not at the end
   })
 
+  // Answering before the body is read (a 415 does) used to keep the connection alive: Node then
+  // reads and discards the rest of the body, however slow or large.
+  it('closes the connection after answering before the body was read', async () => {
+    const x = await rawExchange(port, {
+      start: `POST /v1/registrations HTTP/1.1\r\nHost: sabt.test\r\nContent-Type: text/plain\r\nContent-Length: 2000\r\n\r\n{`,
+      drip: { chunk: () => ' ', everyMs: 50 },
+      giveUpMs: REQUEST_TIMEOUT_MS * 2,
+    })
+    expect(x.status).toBe(415)
+    expect(x.headers.connection).toBe('close')
+    expect(x.answeredMs).toBeLessThan(SLACK_MS)
+    expectLetGo(x)
+    expect(x.responses).toBe(1)
+  })
+
+  it('keeps the connection alive after an error when the body was read whole', async () => {
+    const body = JSON.stringify(registration({ national_id: '0499370898' }))
+    const req = `${HEAD}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+    const x = await rawExchange(port, { start: req + req, giveUpMs: 1000 })
+    expect(x.status).toBe(422)
+    expect(x.headers.connection).not.toBe('close')
+    expect(x.responses).toBe(2)
+  })
+
   it('keeps serving new clients while hundreds of keep-alive connections sit idle', async () => {
     const idle = await Promise.all(Array.from({ length: 300 }, () => idleKeepAlive(port)))
     try {

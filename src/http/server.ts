@@ -204,6 +204,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       api = new ApiError('SABT_INTERNAL')
     }
     if (api.retryAfterS) reply.header('retry-after', String(api.retryAfterS))
+    // Answered before the body was read (415, 413…): close, or Node would read and discard the rest
+    // of it to keep the connection, however large or slow it is.
+    if (!request.raw.complete) reply.header('connection', 'close')
     reply.code(api.status).type('application/json').send(api.body())
   })
 

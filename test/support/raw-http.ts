@@ -6,6 +6,8 @@ export interface RawExchange {
   status: number | null
   headers: Record<string, string>
   body: string
+  /** How many status lines came back (a server must never answer one request twice). */
+  responses: number
   /** Milliseconds from connect to the first response byte. */
   answeredMs: number | null
   /** Milliseconds from connect to the socket's close (by either side). */
@@ -89,10 +91,11 @@ export function rawExchange(
 }
 
 /** Parses the first HTTP response in `raw` (Content-Length bodies; enough for error answers). */
-export function parseResponse(raw: Buffer): Pick<RawExchange, 'status' | 'headers' | 'body'> {
+export function parseResponse(raw: Buffer): Pick<RawExchange, 'status' | 'headers' | 'body' | 'responses'> {
   const text = raw.toString('utf8')
+  const responses = text.match(/HTTP\/1\.[01] \d{3} /g)?.length ?? 0
   const headEnd = text.indexOf('\r\n\r\n')
-  if (headEnd < 0) return { status: null, headers: {}, body: text }
+  if (headEnd < 0) return { status: null, headers: {}, body: text, responses }
   const [statusLine, ...lines] = text.slice(0, headEnd).split('\r\n')
   const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? '')?.[1] ?? Number.NaN)
   const headers: Record<string, string> = {}
@@ -106,5 +109,6 @@ export function parseResponse(raw: Buffer): Pick<RawExchange, 'status' | 'header
     status: Number.isNaN(status) ? null : status,
     headers,
     body: rest.subarray(0, len).toString('utf8'),
+    responses,
   }
 }
