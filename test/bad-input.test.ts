@@ -169,6 +169,28 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
     expectError(await post(registration({ attributes: [1, 2] })), 422, 'SABT_VALIDATION', ['attributes:type'])
   })
 
+  // Found by the fuzz tests: a key holding a dot or a slash was reported as a nested path
+  // ("a/b" → "a.b"), a "~" as Ajv's JSON-Pointer escape "~0", an empty key as the whole body.
+  it('422 names odd keys unambiguously: a dot, a slash, a tilde, nothing', async () => {
+    expectError(
+      await post(registration({ 'a.b': 1, 'a/b': 2, 'a~b': 3, '': 4, '(body)': 5 })),
+      422,
+      'SABT_VALIDATION',
+      [
+        '["a.b"]:unknown_field',
+        '["a/b"]:unknown_field',
+        '["a~b"]:unknown_field',
+        '[""]:unknown_field',
+        '["(body)"]:unknown_field',
+      ],
+    )
+    expectError(await post(registration({ attributes: { 'x~y/z': [1], '': 2 } })), 422, 'SABT_VALIDATION', [
+      'attributes["x~y/z"]:property_name',
+      'attributes[""]:property_name',
+      'attributes["x~y/z"]:type',
+    ])
+  })
+
   it('422 for an unknown campaign, and for one not open yet', async () => {
     expectError(await post(registration({ campaign: 'nope' })), 422, 'SABT_UNKNOWN_CAMPAIGN', [
       'campaign:known_campaign',
