@@ -79,6 +79,19 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
     expectError(await raw('{}', null), 415, 'SABT_UNSUPPORTED_MEDIA_TYPE', ['content-type:media_type'])
   })
 
+  // Found by the fuzz tests: the charset was ignored, so a body its sender declared Latin-1 was read
+  // as UTF-8 (and accepted whenever its bytes happened to be valid UTF-8).
+  it('415 for JSON declared in a charset other than UTF-8', async () => {
+    for (const type of [
+      'application/json; charset=latin1',
+      'application/json; charset="utf-16"',
+      'application/json;charset=',
+    ])
+      expectError(await raw(JSON.stringify(registration()), type), 415, 'SABT_UNSUPPORTED_MEDIA_TYPE', [
+        'content-type:charset',
+      ])
+  })
+
   it('413 for a body over the limit', async () => {
     expectError(
       await post(registration({ attributes: { a: 'x'.repeat(3000) } })),

@@ -131,6 +131,17 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.server.maxConnections = limits.maxConnections
   app.server.on('drop', () => app.server.closeIdleConnections())
 
+  // JSON is UTF-8 (RFC 8259 §8.1): a body declared in another charset is refused before it is read,
+  // rather than decoded as something its sender did not mean.
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1]
+    if (charset !== undefined && !/^utf-?8$/i.test(charset))
+      throw new ApiError('SABT_UNSUPPORTED_MEDIA_TYPE', [
+        { field: 'content-type', rule: 'charset', message: 'must be utf-8 (or not given)' },
+      ])
+    return payload
+  })
+
   // JSON only, valid UTF-8 only. (Fastify also parses text/plain by default: not here.)
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
