@@ -14,6 +14,7 @@ import {
   errorCatalogueMarkdown,
   fieldErrorsFromAjv,
 } from './errors.js'
+import { BODY_VALIDATION } from './validation.js'
 
 export interface Readiness {
   ready: boolean
@@ -75,7 +76,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return503OnClosing: true,
     trustProxy: opts.trustProxy ?? false,
     ajv: {
-      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true },
+      customOptions: BODY_VALIDATION,
     },
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
       // Malformed HTTP, headers too large, or a client too slow to send its request.

@@ -8,6 +8,7 @@ import {
   type RegistrationInput,
 } from '../../domain/registration.js'
 import { ApiError, fieldErrorsFromAjv } from '../../http/errors.js'
+import { BODY_VALIDATION } from '../../http/validation.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Intake } from './intake.js'
 import { Accepted, BatchBody, BatchEnvelope, BatchResult, RegistrationBody } from './schemas.js'
@@ -101,13 +102,7 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
   )
 
   // Per-record validation with the same schema and options as the single-record route.
-  const ajv = new Ajv({
-    removeAdditional: false,
-    coerceTypes: false,
-    useDefaults: false,
-    allErrors: true,
-    strict: false,
-  })
+  const ajv = new Ajv(BODY_VALIDATION)
   const validateRecord = ajv.compile(RegistrationBody)
   const envelope = BatchEnvelope(opts.batchMaxRecords)
 
