@@ -82,6 +82,29 @@ describe('slow and oversized clients are cut off', () => {
     expectLetGo(x)
   })
 
+  it('applies the headers deadline to every request of a keep-alive connection, not just the first', async () => {
+    // One quick request, an idle pause longer than the headers deadline (idle is allowed), then
+    // the next request's headers a line at a time.
+    let tick = 0
+    const idleTicks = Math.ceil((HEADERS_TIMEOUT_MS * 1.5) / 50)
+    const x = await rawExchange(port, {
+      start: 'GET /healthz HTTP/1.1\r\nHost: sabt.test\r\n\r\n',
+      drip: {
+        chunk: () => {
+          tick++
+          if (tick < idleTicks) return ''
+          return tick === idleTicks ? 'GET /healthz HTTP/1.1\r\n' : `X-Slow-${tick}: a\r\n`
+        },
+        everyMs: 50,
+      },
+      giveUpMs: REQUEST_TIMEOUT_MS * 3,
+    })
+    expect(x.statuses).toEqual([200, 408])
+    const slowStartedMs = idleTicks * 50
+    expect(x.closedMs - slowStartedMs).toBeLessThan(HEADERS_TIMEOUT_MS + CHECK_EVERY_MS + SLACK_MS)
+    expect(x.gaveUp).toBe(false)
+  })
+
   it('answers 408 to a client that sends its body a byte at a time, by the request deadline', async () => {
     const x = await rawExchange(port, {
       start: `${HEAD}Content-Length: 1000\r\n\r\n{`,

@@ -8,6 +8,8 @@ export interface RawExchange {
   body: string
   /** How many status lines came back (a server must never answer one request twice). */
   responses: number
+  /** Every status code that came back, in order. */
+  statuses: number[]
   /** Milliseconds from connect to the first response byte. */
   answeredMs: number | null
   /** Milliseconds from connect to the socket's close (by either side). */
@@ -91,11 +93,14 @@ export function rawExchange(
 }
 
 /** Parses the first HTTP response in `raw` (Content-Length bodies; enough for error answers). */
-export function parseResponse(raw: Buffer): Pick<RawExchange, 'status' | 'headers' | 'body' | 'responses'> {
+export function parseResponse(
+  raw: Buffer,
+): Pick<RawExchange, 'status' | 'headers' | 'body' | 'responses' | 'statuses'> {
   const text = raw.toString('utf8')
-  const responses = text.match(/HTTP\/1\.[01] \d{3} /g)?.length ?? 0
+  const statuses = [...text.matchAll(/HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]))
+  const responses = statuses.length
   const headEnd = text.indexOf('\r\n\r\n')
-  if (headEnd < 0) return { status: null, headers: {}, body: text, responses }
+  if (headEnd < 0) return { status: null, headers: {}, body: text, responses, statuses }
   const [statusLine, ...lines] = text.slice(0, headEnd).split('\r\n')
   const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? '')?.[1] ?? Number.NaN)
   const headers: Record<string, string> = {}
@@ -110,5 +115,6 @@ export function parseResponse(raw: Buffer): Pick<RawExchange, 'status' | 'header
     headers,
     body: rest.subarray(0, len).toString('utf8'),
     responses,
+    statuses,
   }
 }
