@@ -183,6 +183,9 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     metrics,
     bodyLimit: env.SABT_BODY_LIMIT,
     requestTimeoutMs: env.SABT_REQUEST_TIMEOUT_MS,
+    headersTimeoutMs: env.SABT_HEADERS_TIMEOUT_MS,
+    maxHeaderBytes: env.SABT_MAX_HEADER_BYTES,
+    maxConnections: env.SABT_MAX_CONNECTIONS,
     readiness,
     roles,
   })

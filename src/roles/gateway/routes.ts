@@ -1,4 +1,3 @@
-import { Ajv } from 'ajv'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { SabtConfig } from '../../config/campaigns.js'
 import {
@@ -8,6 +7,7 @@ import {
   type RegistrationInput,
 } from '../../domain/registration.js'
 import { ApiError, fieldErrorsFromAjv } from '../../http/errors.js'
+import { compileBodyValidator, fastifyBodyValidator } from '../../http/validation.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Intake } from './intake.js'
 import type { Partner, PartnerKeys } from './partners.js'
@@ -78,9 +78,16 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
     throw err
   }
 
+  // One validator for a registration, whichever route it comes by. A valid one has at most 27
+  // members (6 fields, attributes and its 20 answers); far more is answered with one error.
+  const validateRegistration = compileBodyValidator(RegistrationBody, { maxMembers: 64 })
+  const validateEnvelope = compileBodyValidator(BatchEnvelope(opts.batchMaxRecords), { maxMembers: 64 })
+
   app.post(
     '/v1/registrations',
     {
+      validatorCompiler: ({ httpPart }) =>
+        httpPart === 'body' ? fastifyBodyValidator(validateRegistration) : () => true,
       schema: {
         tags: ['intake'],
         summary: 'Submit one registration',
@@ -103,17 +110,6 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
       return { id, status_url: url }
     },
   )
-
-  // Per-record validation with the same schema and options as the single-record route.
-  const ajv = new Ajv({
-    removeAdditional: false,
-    coerceTypes: false,
-    useDefaults: false,
-    allErrors: true,
-    strict: false,
-  })
-  const validateRecord = ajv.compile(RegistrationBody)
-  const envelope = BatchEnvelope(opts.batchMaxRecords)
 
   app.post(
     '/v1/registrations/batch',
@@ -140,19 +136,8 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
       },
       // The envelope is validated here; the records one by one below, so one bad record does not
       // refuse the others. (The documented schema above shows what each record must be.)
-      validatorCompiler: ({ httpPart }) => {
-        if (httpPart !== 'body') return () => true
-        const v = ajv.compile(envelope)
-        return (data: unknown) =>
-          v(data)
-            ? { value: data }
-            : {
-                error: Object.assign(new Error('validation'), {
-                  validation: v.errors,
-                  validationContext: 'body',
-                }),
-              }
-      },
+      validatorCompiler: ({ httpPart }) =>
+        httpPart === 'body' ? fastifyBodyValidator(validateEnvelope) : () => true,
     },
     async (request, reply) => {
       const records = (request.body as { records: unknown[] }).records
@@ -165,8 +150,9 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
       const results = await Promise.all(
         records.map(async (record, index) => {
           let error: ApiError
-          if (!validateRecord(record)) {
-            error = new ApiError('SABT_VALIDATION', fieldErrorsFromAjv(validateRecord.errors ?? []))
+          const invalid = validateRegistration(record)
+          if (invalid) {
+            error = new ApiError('SABT_VALIDATION', fieldErrorsFromAjv(invalid))
           } else {
             const admitted = admit(config, record as RegistrationInput, now)
             if (admitted.ok) {
