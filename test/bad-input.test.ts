@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { queueDepth, registration, startTestSabt, type TestSabt, testEnv } from './support/harness.js'
+import {
+  partnerKey,
+  queueDepth,
+  registration,
+  startTestSabt,
+  type TestSabt,
+  testEnv,
+} from './support/harness.js'
 
 // Every refused request names the field and the rule, and leaves nothing behind: the gateway runs
 // alone (nothing consumes the intake queue), so the queue must still be empty at the end.
@@ -7,7 +14,9 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
   let sabt: TestSabt
   beforeAll(async () => {
     sabt = await startTestSabt({ roles: ['gateway'], env: testEnv({ SABT_BODY_LIMIT: '2048' }) })
+    partner = `Bearer ${await partnerKey(sabt)}`
   })
+  let partner = ''
   afterAll(async () => {
     // The point of the whole file: not one message reached the queue.
     for (const q of sabt.mq!.names.intakeQueues) expect(await queueDepth(q)).toBe(0)
@@ -216,7 +225,7 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
       method: 'POST',
       url: '/v1/registrations/batch',
       payload: `{"records":[${text}]}`,
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: partner },
     })
     expect(batch.statusCode).toBe(207)
     const result = batch.json().results[0]
@@ -240,7 +249,7 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
       method: 'POST',
       url: '/v1/registrations/batch',
       payload: `{"records":[${huge}]}`,
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: partner },
     })
     expect(batch.statusCode).toBe(207)
     expect(batch.body.length).toBeLessThan(2000)
