@@ -211,6 +211,25 @@ export async function queueDepth(queue: string): Promise<number> {
   }
 }
 
+/** Takes every message off a queue (the test's own) and returns the record ids they carry. */
+export async function drainCheckIds(queue: string): Promise<string[]> {
+  const { parseCheckMessage } = await import('../../src/mq/messages.js')
+  const conn = await amqp.connect(AMQP_URL)
+  try {
+    const ch = await conn.createChannel()
+    const ids: string[] = []
+    for (;;) {
+      const m = await ch.get(queue, { noAck: true })
+      if (!m) break
+      ids.push(...(parseCheckMessage(m.content)?.ids ?? []))
+    }
+    await ch.close()
+    return ids
+  } finally {
+    await conn.close()
+  }
+}
+
 /** A direct query against a test database. */
 export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>(
   url: string,

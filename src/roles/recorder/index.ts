@@ -6,8 +6,11 @@ import type { MqClient } from '../../mq/connection.js'
 import { Consumer, type Delivery } from '../../mq/consumer.js'
 import {
   ATTEMPT_HEADER,
-  encodeCheckMessage,
+  type CheckMessage,
+  chunk,
+  encodeCheckBatch,
   type IntakeMessage,
+  idsPerCheckMessage,
   parseIntakeMessage,
 } from '../../mq/messages.js'
 import { PublishError, type Publisher } from '../../mq/publisher.js'
@@ -266,28 +269,39 @@ export class Recorder {
     }
   }
 
-  /** Publishes the first checks of each new record and waits for every confirm. */
+  /**
+   * Publishes the first checks of the batch's new records — one message per (campaign, check)
+   * carrying their ids, not one per record — and waits for every confirm.
+   */
   async #publishChecks(items: Pending[]): Promise<boolean> {
     if (items.length === 0) return true
-    const { publisher, mq, metrics, log } = this.deps
-    const work: { id: string; check: string; campaign: string }[] = []
+    const { publisher, mq, config, metrics, log } = this.deps
+    const groups = new Map<string, CheckMessage>()
     for (const p of items) {
-      for (const check of firstChecks(p.campaign!))
-        work.push({ id: p.row!.id, check, campaign: p.campaign!.slug })
+      for (const check of firstChecks(p.campaign!)) {
+        const key = `${p.campaign!.slug}\u0000${check}`
+        let g = groups.get(key)
+        if (!g) {
+          g = { check, campaign: p.campaign!.slug, ids: [] }
+          groups.set(key, g)
+        }
+        if (!g.ids.includes(p.row!.id)) g.ids.push(p.row!.id) // a redelivery may come twice
+      }
     }
-    let pending = work
+    let pending: CheckMessage[] = []
+    for (const g of groups.values()) {
+      const size = idsPerCheckMessage(config.checks.get(g.check)!)
+      for (const ids of chunk(g.ids, size)) pending.push({ ...g, ids })
+    }
     let delay = 100
     while (pending.length > 0) {
       const results = await Promise.allSettled(
-        pending.map(async (w) => {
-          await publisher.whenWritable()
-          await publisher.publish(
-            mq.names.checkExchange,
-            w.check,
-            encodeCheckMessage({ registration_id: w.id, check: w.check, campaign: w.campaign }),
-            { messageId: `${w.id}:${w.check}`, headers: { [ATTEMPT_HEADER]: 0 } },
-          )
-        }),
+        pending.map((m) =>
+          publisher.publish(mq.names.checkExchange, m.check, encodeCheckBatch(m), {
+            messageId: `${m.ids[0]}:${m.check}:first`,
+            headers: { [ATTEMPT_HEADER]: 0 },
+          }),
+        ),
       )
       const failed = pending.filter((_, i) => results[i]!.status === 'rejected')
       if (failed.length === 0) return true
