@@ -5,12 +5,14 @@ import { resolveSecrets } from '../config/secrets.js'
 import { migrate } from '../db/migrate.js'
 import { createPool, type Pool } from '../db/pool.js'
 import { syncCampaigns } from '../db/registrations.js'
+import { AdminAuth } from '../http/auth.js'
 import { buildServer, type Readiness } from '../http/server.js'
 import { MqClient } from '../mq/connection.js'
 import { Publisher } from '../mq/publisher.js'
 import type { TopologyOptions } from '../mq/topology.js'
 import { createLogger, type Logger } from '../observability/logger.js'
 import { Metrics } from '../observability/metrics.js'
+import { StatsPublisher } from '../observability/snapshots.js'
 import { Sealer } from '../privacy/sealing.js'
 import { Checker } from '../roles/checker/index.js'
 import { Intake } from '../roles/gateway/intake.js'
@@ -18,6 +20,8 @@ import { gatewayRoutes } from '../roles/gateway/routes.js'
 import { Recorder } from '../roles/recorder/index.js'
 import { buildSimulator, type Simulator } from '../roles/simulator/server.js'
 import { adminRoutes } from '../roles/status/admin.js'
+import { dashboardRoutes } from '../roles/status/dashboard.js'
+import { LiveStats } from '../roles/status/live.js'
 import { statusRoutes } from '../roles/status/routes.js'
 
 export const ROLES = ['gateway', 'recorder', 'checker', 'status', 'simulator'] as const
@@ -61,6 +65,10 @@ export interface Running {
   recorder: Recorder | null
   checker: Checker | null
   simulator: Simulator | null
+  /** The status role's live numbers (from every process's stats snapshots). */
+  live: LiveStats | null
+  /** This process's stats snapshots, published once a second for the status role. */
+  stats: StatsPublisher | null
   /** The simulator's address, when it listens. */
   simulatorUrl: string | null
   /** The address the HTTP server listens on, when it does. */
@@ -136,12 +144,18 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       ? createPool(env.DATABASE_READ_URL, { max: env.DATABASE_POOL_SIZE, log, name: 'sabt-status-read' })
       : pool
   if (pool && opts.migrate) await syncCampaigns(pool, config.campaigns.values())
-  const sealer = secrets && (has('recorder') || has('checker')) ? new Sealer(secrets.dataKeys) : null
+  // The status role opens sealed fields only to show them masked (and the searched national id).
+  const sealer =
+    secrets && (has('recorder') || has('checker') || has('status')) ? new Sealer(secrets.dataKeys) : null
 
   const mq = needsMq
     ? new MqClient(env.AMQP_URL, topologyOptions(env, config), log, `sabt-${roles.join('+')}-${process.pid}`)
     : null
   if (mq) await mq.start()
+  // Every process with a broker connection tells the status role what its counters say, once a
+  // second. Stopped last (pushed first), so the roles' final numbers go out with it.
+  const stats = mq ? new StatsPublisher(mq, metrics, log, { roles }) : null
+  if (stats) stops.push(() => stats.stop())
   const publisher = (name: string) =>
     new Publisher(
       mq!,
@@ -192,6 +206,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     const intake = new Intake(mq, p, metrics, {
       shards: env.SABT_INTAKE_SHARDS,
       retryAfterS: env.SABT_RETRY_AFTER_S,
+      log,
     })
     await app.register(gatewayRoutes, {
       config,
@@ -205,7 +220,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     stops.push(() => p.close())
   }
 
-  if (has('status') && readPool && pool && mq) {
+  let live: LiveStats | null = null
+  if (has('status') && readPool && pool && mq && sealer) {
     await app.register(statusRoutes, {
       pool: readPool,
       config,
@@ -213,8 +229,40 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     })
     const p = publisher('admin')
     await p.start()
-    await app.register(adminRoutes, { mq, pool, publisher: p, config, log, adminToken: secrets!.adminToken })
-    stops.push(() => p.close())
+    const l = new LiveStats({ mq, pool: readPool, config, metrics, log })
+    live = l
+    await l.start()
+    const auth = new AdminAuth(secrets!.adminToken)
+    const queuedWindowMs = env.SABT_QUEUED_WINDOW_S * 1000
+    await app.register(adminRoutes, {
+      mq,
+      pool,
+      readPool,
+      publisher: p,
+      config,
+      log,
+      adminToken: secrets!.adminToken,
+      auth,
+      live: l,
+      sealer,
+      queuedWindowMs,
+    })
+    await app.register(dashboardRoutes, {
+      auth,
+      live: l,
+      mq,
+      pool,
+      readPool,
+      publisher: p,
+      config,
+      sealer,
+      log,
+      queuedWindowMs,
+    })
+    stops.push(async () => {
+      await l.stop()
+      await p.close()
+    })
   }
 
   if (has('checker') && mq && pool && sealer) {
@@ -251,6 +299,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   }
 
   await app.ready()
+  stats?.start()
   let url: string | null = null
   if (opts.listen !== false) url = await app.listen({ host: env.HOST, port: env.PORT })
 
@@ -283,6 +332,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     recorder,
     checker,
     simulator,
+    live,
+    stats,
     simulatorUrl,
     url,
     stop,

@@ -264,6 +264,17 @@ export class CheckTask implements Task {
     })
     if (!written) return
     if (written.stored) metrics.checks.inc({ check: this.name, outcome })
+    this.deps.log.debug({
+      event: 'checker.outcome',
+      registration_id: msg.registration_id,
+      check: this.name,
+      outcome,
+      attempts: attempt + 1,
+      latency_ms: latencyMs,
+      stored: written.stored,
+      status: written.status,
+      unlocked: written.unlocked,
+    })
     const publishes: Promise<void>[] = written.unlocked.map((check) =>
       publisher.publish(
         mq.names.checkExchange,

@@ -94,6 +94,7 @@ export async function replayDead(
       })
       ch.ack(m)
       result.replayed++
+      log.debug({ event: 'dead.replay', registration_id: msg.registration_id, check: msg.check })
     }
   } finally {
     for (const m of held) ch.nack(m, false, true)

@@ -140,6 +140,12 @@ export class Worker {
           { attempt, parked: counts ? parked + 1 : parked },
           reason,
         )
+        this.log.debug({
+          event: 'checker.parked',
+          check: task.name,
+          registration_id: msg.registration_id,
+          reason,
+        })
         return
       }
       err = new TransientError(`${reason} for ${parked} consecutive tries`)
@@ -175,5 +181,12 @@ export class Worker {
       'retry',
     )
     await task.onRetry(msg, attempts, message)
+    this.log.debug({
+      event: 'checker.retry',
+      check: task.name,
+      registration_id: msg.registration_id,
+      attempts,
+      err: message,
+    })
   }
 }

@@ -98,6 +98,17 @@ export class Recorder {
       if (r === 'redelivered-open') toCheck.push(p.item)
     }
     const published = await this.#publishChecks(toCheck)
+    if (log.isLevelEnabled('debug')) {
+      // The registration id is the correlation key from the gateway's intake.accepted onwards.
+      for (const p of written)
+        log.debug({
+          event: 'recorder.recorded',
+          registration_id: p.item.row!.id,
+          outcome: p.outcome,
+          campaign: p.item.row!.campaign,
+          checks_published: published && toCheck.includes(p.item) ? firstChecks(p.item.campaign!) : [],
+        })
+    }
 
     // Settle: failures first (individual nacks), then everything written with one multiple-ack.
     let maxTag: Delivery | null = null
