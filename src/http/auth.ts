@@ -1,5 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
-import { fastifyCookie } from '@fastify/cookie'
+import { parseCookie, stringifySetCookie } from 'cookie'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ApiError } from './errors.js'
 
@@ -82,7 +82,9 @@ export class AdminAuth {
 
   /** Set-Cookie value for a new session (Secure when the request came over HTTPS). */
   sessionCookie(request: FastifyRequest, now = Date.now()): string {
-    return fastifyCookie.serialize(SESSION_COOKIE, this.issue(now), {
+    return stringifySetCookie({
+      name: SESSION_COOKIE,
+      value: this.issue(now),
       httpOnly: true,
       sameSite: 'strict',
       secure: request.protocol === 'https',
@@ -92,7 +94,9 @@ export class AdminAuth {
   }
 
   clearCookie(request: FastifyRequest): string {
-    return fastifyCookie.serialize(SESSION_COOKIE, '', {
+    return stringifySetCookie({
+      name: SESSION_COOKIE,
+      value: '',
       httpOnly: true,
       sameSite: 'strict',
       secure: request.protocol === 'https',
@@ -126,7 +130,7 @@ export class AdminAuth {
 export function sessionCookie(request: FastifyRequest): string | undefined {
   const header = request.headers.cookie
   if (typeof header !== 'string') return undefined
-  return fastifyCookie.parse(header)[SESSION_COOKIE]
+  return parseCookie(header)[SESSION_COOKIE]
 }
 
 /** Why a cookie-authenticated change looks cross-site (the header at fault), or null when it does not. */

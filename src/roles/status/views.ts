@@ -163,6 +163,7 @@ export function dashboardPage(opts: { checks: string[]; queues: { name: string }
 </div>
 <section>
   <h2>Dead letters</h2>
+  <p id="dead-note" role="status"></p>
   <div id="dead" ${poll('dead', '2s')}></div>
 </section>
 <section>
@@ -228,7 +229,8 @@ ${campaigns.map(
 
 export function deadFragment(d: DeadList, note?: string): string {
   const checks = Object.entries(d.byCheck).filter(([, n]) => n > 0)
-  return html`${note ? html`<p class="notice" role="status">${note}</p>` : ''}
+  // The note of an action goes out of band to #dead-note, outside the polled list, so it stays.
+  return html`${note ? html`<p id="dead-note" class="notice" role="status" hx-swap-oob="true">${note}</p>` : ''}
 <p><strong>Dead-lettered: <span id="dead-total" data-total="${d.total}">${fmtCount(d.total)}</span></strong>
  <span class="sub">(recorded in PostgreSQL; messages in the dead-letter queue: ${fmtCount(d.queued)})</span></p>
 ${
