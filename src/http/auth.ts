@@ -106,7 +106,7 @@ export class AdminAuth {
   }
 
   /**
-   * A preHandler that lets a request through only as the admin: bearer token, or session cookie
+   * A hook (use it as onRequest, before the body is even parsed) that lets a request through only as the admin: bearer token, or session cookie
    * (plus the CSRF rules above for changes). With no token configured, it refuses everyone.
    */
   guard() {
@@ -139,7 +139,9 @@ export function csrfProblem(request: FastifyRequest, requireHtmx = true): string
   const origin = request.headers.origin ?? request.headers.referer
   if (typeof origin !== 'string' || origin === 'null') return 'origin'
   try {
-    if (new URL(origin).host !== request.host) return 'origin'
+    const from = new URL(origin)
+    // Compare hosts the way the browser wrote them (a default port is left out of Origin).
+    if (from.host !== new URL(`${from.protocol}//${request.host}`).host) return 'origin'
   } catch {
     return 'origin'
   }
@@ -147,7 +149,7 @@ export function csrfProblem(request: FastifyRequest, requireHtmx = true): string
 }
 
 /**
- * A preHandler that lets a request through only with the admin token (bearer) or an admin session
+ * A hook (use it as onRequest, before the body is even parsed) that lets a request through only with the admin token (bearer) or an admin session
  * cookie. With no token configured, admin routes refuse everyone.
  */
 export function requireAdmin(token: string | null) {

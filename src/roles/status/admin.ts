@@ -40,7 +40,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
   app.get(
     '/admin/dead',
     {
-      preHandler: guard,
+      onRequest: guard,
       schema: {
         tags: ['admin'],
         summary: 'Dead-lettered checks: counts by check and the latest entries',
@@ -64,7 +64,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
   app.post(
     '/admin/dead/replay',
     {
-      preHandler: guard,
+      onRequest: guard,
       schema: {
         tags: ['admin'],
         summary: 'Move dead-lettered checks back to their queue with fresh attempts',
@@ -95,7 +95,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
     app.get(
       '/admin/live',
       {
-        preHandler: guard,
+        onRequest: guard,
         schema: {
           tags: ['admin'],
           summary:
@@ -128,7 +128,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
     app.post(
       '/admin/lookup',
       {
-        preHandler: guard,
+        onRequest: guard,
         schema: {
           tags: ['admin'],
           summary:

@@ -104,7 +104,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
     return reply.header('set-cookie', auth.sessionCookie(request)).redirect('/dashboard', 303)
   })
 
-  app.post('/dashboard/logout', { schema: hide, preHandler: guard }, async (request, reply) => {
+  app.post('/dashboard/logout', { schema: hide, onRequest: guard }, async (request, reply) => {
     reply.header('set-cookie', auth.clearCookie(request)).header('hx-redirect', '/dashboard/login')
     return reply.code(204).send()
   })
@@ -121,7 +121,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
   })
 
   const fragment = (path: string, render: (request: FastifyRequest) => Promise<string> | string) =>
-    app.get(`/dashboard/fragments/${path}`, { schema: hide, preHandler: guard }, async (request, reply) =>
+    app.get(`/dashboard/fragments/${path}`, { schema: hide, onRequest: guard }, async (request, reply) =>
       reply
         .type('text/html; charset=utf-8')
         .header('cache-control', 'no-store')
@@ -135,7 +135,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
   fragment('dead', async () => deadFragment(await deadList(mq, pool, { limit: 50 })))
 
   // A national id in a URL would end up in proxy logs and browser history: the lookup is a POST.
-  app.post('/dashboard/fragments/lookup', { schema: hide, preHandler: guard }, async (request, reply) => {
+  app.post('/dashboard/fragments/lookup', { schema: hide, onRequest: guard }, async (request, reply) => {
     const q = (request.body as { q?: unknown } | undefined)?.q
     let body: string
     if (typeof q === 'string' && q.length <= 64) {
@@ -149,7 +149,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
     return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body)
   })
 
-  app.post('/dashboard/actions/replay', { schema: hide, preHandler: guard }, async (request, reply) => {
+  app.post('/dashboard/actions/replay', { schema: hide, onRequest: guard }, async (request, reply) => {
     const raw = (request.body as { check?: unknown } | undefined)?.check
     const check = typeof raw === 'string' && raw !== '' ? raw : undefined
     let note: string
@@ -166,7 +166,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
       .send(deadFragment(await deadList(mq, pool, { limit: 50 }), note))
   })
 
-  app.get('/dashboard/series', { schema: hide, preHandler: guard }, async (request, reply) => {
+  app.get('/dashboard/series', { schema: hide, onRequest: guard }, async (request, reply) => {
     const since = Number((request.query as { since?: string }).since ?? 0)
     reply.header('cache-control', 'no-store')
     return live.series(Number.isFinite(since) ? since : 0)

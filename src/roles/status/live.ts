@@ -60,7 +60,10 @@ export class SnapshotStore {
     }
     let ring = this.#by.get(s.instance)
     if (!ring) {
-      ring = { snaps: [], receivedAt: now }
+      // Every counter of a process is 0 when it starts: that is a snapshot too, so the work it did
+      // before its first snapshot reached us still counts in the rates (while within the window).
+      const zero: StatsSnapshot = { ...s, at: s.started_at, seq: -1, metrics: [] }
+      ring = { snaps: s.at > s.started_at ? [zero] : [], receivedAt: now }
       this.#by.set(s.instance, ring)
     }
     const last = ring.snaps.at(-1)
