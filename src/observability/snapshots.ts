@@ -112,10 +112,16 @@ export class StatsPublisher {
   ) {}
 
   start(): void {
+    // A process shows up as soon as it reaches the broker, not a second later.
+    this.mq.on('connect', this.#onConnect)
     this.#timer = setInterval(() => {
       void this.publish()
     }, this.opts.intervalMs ?? 1000)
     this.#timer.unref()
+    void this.publish()
+  }
+
+  readonly #onConnect = (): void => {
     void this.publish()
   }
 
@@ -179,6 +185,7 @@ export class StatsPublisher {
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer)
     this.#timer = null
+    this.mq.off('connect', this.#onConnect)
     await this.publish(true)
     const ch = this.#ch
     this.#ch = null
