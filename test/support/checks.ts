@@ -37,14 +37,14 @@ export async function startChecksSystem(opts: {
   env?: Record<string, string>
   /** Listen on a real port (browser tests); the URL is in sabt.url. */
   listen?: boolean
-  /** The roles' logger (e.g. captureLogger's, to assert on every line). */
+  /** The roles' and the simulator's logger (e.g. captureLogger's, to assert on every line). */
   log?: Logger
 }): Promise<ChecksSystem> {
   const env = testEnv(opts.env ?? {})
   const adminToken = env.SABT_ADMIN_TOKEN!
   const fast = { latency_median_ms: 2, latency_p99_ms: 5 }
   const sim = await buildSimulator({
-    log: createLogger({ level: 'error' }),
+    log: opts.log ?? createLogger({ level: 'error' }),
     adminToken,
     knobs: {
       identity: { ...fast, ...opts.knobs?.identity },
