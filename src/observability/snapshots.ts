@@ -147,12 +147,19 @@ export class StatsPublisher {
     return this.#opening
   }
 
-  /** Publishes one snapshot now; false when it could not be sent. */
+  /** Publishes one snapshot now; false when it could not be sent (never waits more than 1 s). */
   async publish(stopping = false): Promise<boolean> {
     if (this.#busy && !stopping) return false
     this.#busy = true
+    let timer: NodeJS.Timeout | undefined
     try {
-      const ch = await this.#channel()
+      // A broker that does not answer must not hold the next snapshot, nor a shutdown, hostage.
+      const ch = await Promise.race([
+        this.#channel(),
+        new Promise<null>((resolve) => {
+          timer = setTimeout(() => resolve(null), 1000)
+        }),
+      ])
       if (!ch) {
         this.metrics.statsSnapshots.inc({ direction: 'skipped' })
         return false
@@ -177,6 +184,7 @@ export class StatsPublisher {
       this.log.debug({ event: 'stats.publish_failed', err: (err as Error).message })
       return false
     } finally {
+      clearTimeout(timer)
       this.#busy = false
     }
   }
@@ -189,6 +197,13 @@ export class StatsPublisher {
     await this.publish(true)
     const ch = this.#ch
     this.#ch = null
-    await ch?.close().catch(() => {})
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      ch?.close().catch(() => {}),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 1000)
+      }),
+    ])
+    clearTimeout(timer)
   }
 }

@@ -315,12 +315,29 @@ export class LiveStats {
   async stop(): Promise<void> {
     this.#closed = true
     if (this.#timer) clearInterval(this.#timer)
-    await this.#ch?.close().catch(() => {})
+    const ch = this.#ch
     this.#ch = null
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      ch?.close().catch(() => {}),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 1000) // a broker that does not answer must not hold a shutdown
+      }),
+    ])
+    clearTimeout(timer)
   }
 
+  /** Runs on every (re)connect, inside the connection's setup: trouble here must not fail it. */
   async #consume(model: ChannelModel): Promise<void> {
     if (this.#closed) return
+    try {
+      await this.#subscribe(model)
+    } catch (err) {
+      this.deps.log.warn({ event: 'stats.subscribe_failed', err: (err as Error).message })
+    }
+  }
+
+  async #subscribe(model: ChannelModel): Promise<void> {
     const ch = await model.createChannel()
     ch.on('error', (err: Error) => this.deps.log.warn({ event: 'stats.channel_error', err: err.message }))
     const queue = await declareStatsQueue(ch, this.deps.mq.names)
@@ -346,7 +363,15 @@ export class LiveStats {
     if (this.#ticking) return
     this.#ticking = true
     try {
-      const depths = await this.deps.mq.queueDepths(this.watched.map((w) => w.queue))
+      let timer: NodeJS.Timeout | undefined
+      const depths = await Promise.race([
+        this.deps.mq.queueDepths(this.watched.map((w) => w.queue)),
+        // A broker that does not answer: depths unknown this second (and the next tick tries again).
+        new Promise<Map<string, null>>((resolve) => {
+          timer = setTimeout(() => resolve(new Map()), 2000)
+        }),
+      ])
+      clearTimeout(timer)
       this.#latestDepths = depths
       for (const w of this.watched) {
         const d = depths.get(w.queue) ?? null
