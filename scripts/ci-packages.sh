@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# Debian packages some test suites need, installed only when missing (.ci/run calls this if it
-# exists). One block per need; append yours below.
+# Optional Debian packages the test suite uses when present; .ci/run calls this before `npm test`.
+# Idempotent: installs only what is missing, and runs `apt-get update` only when it must install.
+#
+#   docker-compose  test/deploy.test.ts runs `docker-compose config -q` on the compose files
+#                   (validation only: no Docker engine is needed, none is started). Installed
+#                   without recommends, which would pull in the whole docker.io engine.
+#   chromium        test/dashboard.browser.test.ts drives Debian's headless Chromium (playwright-core);
+#                   that test fails, saying so, when it is missing.
+#   fonts-dejavu-core  Persian glyphs in the dashboard screenshots.
 set -euo pipefail
 
-need() { # need <command-or-path> <package>…: install the packages unless the first is present
-  local probe=$1
-  shift
-  if command -v "$probe" >/dev/null 2>&1 || [ -e "$probe" ]; then return 0; fi
-  if [ -z "${APT_UPDATED:-}" ]; then
-    apt-get update -qq
-    APT_UPDATED=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-}
+missing=()
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 
-# Dashboard browser test (test/dashboard.browser.test.ts): headless Chromium, and a font with
-# Persian glyphs for its screenshots.
-need /usr/bin/chromium chromium
-need /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf fonts-dejavu-core
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "ci-packages: all present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "ci-packages: not root, cannot install ${missing[*]} (the tests that use them are skipped)"
+  exit 0
+fi
+
+echo "ci-packages: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "ci-packages: done"

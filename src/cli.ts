@@ -3,13 +3,16 @@ import { parseArgs } from 'node:util'
 import { defaultConfigPath, loadConfigFile } from './config/campaigns.js'
 import { ConfigError, loadEnv } from './config/env.js'
 import { resolveSecrets } from './config/secrets.js'
+import { createApiKey, listApiKeys, revokeApiKey } from './db/api-keys.js'
 import { migrate } from './db/migrate.js'
+import { eraseCampaign, resealAll } from './db/personal-data.js'
 import { createPool } from './db/pool.js'
 import { syncCampaigns } from './db/registrations.js'
 import { MqClient } from './mq/connection.js'
 import { Publisher } from './mq/publisher.js'
 import { createLogger } from './observability/logger.js'
 import { Metrics } from './observability/metrics.js'
+import { Sealer } from './privacy/sealing.js'
 import { deadList, replayDead } from './roles/checker/dead-letters.js'
 import { lookupRegistration } from './roles/status/lookup.js'
 import { parseRoles, startSabt, topologyOptions } from './runtime/start.js'
@@ -22,6 +25,10 @@ usage:
   sabt status <registration-id>
   sabt dead list [--check X] [--limit N]
   sabt dead replay [--check X] [--limit N]
+  sabt keys create --name NAME [--rate RECORDS_PER_SECOND]   (prints the key once)
+  sabt keys list | sabt keys revoke <id>
+  sabt erase --campaign X [--all]   erase personal data past the campaign's retention (or all of it)
+  sabt reseal                       re-seal personal data under the current key (SABT_DATA_KEY_ID)
 
 Configuration comes from the environment (see README: DATABASE_URL, AMQP_URL, PORT, SABT_CONFIG, …).`
 
@@ -42,7 +49,8 @@ async function main(argv: string[]): Promise<number> {
       })
       const roles = parseRoles(values.roles!)
       const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
-      const secrets = resolveSecrets(env)
+      // A gateway alone holds no secret (it never opens personal data): don't demand any.
+      const secrets = roles.some((r) => r !== 'gateway') ? resolveSecrets(env) : null
       const running = await startSabt({ roles, env, config, log, migrate: values.migrate ?? false })
       log.info(
         { event: 'started', roles, url: running.url },
@@ -52,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
         const base = running.url?.replace('0.0.0.0', '127.0.0.1') ?? ''
         process.stderr.write(
           `\nSabt is up (${roles.join(', ')}): ${base}\n  ready:   ${base}/readyz\n  API:     ${base}/docs\n` +
-            (secrets.generatedFile
+            (secrets?.generatedFile
               ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n`
               : '') +
             '\n',
@@ -147,6 +155,85 @@ async function main(argv: string[]): Promise<number> {
         return 0
       } finally {
         await mq.close()
+        await pool.end()
+      }
+    }
+    case 'keys': {
+      const [sub, ...args] = rest
+      const { values, positionals } = parseArgs({
+        args,
+        allowPositionals: true,
+        options: { name: { type: 'string' }, rate: { type: 'string', default: '100' } },
+      })
+      const pool = createPool(env.DATABASE_URL, { max: 1, log, name: 'sabt-cli' })
+      try {
+        if (sub === 'create') {
+          const rate = Number(values.rate)
+          if (!values.name || !(Number.isInteger(rate) && rate > 0)) {
+            process.stderr.write('usage: sabt keys create --name NAME [--rate RECORDS_PER_SECOND]\n')
+            return 2
+          }
+          const k = await createApiKey(pool, values.name, rate)
+          process.stdout.write(
+            `${JSON.stringify({ id: k.id, name: values.name, records_per_second: rate, key: k.key })}\n`,
+          )
+          process.stderr.write('Keep the key now: only its hash is stored.\n')
+          return 0
+        }
+        if (sub === 'list') {
+          process.stdout.write(`${JSON.stringify(await listApiKeys(pool), null, 2)}\n`)
+          return 0
+        }
+        if (sub === 'revoke' && positionals[0]) {
+          const ok = await revokeApiKey(pool, positionals[0])
+          process.stdout.write(ok ? `revoked ${positionals[0]}\n` : `no active key ${positionals[0]}\n`)
+          return ok ? 0 : 1
+        }
+        process.stderr.write('usage: sabt keys create|list|revoke\n')
+        return 2
+      } finally {
+        await pool.end()
+      }
+    }
+    case 'erase': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { campaign: { type: 'string' }, all: { type: 'boolean', default: false } },
+      })
+      const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
+      const campaign = values.campaign ? config.campaigns.get(values.campaign) : undefined
+      if (!campaign) {
+        process.stderr.write(
+          `usage: sabt erase --campaign X [--all]  (campaigns: ${[...config.campaigns.keys()].join(', ')})\n`,
+        )
+        return 2
+      }
+      if (!values.all && campaign.retentionDays === null) {
+        process.stderr.write(
+          `campaign ${campaign.slug} declares no retention_days: nothing expires (use --all to erase everything)\n`,
+        )
+        return 2
+      }
+      const pool = createPool(env.DATABASE_URL, { max: 1, log, name: 'sabt-cli' })
+      try {
+        const erased = await eraseCampaign(pool, campaign.slug, {
+          retentionDays: campaign.retentionDays,
+          all: values.all ?? false,
+        })
+        process.stdout.write(`${JSON.stringify({ campaign: campaign.slug, erased })}\n`)
+        return 0
+      } finally {
+        await pool.end()
+      }
+    }
+    case 'reseal': {
+      const secrets = resolveSecrets(env)
+      const pool = createPool(env.DATABASE_URL, { max: 1, log, name: 'sabt-cli' })
+      try {
+        const resealed = await resealAll(pool, new Sealer(secrets.dataKeys))
+        process.stdout.write(`${JSON.stringify({ key_id: secrets.dataKeys.currentKeyId, resealed })}\n`)
+        return 0
+      } finally {
         await pool.end()
       }
     }

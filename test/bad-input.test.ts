@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { queueDepth, registration, startTestSabt, type TestSabt, testEnv } from './support/harness.js'
+import {
+  partnerKey,
+  queueDepth,
+  registration,
+  startTestSabt,
+  type TestSabt,
+  testEnv,
+} from './support/harness.js'
 
 // Every refused request names the field and the rule, and leaves nothing behind: the gateway runs
 // alone (nothing consumes the intake queue), so the queue must still be empty at the end.
@@ -7,7 +14,9 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
   let sabt: TestSabt
   beforeAll(async () => {
     sabt = await startTestSabt({ roles: ['gateway'], env: testEnv({ SABT_BODY_LIMIT: '2048' }) })
+    partner = `Bearer ${await partnerKey(sabt)}`
   })
+  let partner = ''
   afterAll(async () => {
     // The point of the whole file: not one message reached the queue.
     for (const q of sabt.mq!.names.intakeQueues) expect(await queueDepth(q)).toBe(0)
@@ -77,6 +86,19 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
       'content-type:media_type',
     ])
     expectError(await raw('{}', null), 415, 'SABT_UNSUPPORTED_MEDIA_TYPE', ['content-type:media_type'])
+  })
+
+  // Found by the fuzz tests: the charset was ignored, so a body its sender declared Latin-1 was read
+  // as UTF-8 (and accepted whenever its bytes happened to be valid UTF-8).
+  it('415 for JSON declared in a charset other than UTF-8', async () => {
+    for (const type of [
+      'application/json; charset=latin1',
+      'application/json; charset="utf-16"',
+      'application/json;charset=',
+    ])
+      expectError(await raw(JSON.stringify(registration()), type), 415, 'SABT_UNSUPPORTED_MEDIA_TYPE', [
+        'content-type:charset',
+      ])
   })
 
   it('413 for a body over the limit', async () => {
@@ -167,6 +189,75 @@ describe('bad input is refused with a clear error and leaves no trace', () => {
       'attributes:max_properties',
     ])
     expectError(await post(registration({ attributes: [1, 2] })), 422, 'SABT_VALIDATION', ['attributes:type'])
+  })
+
+  // Found by the fuzz tests: a key holding a dot or a slash was reported as a nested path
+  // ("a/b" → "a.b"), a "~" as Ajv's JSON-Pointer escape "~0", an empty key as the whole body.
+  it('422 names odd keys unambiguously: a dot, a slash, a tilde, nothing', async () => {
+    expectError(
+      await post(registration({ 'a.b': 1, 'a/b': 2, 'a~b': 3, '': 4, '(body)': 5 })),
+      422,
+      'SABT_VALIDATION',
+      [
+        '["a.b"]:unknown_field',
+        '["a/b"]:unknown_field',
+        '["a~b"]:unknown_field',
+        '[""]:unknown_field',
+        '["(body)"]:unknown_field',
+      ],
+    )
+    expectError(await post(registration({ attributes: { 'x~y/z': [1], '': 2 } })), 422, 'SABT_VALIDATION', [
+      'attributes["x~y/z"]:property_name',
+      'attributes[""]:property_name',
+      'attributes["x~y/z"]:type',
+    ])
+  })
+
+  // Found by the fuzz tests: the batch route's validator ran with Ajv's `strict: false`, which also
+  // turns off strictNumbers, so 1e400 (Infinity to JavaScript) was accepted in a batch and stored
+  // as null; the single route refused it.
+  it('422 for a number JavaScript cannot hold, alone and in a batch alike', async () => {
+    const text = JSON.stringify(registration({ attributes: { big: 1, small: 2 } }))
+      .replace('"big":1', '"big":1e400')
+      .replace('"small":2', '"small":-1e400')
+    expectError(await raw(text), 422, 'SABT_VALIDATION', ['attributes.big:type', 'attributes.small:type'])
+    const batch = await sabt.app.inject({
+      method: 'POST',
+      url: '/v1/registrations/batch',
+      payload: `{"records":[${text}]}`,
+      headers: { 'content-type': 'application/json', authorization: partner },
+    })
+    expect(batch.statusCode).toBe(207)
+    const result = batch.json().results[0]
+    expect(result.status).toBe(422)
+    expect(result.errors.map((e: { field: string; rule: string }) => `${e.field}:${e.rule}`)).toEqual([
+      'attributes.big:type',
+      'attributes.small:type',
+    ])
+  })
+
+  // With every error reported, Ajv's work and its error list grew with the body: a batch record of
+  // 60,000 attribute keys took over a second of CPU and answered 10 MB. Far past what a valid
+  // registration can hold (27 members), only the first broken rule is reported.
+  it('422 with a bounded error list for a body far larger than a valid one', async () => {
+    const huge = JSON.stringify(
+      registration({
+        attributes: Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`K${i}`, [1]])),
+      }),
+    )
+    const batch = await sabt.app.inject({
+      method: 'POST',
+      url: '/v1/registrations/batch',
+      payload: `{"records":[${huge}]}`,
+      headers: { 'content-type': 'application/json', authorization: partner },
+    })
+    expect(batch.statusCode).toBe(207)
+    expect(batch.body.length).toBeLessThan(2000)
+    expect(batch.json().results[0].errors).toEqual([
+      { field: 'attributes', rule: 'max_properties', message: expect.any(String) },
+    ])
+    const unknown = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, 1]))
+    expectError(await post(registration(unknown)), 422, 'SABT_VALIDATION', ['k0:unknown_field'])
   })
 
   it('422 for an unknown campaign, and for one not open yet', async () => {

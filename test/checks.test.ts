@@ -166,7 +166,8 @@ describe('checks', () => {
     })
     const subs = await submit(s, 3)
     const ids = subs.map((x) => x.id)
-    await waitFor(async () => (await queueDepth(s.sabt.mq!.names.dead)) === 3, 'three dead letters')
+    // Dead-lettered together: the three records travel in the dead letters as one or more messages.
+    await waitFor(async () => (await queueDepth(s.sabt.mq!.names.dead)) >= 1, 'dead letters')
     await waitFor(
       async () => (await Promise.all(ids.map((id) => status(s, id)))).every((st) => st.status === 'failed'),
       'records failed',
@@ -183,7 +184,11 @@ describe('checks', () => {
     expect((await s.sabt.app.inject({ method: 'GET', url: '/admin/dead' })).statusCode).toBe(401)
     const auth = { authorization: `Bearer ${s.adminToken}` }
     const list = (await s.sabt.app.inject({ method: 'GET', url: '/admin/dead', headers: auth })).json()
-    expect(list).toMatchObject({ queued: 3, total: 3, byCheck: { eligibility: 3 } })
+    expect(list).toMatchObject({ total: 3, byCheck: { eligibility: 3 } })
+    expect(list.queued).toBeGreaterThanOrEqual(1)
+    expect(list.items.map((i: { registration_id: string }) => i.registration_id).sort()).toEqual(
+      [...ids].sort(),
+    )
     expect(
       (await s.sabt.app.inject({ method: 'POST', url: '/admin/dead/replay', payload: {} })).statusCode,
     ).toBe(401)

@@ -69,6 +69,7 @@ describe('the sabt command', () => {
       "SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
     )
     expect(tables.map((r) => r.t)).toEqual([
+      'api_keys',
       'campaigns',
       'check_cache',
       'check_results',
@@ -119,5 +120,52 @@ describe('the sabt command', () => {
     const r = await run(['migrate'], { ...vars, SABT_INTAKE_SHARDS: 'many' })
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/SABT_INTAKE_SHARDS/)
+  })
+})
+
+describe('npm start', () => {
+  it('runs every role and the simulator in one process: a registration reaches its verdict', async () => {
+    const env = testEnv()
+    const [port, simPort] = [await freePort(), await freePort()]
+    const vars = {
+      ...envRecord(env),
+      PORT: String(port),
+      SABT_SIMULATOR_PORT: String(simPort),
+      SABT_SIMULATOR_URL: `http://127.0.0.1:${simPort}`,
+      LOG_LEVEL: 'warn',
+    }
+    const child = spawn('npm', ['start', '--silent'], { env: { ...process.env, ...vars }, detached: true })
+    let out = ''
+    child.stdout!.on('data', (d) => (out += d))
+    child.stderr!.on('data', (d) => (out += d))
+    const base = `http://127.0.0.1:${port}`
+    const { loadConfigFile, defaultConfigPath } = await import('../src/config/campaigns.js')
+    try {
+      await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 'readyz 200', 60_000, 200)
+      expect(out).toContain(`Sabt is up (gateway, recorder, checker, status, simulator): ${base}`)
+      const res = await fetch(`${base}/v1/registrations`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(registration()),
+      })
+      expect(res.status).toBe(202)
+      const { id } = (await res.json()) as { id: string }
+      const done = await waitFor(
+        async () => {
+          const st = (await (await fetch(`${base}/v1/registrations/${id}`)).json()) as { status: string }
+          return (st.status === 'accepted' || st.status === 'rejected') && st
+        },
+        'a verdict from the checks against the simulator',
+        30_000,
+        100,
+      )
+      expect(['accepted', 'rejected']).toContain(done.status)
+    } finally {
+      // npm runs node as a child: signal the whole group, as a terminal's Ctrl-C would.
+      process.kill(-child.pid!, 'SIGTERM')
+      await once(child, 'exit')
+      await dropTopology(env, loadConfigFile(defaultConfigPath(), vars)).catch(() => {})
+      await dropDatabase(env.DATABASE_URL)
+    }
   })
 })

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isUuidV7 } from '../src/domain/uuid7.js'
 import {
   captureLogger,
+  partnerKey,
   registration,
   sql,
   startTestSabt,
@@ -22,11 +23,13 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
       env: testEnv({ SABT_INTAKE_SHARDS: String(shards), LOG_LEVEL: 'debug' }),
       log: logs.log,
     })
+    key = await partnerKey(sabt)
   })
   afterAll(async () => {
     await sabt?.cleanup()
   })
 
+  let key = ''
   const post = (body: unknown) =>
     sabt.app.inject({ method: 'POST', url: '/v1/registrations', payload: body as Record<string, unknown> })
   const status = (id: string) => sabt.app.inject({ method: 'GET', url: `/v1/registrations/${id}` })
@@ -157,6 +160,7 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
     const res = await sabt.app.inject({
       method: 'POST',
       url: '/v1/registrations/batch',
+      headers: { authorization: `Bearer ${key}` },
       payload: {
         records: [
           registration({ national_id: nid }),
@@ -191,6 +195,7 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
     const all = await sabt.app.inject({
       method: 'POST',
       url: '/v1/registrations/batch',
+      headers: { authorization: `Bearer ${key}` },
       payload: { records: [registration(), registration()] },
     })
     expect(all.statusCode).toBe(202)
@@ -201,6 +206,7 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
     const res = await sabt.app.inject({
       method: 'POST',
       url: '/v1/registrations/batch',
+      headers: { authorization: `Bearer ${key}` },
       payload: { records },
     })
     expect(res.statusCode).toBe(422)

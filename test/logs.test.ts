@@ -52,12 +52,6 @@ describe('structured logs', () => {
     expect((await app.inject({ method: 'POST', url: '/v1/registrations', payload: bad })).statusCode).toBe(
       422,
     )
-    const batch = await app.inject({
-      method: 'POST',
-      url: '/v1/registrations/batch',
-      payload: { records: [bad, { ...bad, national_id: 'x'.repeat(10) }] },
-    })
-    expect(batch.statusCode).toBe(207)
 
     const ids = people.map((p) => p.id)
     await waitFor(async () => (await s!.stats()).eligibility!.calls >= 1, 'eligibility asked')

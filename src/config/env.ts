@@ -37,6 +37,9 @@ export const EnvSchema = Type.Object({
   SABT_PUBLISH_MAX_IN_FLIGHT: Type.Integer({ default: 20_000, minimum: 1 }),
   SABT_RETRY_AFTER_S: Type.Integer({ default: 2, minimum: 1 }),
   SABT_REQUEST_TIMEOUT_MS: Type.Integer({ default: 10_000, minimum: 100 }),
+  SABT_HEADERS_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 100 }),
+  SABT_MAX_HEADER_BYTES: Type.Integer({ default: 16_384, minimum: 1024, maximum: 1_048_576 }),
+  SABT_MAX_CONNECTIONS: Type.Integer({ default: 10_000, minimum: 1 }),
   SABT_RECORDER_PREFETCH: Type.Integer({ default: 4000, minimum: 1 }),
   SABT_BATCH_SIZE: Type.Integer({ default: 1000, minimum: 1 }),
   SABT_BATCH_MS: Type.Integer({ default: 25, minimum: 1 }),
@@ -51,6 +54,7 @@ export const EnvSchema = Type.Object({
   SABT_SIMULATOR_KNOBS: Type.Optional(Type.String({ minLength: 2 })),
   SABT_CALLBACK_SECRET: Type.Optional(Type.String({ minLength: 16 })),
   SABT_CHECKS: Type.Optional(Type.String({ minLength: 1 })),
+  SABT_ERASE_EVERY_S: Type.Integer({ default: 3600, minimum: 0 }),
   SABT_SHUTDOWN_TIMEOUT_MS: Type.Integer({ default: 15_000, minimum: 100 }),
   NODE_ENV: Type.String({ default: 'development' }),
 })

@@ -23,6 +23,7 @@ export const ERRORS = {
   SABT_UNKNOWN_CAMPAIGN: { status: 422, message: 'No such campaign' },
   SABT_CAMPAIGN_NOT_OPEN: { status: 422, message: 'The campaign is not open for registration now' },
   SABT_RATE_LIMITED: { status: 429, message: 'Too many requests; retry later' },
+  SABT_HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are larger than the limit' },
   SABT_INTERNAL: { status: 500, message: 'Internal error' },
   SABT_BROKER_UNAVAILABLE: {
     status: 503,
@@ -126,9 +127,35 @@ const RULES: Record<string, string> = {
   minimum: 'minimum',
 }
 
-function fieldPath(instancePath: string, prefix: string): string {
-  const p = instancePath.replace(/^\//, '').split('/').filter(Boolean).join('.')
-  return [prefix, p].filter(Boolean).join('.') || '(body)'
+// A name a client can read as-is: letters, digits, `_`, `$`, `-`, single inner spaces.
+const PLAIN_SEGMENT = /^[\p{L}\p{N}_$-]+(?: [\p{L}\p{N}_$-]+)*$/u
+
+/**
+ * The `field` of an error: the path to it in the body, plain names joined by `.` (`attributes.city`,
+ * `records.3`), and any other key written `["…"]` as a JSON string (`["a.b"]`, `attributes[""]`),
+ * so a key holding a dot, a slash or nothing at all still names exactly one place. The whole body
+ * is `(body)`.
+ */
+export function formatFieldPath(segments: readonly string[]): string {
+  if (segments.length === 0) return '(body)'
+  return segments
+    .map((s, i) => (PLAIN_SEGMENT.test(s) ? (i === 0 ? s : `.${s}`) : `[${JSON.stringify(s)}]`))
+    .join('')
+}
+
+/** Ajv's instancePath is a JSON Pointer: `/`-separated, `~1` for `/` and `~0` for `~` in keys. */
+function pointerSegments(instancePath: string): string[] {
+  if (instancePath === '') return []
+  return instancePath
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+}
+
+function fieldPath(instancePath: string, prefix: string, key?: string): string {
+  const segments = [...(prefix ? [prefix] : []), ...pointerSegments(instancePath)]
+  if (key !== undefined) segments.push(key)
+  return formatFieldPath(segments)
 }
 
 /** Turns JSON-schema (Ajv) errors into field errors: which field, which rule, in words. */
@@ -140,13 +167,13 @@ export function fieldErrorsFromAjv(errors: readonly AjvLikeError[], prefix = '')
     let field = fieldPath(e.instancePath, prefix)
     let message = e.message ?? 'is invalid'
     if (e.keyword === 'additionalProperties') {
-      field = fieldPath(`${e.instancePath}/${String(e.params.additionalProperty)}`, prefix)
+      field = fieldPath(e.instancePath, prefix, String(e.params.additionalProperty))
       message = 'is not a known field'
     } else if (e.keyword === 'required') {
-      field = fieldPath(`${e.instancePath}/${String(e.params.missingProperty)}`, prefix)
+      field = fieldPath(e.instancePath, prefix, String(e.params.missingProperty))
       message = 'is required'
     } else if (e.keyword === 'propertyNames') {
-      field = fieldPath(`${e.instancePath}/${String(e.params.propertyName)}`, prefix)
+      field = fieldPath(e.instancePath, prefix, String(e.params.propertyName))
       message = 'is not an allowed attribute name'
     } else if (e.keyword === 'if' || e.keyword === 'anyOf' || e.keyword === 'oneOf') continue
     const rule = RULES[e.keyword] ?? e.keyword

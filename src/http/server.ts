@@ -9,6 +9,7 @@ import Fastify, {
   LogController,
 } from 'fastify'
 import sjson from 'secure-json-parse'
+import type { FieldError } from '../domain/registration.js'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import {
@@ -18,6 +19,7 @@ import {
   errorCatalogueMarkdown,
   fieldErrorsFromAjv,
 } from './errors.js'
+import { BODY_VALIDATION } from './validation.js'
 
 export interface Readiness {
   ready: boolean
@@ -28,7 +30,14 @@ export interface ServerOptions {
   log: Logger
   metrics: Metrics
   bodyLimit: number
+  /** The whole request (headers and body) must arrive within this, or 408 and the socket is closed. */
   requestTimeoutMs: number
+  /** The request line and headers must arrive within this (capped at requestTimeoutMs): slowloris. */
+  headersTimeoutMs?: number
+  /** Request line + headers larger than this get 431. */
+  maxHeaderBytes?: number
+  /** Open sockets per process; past it new ones are dropped, after idle keep-alive ones are closed. */
+  maxConnections?: number
   /** Which dependencies this process needs to be ready (its roles decide). */
   readiness: () => Promise<Readiness>
   roles: readonly string[]
@@ -51,7 +60,15 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
  * schemas say `additionalProperties: false`), does not coerce types, and reports every error.
  */
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
+  const limits = httpLimits(opts)
   const app = Fastify({
+    // Node's own protections against slow and oversized requests (see docs/decisions/slow-clients.md).
+    http: {
+      maxHeaderSize: limits.maxHeaderBytes,
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      connectionsCheckingInterval: limits.checkEveryMs,
+    },
     loggerInstance: opts.log as unknown as FastifyBaseLogger,
     // One log line per request would cost more than the request: metrics count them instead.
     logController: new LogController({ disableRequestLogging: true }),
@@ -65,27 +82,72 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return503OnClosing: true,
     trustProxy: opts.trustProxy ?? false,
     ajv: {
-      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true },
+      customOptions: BODY_VALIDATION,
     },
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
       // Malformed HTTP, headers too large, or a client too slow to send its request.
-      const [status, code]: [string, ErrorCode] =
+      if (socket.destroyed) return
+      const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage
+      const [status, code, fieldError]: [string, ErrorCode, FieldError] =
         err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? ['408 Request Timeout', 'SABT_REQUEST_TIMEOUT']
+          ? [
+              '408 Request Timeout',
+              'SABT_REQUEST_TIMEOUT',
+              // A response object exists once the headers are in: then it is the body that was late.
+              inFlight
+                ? {
+                    field: '(body)',
+                    rule: 'timeout',
+                    message: `must arrive within ${limits.requestTimeoutMs} ms`,
+                  }
+                : {
+                    field: '(headers)',
+                    rule: 'timeout',
+                    message: `must arrive within ${limits.headersTimeoutMs} ms`,
+                  },
+            ]
           : err.code === 'HPE_HEADER_OVERFLOW'
-            ? ['431 Request Header Fields Too Large', 'SABT_BAD_REQUEST']
-            : ['400 Bad Request', 'SABT_BAD_REQUEST']
-      if (!socket.writable) {
-        socket.destroy()
-        return
+            ? [
+                '431 Request Header Fields Too Large',
+                'SABT_HEADERS_TOO_LARGE',
+                {
+                  field: '(headers)',
+                  rule: 'max_bytes',
+                  message: `must be at most ${limits.maxHeaderBytes} bytes`,
+                },
+              ]
+            : [
+                '400 Bad Request',
+                'SABT_BAD_REQUEST',
+                { field: '(request)', rule: 'http', message: 'must be a well-formed HTTP/1.1 request' },
+              ]
+      // Answer only when no response has started on this socket (Node's own rule: a second status
+      // line in the middle of a response would corrupt it), then let go of the socket once the answer
+      // is flushed. `end()` alone is not enough: the HTTP server allows half-open sockets, so a client
+      // that keeps sending would keep it (and its slot) forever.
+      if (socket.writable && !inFlight?.headersSent) {
+        const body = JSON.stringify(new ApiError(code, [fieldError]).body())
+        socket.end(
+          `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        )
       }
-      const body = JSON.stringify(new ApiError(code).body())
-      socket.end(
-        `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      )
+      socket.destroySoon()
     },
   })
-  app.server.headersTimeout = Math.min(opts.requestTimeoutMs, 5000)
+  // At the connection limit, idle keep-alive sockets make room: they must not lock out new clients.
+  app.server.maxConnections = limits.maxConnections
+  app.server.on('drop', () => app.server.closeIdleConnections())
+
+  // JSON is UTF-8 (RFC 8259 §8.1): a body declared in another charset is refused before it is read,
+  // rather than decoded as something its sender did not mean.
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1]
+    if (charset !== undefined && !/^utf-?8$/i.test(charset))
+      throw new ApiError('SABT_UNSUPPORTED_MEDIA_TYPE', [
+        { field: 'content-type', rule: 'charset', message: 'must be utf-8 (or not given)' },
+      ])
+    return payload
+  })
 
   // JSON only, valid UTF-8 only. (Fastify also parses text/plain by default: not here.)
   app.removeAllContentTypeParsers()
@@ -160,6 +222,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       api = new ApiError('SABT_INTERNAL')
     }
     if (api.retryAfterS) reply.header('retry-after', String(api.retryAfterS))
+    // Answered before the body was read (415, 413…): close, or Node would read and discard the rest
+    // of it to keep the connection, however large or slow it is.
+    if (!request.raw.complete) reply.header('connection', 'close')
     reply.code(api.status).type('application/json').send(api.body())
   })
 
@@ -188,6 +253,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       components: {
         securitySchemes: {
           adminToken: { type: 'http', scheme: 'bearer', description: 'SABT_ADMIN_TOKEN' },
+          partnerKey: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'a partner API key (sabt keys create), also accepted as X-Api-Key',
+          },
         },
       },
     },
@@ -236,6 +306,36 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   })
 
   return app
+}
+
+export interface HttpLimits {
+  requestTimeoutMs: number
+  headersTimeoutMs: number
+  /** How often Node looks for requests past their timeouts: the timeouts' granularity. */
+  checkEveryMs: number
+  maxHeaderBytes: number
+  maxConnections: number
+}
+
+/**
+ * The slow-client settings, derived once. Node checks request and header deadlines on a timer
+ * (30 s by default), so a 1 s timeout would really be up to 31 s: the timer runs at a quarter of
+ * the shorter deadline, between 25 ms and 1 s.
+ */
+export function httpLimits(opts: {
+  requestTimeoutMs: number
+  headersTimeoutMs?: number | undefined
+  maxHeaderBytes?: number | undefined
+  maxConnections?: number | undefined
+}): HttpLimits {
+  const headersTimeoutMs = Math.min(opts.headersTimeoutMs ?? 5000, opts.requestTimeoutMs)
+  return {
+    requestTimeoutMs: opts.requestTimeoutMs,
+    headersTimeoutMs,
+    checkEveryMs: Math.max(25, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
+    maxHeaderBytes: opts.maxHeaderBytes ?? 16_384,
+    maxConnections: opts.maxConnections ?? 10_000,
+  }
 }
 
 export const ReadinessSchema = {

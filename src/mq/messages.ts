@@ -7,6 +7,8 @@ import { Compile } from 'typebox/compile'
  * cannot understand, to the dead-letter queue, instead of guessing.
  */
 
+export const MAX_IDS_PER_CHECK_MESSAGE = 500
+
 /** A registration on its way from the gateway to the recorder. Normalised, not yet sealed. */
 export const IntakeMessageV1 = Type.Object({
   v: Type.Literal(1),
@@ -25,17 +27,36 @@ export const IntakeMessageV1 = Type.Object({
 })
 export type IntakeMessage = Static<typeof IntakeMessageV1>
 
-/** One check of one record. Carries ids only, never personal data: the checker reads the record. */
+/** One check of one record (version 1; still read, e.g. from queues written by older code). */
 export const CheckMessageV1 = Type.Object({
   v: Type.Literal(1),
   registration_id: Type.String({ format: 'uuid' }),
   check: Type.String({ minLength: 1, maxLength: 32 }),
   campaign: Type.String({ minLength: 1, maxLength: 63 }),
 })
-export type CheckMessage = Static<typeof CheckMessageV1>
+
+/**
+ * One check of many records of one campaign (version 2): the recorder writes one per batch and
+ * check instead of one per record, so the broker moves one message where it moved hundreds.
+ * Ids only, never personal data: the checker reads the records.
+ */
+export const CheckMessageV2 = Type.Object({
+  v: Type.Literal(2),
+  check: Type.String({ minLength: 1, maxLength: 32 }),
+  campaign: Type.String({ minLength: 1, maxLength: 63 }),
+  ids: Type.Array(Type.String({ format: 'uuid' }), { minItems: 1, maxItems: MAX_IDS_PER_CHECK_MESSAGE }),
+})
+
+/** A check message as the checker works with it, whichever version it arrived as. */
+export interface CheckMessage {
+  check: string
+  campaign: string
+  ids: string[]
+}
 
 const intakeValidator = Compile(IntakeMessageV1)
-const checkValidator = Compile(CheckMessageV1)
+const checkV1 = Compile(CheckMessageV1)
+const checkV2 = Compile(CheckMessageV2)
 
 function parse<T>(content: Buffer, check: (v: unknown) => boolean): T | null {
   let value: unknown
@@ -52,13 +73,45 @@ export function parseIntakeMessage(content: Buffer): IntakeMessage | null {
 }
 
 export function parseCheckMessage(content: Buffer): CheckMessage | null {
-  return parse<CheckMessage>(content, (v) => checkValidator.Check(v))
+  const m = parse<Static<typeof CheckMessageV1> | Static<typeof CheckMessageV2>>(
+    content,
+    (v) => checkV2.Check(v) || checkV1.Check(v),
+  )
+  if (!m) return null
+  if (m.v === 2) return { check: m.check, campaign: m.campaign, ids: m.ids }
+  return { check: m.check, campaign: m.campaign, ids: [m.registration_id] }
 }
 
-export function encodeCheckMessage(m: Omit<CheckMessage, 'v'>): Buffer {
+/** A version-1 message: one record (tests and tools that stand in for older code use it). */
+export function encodeCheckMessage(m: { registration_id: string; check: string; campaign: string }): Buffer {
   return Buffer.from(
     `{"v":1,"registration_id":"${m.registration_id}","check":${JSON.stringify(m.check)},"campaign":${JSON.stringify(m.campaign)}}`,
   )
+}
+
+export function encodeCheckBatch(m: CheckMessage): Buffer {
+  return Buffer.from(
+    `{"v":2,"check":${JSON.stringify(m.check)},"campaign":${JSON.stringify(m.campaign)},"ids":${JSON.stringify(m.ids)}}`,
+  )
+}
+
+/**
+ * How many ids one check message may carry: enough to spare the broker, few enough that a
+ * checker holding `concurrency` of them at the provider's rate finishes within ~5 minutes
+ * (far inside RabbitMQ's consumer timeout). Never more than MAX_IDS_PER_CHECK_MESSAGE.
+ */
+export function idsPerCheckMessage(check: { rate_per_second: number; concurrency: number }): number {
+  return Math.max(
+    1,
+    Math.min(MAX_IDS_PER_CHECK_MESSAGE, Math.floor((check.rate_per_second * 300) / check.concurrency)),
+  )
+}
+
+/** Splits ids into messages of at most `size`. */
+export function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
 }
 
 /** The attempt number a check message carries (0 on its first delivery to a checker). */

@@ -3,6 +3,7 @@ import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../config/ca
 import type { Env } from '../config/env.js'
 import { resolveSecrets } from '../config/secrets.js'
 import { migrate } from '../db/migrate.js'
+import { eraseCampaign, withSweepLock } from '../db/personal-data.js'
 import { createPool, type Pool } from '../db/pool.js'
 import { syncCampaigns } from '../db/registrations.js'
 import { AdminAuth } from '../http/auth.js'
@@ -16,6 +17,7 @@ import { StatsPublisher } from '../observability/snapshots.js'
 import { Sealer } from '../privacy/sealing.js'
 import { Checker } from '../roles/checker/index.js'
 import { Intake } from '../roles/gateway/intake.js'
+import { PartnerKeys } from '../roles/gateway/partners.js'
 import { gatewayRoutes } from '../roles/gateway/routes.js'
 import { Recorder } from '../roles/recorder/index.js'
 import { buildSimulator, type Simulator } from '../roles/simulator/server.js'
@@ -135,7 +137,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     stops.push(() => sim.close())
   }
 
-  if (needsDb && opts.migrate) await migrate(env.DATABASE_URL, log)
+  if ((needsDb || has('gateway')) && opts.migrate) await migrate(env.DATABASE_URL, log)
   const pool = needsDb
     ? createPool(env.DATABASE_URL, { max: env.DATABASE_POOL_SIZE, log, name: `sabt-${roles.join('+')}` })
     : null
@@ -195,6 +197,9 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     metrics,
     bodyLimit: env.SABT_BODY_LIMIT,
     requestTimeoutMs: env.SABT_REQUEST_TIMEOUT_MS,
+    headersTimeoutMs: env.SABT_HEADERS_TIMEOUT_MS,
+    maxHeaderBytes: env.SABT_MAX_HEADER_BYTES,
+    maxConnections: env.SABT_MAX_CONNECTIONS,
     readiness,
     roles,
   })
@@ -208,6 +213,14 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       retryAfterS: env.SABT_RETRY_AFTER_S,
       log,
     })
+    // Partner keys are read in the background: the request path never waits on the database.
+    const keysPool = pool ?? createPool(env.DATABASE_URL, { max: 2, log, name: 'sabt-gateway-keys' })
+    const partners = new PartnerKeys(keysPool, log, env.SABT_BATCH_MAX_RECORDS)
+    await partners.start()
+    stops.push(async () => {
+      partners.stop()
+      if (keysPool !== pool) await keysPool.end().catch(() => {})
+    })
     await app.register(gatewayRoutes, {
       config,
       intake,
@@ -216,6 +229,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       retryAfterS: env.SABT_RETRY_AFTER_S,
       batchBodyLimit: env.SABT_BATCH_BODY_LIMIT,
       batchMaxRecords: env.SABT_BATCH_MAX_RECORDS,
+      partners,
     })
     stops.push(() => p.close())
   }
@@ -229,6 +243,24 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     })
     const p = publisher('admin')
     await p.start()
+    if (env.SABT_ERASE_EVERY_S > 0) {
+      // Retention: erase personal data past each campaign's retention_days, one sweeper at a time.
+      const sweep = async () => {
+        for (const c of config.campaigns.values()) {
+          if (c.retentionDays === null) continue
+          const erased = await withSweepLock(pool, 'sabt-erase', () =>
+            eraseCampaign(pool, c.slug, { retentionDays: c.retentionDays }),
+          )
+          if (erased)
+            log.info({ event: 'retention.erased', campaign: c.slug, erased }, 'erased expired personal data')
+        }
+      }
+      const timer = setInterval(() => {
+        sweep().catch((err) => log.warn({ event: 'retention.failed', err: (err as Error).message }))
+      }, env.SABT_ERASE_EVERY_S * 1000)
+      timer.unref()
+      stops.push(async () => clearInterval(timer))
+    }
     const l = new LiveStats({ mq, pool: readPool, config, metrics, log })
     live = l
     await l.start()

@@ -174,6 +174,30 @@ export function registration(overrides: Record<string, unknown> = {}): Record<st
   }
 }
 
+/** Creates a partner API key and waits until the gateway has loaded it (it reloads every few seconds). */
+export async function partnerKey(s: Running, recordsPerSecond = 100_000): Promise<string> {
+  const { createApiKey } = await import('../../src/db/api-keys.js')
+  const { createPool } = await import('../../src/db/pool.js')
+  const pool = s.pool ?? createPool(s.env.DATABASE_URL, { max: 1, log: s.log, name: 'test' })
+  const { key } = await createApiKey(pool, `test-${Date.now()}`, recordsPerSecond)
+  if (pool !== s.pool) await pool.end()
+  await waitFor(
+    async () => {
+      const r = await s.app.inject({
+        method: 'POST',
+        url: '/v1/registrations/batch',
+        headers: { authorization: `Bearer ${key}` },
+        payload: { records: [{}] },
+      })
+      return r.statusCode !== 401 && r.statusCode !== 503
+    },
+    'the gateway to load the partner key',
+    15_000,
+    100,
+  )
+  return key
+}
+
 /** Messages ready in a queue (passive declare). */
 export async function queueDepth(queue: string): Promise<number> {
   const conn = await amqp.connect(AMQP_URL)
@@ -182,6 +206,25 @@ export async function queueDepth(queue: string): Promise<number> {
     const r = await ch.checkQueue(queue)
     await ch.close()
     return r.messageCount
+  } finally {
+    await conn.close()
+  }
+}
+
+/** Takes every message off a queue (the test's own) and returns the record ids they carry. */
+export async function drainCheckIds(queue: string): Promise<string[]> {
+  const { parseCheckMessage } = await import('../../src/mq/messages.js')
+  const conn = await amqp.connect(AMQP_URL)
+  try {
+    const ch = await conn.createChannel()
+    const ids: string[] = []
+    for (;;) {
+      const m = await ch.get(queue, { noAck: true })
+      if (!m) break
+      ids.push(...(parseCheckMessage(m.content)?.ids ?? []))
+    }
+    await ch.close()
+    return ids
   } finally {
     await conn.close()
   }

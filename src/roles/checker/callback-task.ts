@@ -5,7 +5,6 @@ import { recordCallback } from '../../db/checks.js'
 import type { Pool } from '../../db/pool.js'
 import { findRecord } from '../../db/registrations.js'
 import type { MqClient } from '../../mq/connection.js'
-import type { CheckMessage } from '../../mq/messages.js'
 import { CALLBACK } from '../../mq/topology.js'
 import type { Metrics } from '../../observability/metrics.js'
 import {
@@ -15,7 +14,7 @@ import {
   RateLimitedError,
   TransientError,
 } from './outcomes.js'
-import type { Task } from './worker.js'
+import type { FollowUp, Task } from './worker.js'
 
 export const SIGNATURE_HEADER = 'x-sabt-signature'
 
@@ -34,6 +33,7 @@ export class CallbackTask implements Task {
   readonly queue: string
   readonly concurrency = 16
   readonly maxAttempts = 8
+  readonly idsPerMessage = 200
   readonly #agent = new Agent({
     keepAliveTimeout: 30_000,
     headersTimeout: 10_000,
@@ -47,11 +47,11 @@ export class CallbackTask implements Task {
     this.queue = deps.mq.names.callbackQueue
   }
 
-  async perform(msg: CheckMessage, attempt: number): Promise<void> {
-    const campaign = this.deps.config.campaigns.get(msg.campaign)
-    if (!campaign?.callbackUrl) return // the campaign no longer has a callback: nothing to send
-    const record = await findRecord(this.deps.pool, msg.registration_id)
-    if (!record || (record.status !== 'accepted' && record.status !== 'rejected')) return
+  async perform(id: string, campaignSlug: string, attempt: number): Promise<FollowUp[]> {
+    const campaign = this.deps.config.campaigns.get(campaignSlug)
+    if (!campaign?.callbackUrl) return [] // the campaign no longer has a callback: nothing to send
+    const record = await findRecord(this.deps.pool, id)
+    if (!record || (record.status !== 'accepted' && record.status !== 'rejected')) return []
     const body = JSON.stringify({
       id: record.id,
       campaign: record.campaign,
@@ -81,14 +81,15 @@ export class CallbackTask implements Task {
     if (cls === 'transient') throw new TransientError(`callback answered ${res.statusCode}`)
     if (cls === 'permanent') throw new PermanentError(`callback answered ${res.statusCode}`)
     await recordCallback(this.deps.pool, record.id, 'sent', attempt + 1, null)
+    return []
   }
 
-  async onRetry(msg: CheckMessage, attempts: number, error: string): Promise<void> {
-    await recordCallback(this.deps.pool, msg.registration_id, 'pending', attempts, error)
+  async onRetry(id: string, _campaign: string, attempts: number, error: string): Promise<void> {
+    await recordCallback(this.deps.pool, id, 'pending', attempts, error)
   }
 
-  async onDead(msg: CheckMessage, attempts: number, error: string): Promise<void> {
-    await recordCallback(this.deps.pool, msg.registration_id, 'error', attempts, error)
+  async onDead(id: string, _campaign: string, attempts: number, error: string): Promise<void> {
+    await recordCallback(this.deps.pool, id, 'error', attempts, error)
   }
 
   async close(): Promise<void> {

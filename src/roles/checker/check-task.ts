@@ -21,8 +21,9 @@ import {
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
 import type { MqClient } from '../../mq/connection.js'
-import { ATTEMPT_HEADER, type CheckMessage, encodeCheckMessage } from '../../mq/messages.js'
+import { idsPerCheckMessage } from '../../mq/messages.js'
 import type { Publisher } from '../../mq/publisher.js'
+import { CALLBACK } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Sealer } from '../../privacy/sealing.js'
@@ -35,7 +36,7 @@ import {
 } from './outcomes.js'
 import type { CheckSubject, Provider } from './providers/index.js'
 import { TokenBucket } from './rate-limit.js'
-import { ParkError, type Task } from './worker.js'
+import { type FollowUp, ParkError, type Task } from './worker.js'
 
 export interface CheckTaskDeps {
   mq: MqClient
@@ -67,6 +68,7 @@ export class CheckTask implements Task {
   readonly queue: string
   readonly concurrency: number
   readonly maxAttempts: number
+  readonly idsPerMessage: number
   readonly bucket: TokenBucket
   readonly breaker: CircuitBreakerPolicy
   readonly http: HttpPool
@@ -81,6 +83,7 @@ export class CheckTask implements Task {
     this.queue = deps.mq.names.checkQueue(check.name)
     this.concurrency = check.concurrency
     this.maxAttempts = check.max_attempts
+    this.idsPerMessage = idsPerCheckMessage(check)
     this.bucket = new TokenBucket(check.rate_per_second)
     const url = new URL(check.url)
     this.#path = `${url.pathname}${url.search}`
@@ -111,27 +114,26 @@ export class CheckTask implements Task {
     deps.metrics.rateLimitPerSecond.set({ check: check.name }, check.rate_per_second)
   }
 
-  #campaign(msg: CheckMessage): Campaign {
-    const c = this.deps.config.campaigns.get(msg.campaign)
-    if (!c) throw new PermanentError(`campaign ${msg.campaign} is not configured`)
+  #campaign(slug: string): Campaign {
+    const c = this.deps.config.campaigns.get(slug)
+    if (!c) throw new PermanentError(`campaign ${slug} is not configured`)
     return c
   }
 
-  async perform(msg: CheckMessage, attempt: number): Promise<void> {
+  async perform(id: string, campaignSlug: string, attempt: number): Promise<FollowUp[]> {
     const { pool, sealer, metrics } = this.deps
-    const campaign = this.#campaign(msg)
-    const row = await loadCheckSubject(pool, msg.registration_id, this.name)
-    if (!row || row.erased_at) return // nothing to check (never recorded, or erased): drop
+    const campaign = this.#campaign(campaignSlug)
+    const row = await loadCheckSubject(pool, id, this.name)
+    if (!row || row.erased_at) return [] // nothing to check (never recorded, or erased): drop
     if (row.outcome === 'passed' || row.outcome === 'failed') {
       // Already answered (a redelivery, or a replay of a check that meanwhile succeeded): do not
       // ask again; make sure what follows from the answer happened (idempotent).
       metrics.checkAttempts.inc({ check: this.name, result: 'already_done' })
-      await this.#finish(msg, campaign, row.outcome, attempt, null, null)
-      return
+      return this.#finish(id, campaign, row.outcome, attempt, null, null)
     }
     if (isFinal(row.status)) {
       metrics.checkAttempts.inc({ check: this.name, result: 'skipped_final' })
-      return // the verdict is known (another check failed): spend no quota
+      return [] // the verdict is known (another check failed): spend no quota
     }
 
     const subject: CheckSubject = {
@@ -155,11 +157,10 @@ export class CheckTask implements Task {
       const hit = await cachedOutcome(pool, this.name, cacheKey, this.check.cache_ttl_s)
       if (hit) {
         metrics.checkAttempts.inc({ check: this.name, result: 'cached' })
-        await this.#finish(msg, campaign, hit.outcome, attempt, null, {
+        return this.#finish(id, campaign, hit.outcome, attempt, null, {
           ...(hit.detail as object),
           cached: true,
         })
-        return
       }
     }
 
@@ -176,7 +177,7 @@ export class CheckTask implements Task {
 
     let answer: { outcome: 'passed' | 'failed'; detail: Record<string, unknown>; latencyMs: number }
     try {
-      answer = await this.breaker.execute(() => this.#call(msg.registration_id, request))
+      answer = await this.breaker.execute(() => this.#call(id, request))
     } catch (err) {
       if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {
         metrics.checkAttempts.inc({ check: this.name, result: 'circuit_open' })
@@ -187,7 +188,7 @@ export class CheckTask implements Task {
     }
     this.bucket.recover()
     if (cacheKey) await storeCachedOutcome(pool, this.name, cacheKey, answer.outcome, answer.detail)
-    await this.#finish(msg, campaign, answer.outcome, attempt, answer.latencyMs, answer.detail)
+    return this.#finish(id, campaign, answer.outcome, attempt, answer.latencyMs, answer.detail)
   }
 
   async #call(
@@ -242,18 +243,18 @@ export class CheckTask implements Task {
     return { ...read, latencyMs }
   }
 
-  /** Stores a definite answer, then asks what it unlocks and announces a final verdict. */
+  /** Stores a definite answer; returns what it unlocks, and the callback of a final verdict. */
   async #finish(
-    msg: CheckMessage,
+    id: string,
     campaign: Campaign,
     outcome: 'passed' | 'failed',
     attempt: number,
     latencyMs: number | null,
     detail: unknown,
-  ): Promise<void> {
-    const { pool, publisher, mq, metrics } = this.deps
+  ): Promise<FollowUp[]> {
+    const { pool, metrics } = this.deps
     const written = await recordOutcome(pool, {
-      id: msg.registration_id,
+      id,
       check: this.name,
       outcome,
       attempts: attempt + 1,
@@ -262,11 +263,11 @@ export class CheckTask implements Task {
       required: campaign.checks,
       hasCallback: campaign.callbackUrl !== null,
     })
-    if (!written) return
+    if (!written) return []
     if (written.stored) metrics.checks.inc({ check: this.name, outcome })
     this.deps.log.debug({
       event: 'checker.outcome',
-      registration_id: msg.registration_id,
+      registration_id: id,
       check: this.name,
       outcome,
       attempts: attempt + 1,
@@ -275,43 +276,21 @@ export class CheckTask implements Task {
       status: written.status,
       unlocked: written.unlocked,
     })
-    const publishes: Promise<void>[] = written.unlocked.map((check) =>
-      publisher.publish(
-        mq.names.checkExchange,
-        check,
-        encodeCheckMessage({ registration_id: msg.registration_id, check, campaign: campaign.slug }),
-        {
-          messageId: `${msg.registration_id}:${check}`,
-          headers: { [ATTEMPT_HEADER]: 0 },
-        },
-      ),
-    )
-    if (written.becameFinal && campaign.callbackUrl) {
-      publishes.push(
-        publisher.publish(
-          mq.names.checkExchange,
-          'callback',
-          encodeCheckMessage({
-            registration_id: msg.registration_id,
-            check: 'callback',
-            campaign: campaign.slug,
-          }),
-          { messageId: `${msg.registration_id}:callback`, headers: { [ATTEMPT_HEADER]: 0 } },
-        ),
-      )
-    }
-    await Promise.all(publishes)
+    const next: FollowUp[] = written.unlocked.map((check) => ({ check, campaign: campaign.slug, id }))
+    if (written.becameFinal && campaign.callbackUrl)
+      next.push({ check: CALLBACK, campaign: campaign.slug, id })
+    return next
   }
 
-  async onRetry(msg: CheckMessage, attempts: number, error: string): Promise<void> {
-    await recordAttempt(this.deps.pool, msg.registration_id, this.name, attempts, error)
+  async onRetry(id: string, _campaign: string, attempts: number, error: string): Promise<void> {
+    await recordAttempt(this.deps.pool, id, this.name, attempts, error)
   }
 
-  async onDead(msg: CheckMessage, attempts: number, error: string): Promise<void> {
-    const campaign = this.deps.config.campaigns.get(msg.campaign)
+  async onDead(id: string, campaignSlug: string, attempts: number, error: string): Promise<void> {
+    const campaign = this.deps.config.campaigns.get(campaignSlug)
     this.deps.metrics.checks.inc({ check: this.name, outcome: 'error' })
     await recordDead(this.deps.pool, {
-      id: msg.registration_id,
+      id,
       check: this.name,
       attempts,
       lastError: error,

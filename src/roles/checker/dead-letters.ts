@@ -3,13 +3,13 @@ import type { SabtConfig } from '../../config/campaigns.js'
 import { listDead, recordCallback, resetForReplay } from '../../db/checks.js'
 import type { Pool } from '../../db/pool.js'
 import type { MqClient } from '../../mq/connection.js'
-import { ATTEMPT_HEADER, parseCheckMessage } from '../../mq/messages.js'
+import { ATTEMPT_HEADER, encodeCheckBatch, parseCheckMessage } from '../../mq/messages.js'
 import type { Publisher } from '../../mq/publisher.js'
 import { CALLBACK } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 
 export interface DeadList {
-  /** Messages in the dead-letter queue, as RabbitMQ counts them (null: broker unreachable). */
+  /** Messages in the dead-letter queue, as RabbitMQ counts them (each may carry several records; null: broker unreachable). */
   queued: number | null
   /** Dead-lettered checks and callbacks by name, as PostgreSQL records them. */
   byCheck: Record<string, number>
@@ -47,9 +47,11 @@ export async function deadList(
 }
 
 export interface ReplayResult {
+  /** Records moved back to their check's queue. */
   replayed: number
-  /** Left in the dead letters: another check, past the limit, or unreadable. */
+  /** Records left in the dead letters: another check, or past the limit. */
   kept: number
+  /** Dead-letter messages that could not be read (left where they are). */
   unreadable: number
 }
 
@@ -85,20 +87,40 @@ export async function replayDead(
         held.push(m)
         continue
       }
+      // A message carries many records: replay up to the limit, dead-letter the rest again.
+      const take = msg.ids.slice(0, limit - result.replayed)
+      const rest = msg.ids.slice(take.length)
       const campaign = config.campaigns.get(msg.campaign)
-      if (msg.check === CALLBACK) await recordCallback(pool, msg.registration_id, 'pending', 0, null)
-      else await resetForReplay(pool, msg.registration_id, msg.check, campaign?.checks ?? [])
-      await publisher.publish(mq.names.checkExchange, msg.check, m.content, {
-        messageId: `${msg.registration_id}:${msg.check}:replay`,
+      for (const id of take) {
+        if (msg.check === CALLBACK) await recordCallback(pool, id, 'pending', 0, null)
+        else await resetForReplay(pool, id, msg.check, campaign?.checks ?? [])
+      }
+      const replay = { check: msg.check, campaign: msg.campaign, ids: take }
+      await publisher.publish(mq.names.checkExchange, msg.check, encodeCheckBatch(replay), {
+        messageId: `${take[0]}:${msg.check}:replay:${Date.now()}`,
         headers: { [ATTEMPT_HEADER]: 0 },
       })
+      if (rest.length > 0) {
+        await publisher.publish(
+          mq.names.deadExchange,
+          msg.check,
+          encodeCheckBatch({ ...replay, ids: rest }),
+          {
+            messageId: `${rest[0]}:${msg.check}:dead:${Date.now()}`,
+            headers: m.properties.headers,
+          },
+        )
+        result.kept += rest.length
+      }
       ch.ack(m)
-      result.replayed++
-      log.debug({ event: 'dead.replay', registration_id: msg.registration_id, check: msg.check })
+      result.replayed += take.length
+      for (const id of take) log.debug({ event: 'dead.replay', registration_id: id, check: msg.check })
     }
   } finally {
-    for (const m of held) ch.nack(m, false, true)
-    result.kept = held.length
+    for (const m of held) {
+      ch.nack(m, false, true)
+      result.kept += parseCheckMessage(m.content)?.ids.length ?? 0
+    }
     await ch.close().catch(() => {})
   }
   log.info(

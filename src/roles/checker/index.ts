@@ -2,6 +2,7 @@ import type { SabtConfig } from '../../config/campaigns.js'
 import { pruneCache } from '../../db/checks.js'
 import type { Pool } from '../../db/pool.js'
 import type { MqClient } from '../../mq/connection.js'
+import { idsPerCheckMessage } from '../../mq/messages.js'
 import type { Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
@@ -38,6 +39,11 @@ export class Checker {
     only?: readonly string[],
   ) {
     const redirect = new Redirector(deps.mq, deps.publisher, deps.metrics)
+    // Follow-ups travel grouped, each target check's own size (a callback: 200 per message).
+    const idsFor = (check: string) => {
+      const c = deps.config.checks.get(check)
+      return c ? idsPerCheckMessage(c) : 200
+    }
     for (const check of deps.config.checks.values()) {
       if (only && !only.includes(check.name)) continue
       const provider = PROVIDER_REGISTRY.get(check.provider)
@@ -47,10 +53,10 @@ export class Checker {
         )
       const task = new CheckTask(check, provider, deps)
       this.tasks.set(check.name, task)
-      this.workers.push(new Worker(task, deps.mq, redirect, deps.log))
+      this.workers.push(new Worker(task, deps.mq, redirect, deps.log, idsFor))
     }
     this.callback = new CallbackTask({ ...deps, secret: deps.callbackSecret })
-    this.workers.push(new Worker(this.callback, deps.mq, redirect, deps.log))
+    this.workers.push(new Worker(this.callback, deps.mq, redirect, deps.log, idsFor))
   }
 
   async start(): Promise<void> {

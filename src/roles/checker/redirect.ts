@@ -1,6 +1,6 @@
 import type { MqClient } from '../../mq/connection.js'
 import type { Delivery } from '../../mq/consumer.js'
-import { ATTEMPT_HEADER } from '../../mq/messages.js'
+import { ATTEMPT_HEADER, type CheckMessage, encodeCheckBatch } from '../../mq/messages.js'
 import type { Publisher } from '../../mq/publisher.js'
 import type { Metrics } from '../../observability/metrics.js'
 
@@ -15,10 +15,13 @@ export function headerNumber(d: Delivery, name: string): number {
   return Number.isFinite(n) && n >= 0 ? n : 0
 }
 
+let sequence = 0
+const messageId = (m: CheckMessage, what: string) => `${m.ids[0]}:${m.check}:${what}:${++sequence}`
+
 /**
- * Moves a check message out of its queue and waits for the broker's confirm: into a delay tier
- * (a TTL queue that dead-letters back to the check's queue — nothing waits in memory) or into
- * the dead letters. The caller acks the original only after this resolves.
+ * Moves records of a check on and waits for the broker's confirm: to a check's queue (what an
+ * answer unlocked), into a delay tier (a TTL queue that dead-letters back to the check's queue —
+ * nothing waits in memory) or into the dead letters. The caller acks the original only after.
  */
 export class Redirector {
   constructor(
@@ -39,17 +42,25 @@ export class Redirector {
     return tiers[Math.min(Math.max(attempts, 1), tiers.length) - 1]!
   }
 
+  async toCheck(check: string, campaign: string, ids: string[]): Promise<void> {
+    const m = { check, campaign, ids }
+    await this.publisher.publish(this.mq.names.checkExchange, check, encodeCheckBatch(m), {
+      messageId: messageId(m, 'next'),
+      headers: { [ATTEMPT_HEADER]: 0 },
+    })
+  }
+
   async toTier(
-    d: Delivery,
     routingKey: string,
+    m: CheckMessage,
     tier: { label: string; ms: number },
     headers: { attempt: number; parked: number; lastError?: string },
     reason: 'retry' | 'circuit_open' | 'rate_limited' | 'unavailable',
   ): Promise<void> {
     // Jitter: expire between 80 % and 100 % of the tier, so a wave of failures does not return as a wave.
     const expiration = String(Math.round(tier.ms * (0.8 + 0.2 * Math.random())))
-    await this.publisher.publish(this.mq.names.retryExchange, routingKey, d.msg.content, {
-      messageId: `${d.msg.properties.messageId ?? 'm'}:${headers.attempt}:${headers.parked}`,
+    await this.publisher.publish(this.mq.names.retryExchange, routingKey, encodeCheckBatch(m), {
+      messageId: messageId(m, `tier-${headers.attempt}-${headers.parked}`),
       headers: {
         tier: tier.label,
         [ATTEMPT_HEADER]: headers.attempt,
@@ -58,12 +69,12 @@ export class Redirector {
       },
       expiration,
     })
-    this.metrics.checkRetries.inc({ check: routingKey, tier: tier.label, reason })
+    this.metrics.checkRetries.inc({ check: routingKey, tier: tier.label, reason }, m.ids.length)
   }
 
-  async toDead(d: Delivery, check: string, attempts: number, lastError: string): Promise<void> {
-    await this.publisher.publish(this.mq.names.deadExchange, check, d.msg.content, {
-      messageId: `${d.msg.properties.messageId ?? 'm'}:dead`,
+  async toDead(check: string, m: CheckMessage, attempts: number, lastError: string): Promise<void> {
+    await this.publisher.publish(this.mq.names.deadExchange, check, encodeCheckBatch(m), {
+      messageId: messageId(m, 'dead'),
       headers: {
         [CHECK_HEADER]: check,
         [ATTEMPT_HEADER]: attempts,
@@ -71,6 +82,6 @@ export class Redirector {
         [DEAD_AT_HEADER]: new Date().toISOString(),
       },
     })
-    this.metrics.deadLetters.inc({ check })
+    this.metrics.deadLetters.inc({ check }, m.ids.length)
   }
 }

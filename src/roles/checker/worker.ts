@@ -1,7 +1,7 @@
 import { isConnectionError } from '../../db/pool.js'
 import type { MqClient } from '../../mq/connection.js'
 import { Consumer, type Delivery } from '../../mq/consumer.js'
-import { ATTEMPT_HEADER, type CheckMessage, parseCheckMessage } from '../../mq/messages.js'
+import { ATTEMPT_HEADER, type CheckMessage, chunk, parseCheckMessage } from '../../mq/messages.js'
 import type { Logger } from '../../observability/logger.js'
 import { PermanentError, RateLimitedError, TransientError } from './outcomes.js'
 import { headerNumber, PARKED_HEADER, type Redirector } from './redirect.js'
@@ -18,40 +18,77 @@ export class ParkError extends Error {
   }
 }
 
-/** A message parked this many times without progress counts as a failed attempt. */
+/** A record parked this many times without progress counts as a failed attempt. */
 export const MAX_PARKED = 60
 
-/** What a worker does with one message; the worker does the moving (retry, park, dead letter). */
+/** A check to ask next for a record (a check this one unlocked, or the verdict callback). */
+export interface FollowUp {
+  check: string
+  campaign: string
+  id: string
+}
+
+/** What a worker does with one record of a message; the worker does the moving (retry, park, dead letter). */
 export interface Task {
   /** The check's name ('callback' for verdict callbacks): the routing key back to its queue. */
   readonly name: string
   readonly queue: string
+  /** Records being worked on at once (a message may carry hundreds: they wait their turn). */
   readonly concurrency: number
   readonly maxAttempts: number
-  /** Finishes the message, or throws TransientError / PermanentError / RateLimitedError / ParkError. */
-  perform(msg: CheckMessage, attempt: number): Promise<void>
-  /** Bookkeeping after a retryable failure moved the message to a delay tier. */
-  onRetry(msg: CheckMessage, attempts: number, error: string): Promise<void>
-  /** Bookkeeping after the last attempt moved the message to the dead letters. */
-  onDead(msg: CheckMessage, attempts: number, error: string): Promise<void>
+  /** Ids per message this task's follow-ups and redirects are grouped into. */
+  readonly idsPerMessage: number
+  /** Finishes one record (returning what to ask next), or throws TransientError / PermanentError / RateLimitedError / ParkError. */
+  perform(id: string, campaign: string, attempt: number): Promise<FollowUp[]>
+  /** Bookkeeping after a retryable failure moved the record to a delay tier. */
+  onRetry(id: string, campaign: string, attempts: number, error: string): Promise<void>
+  /** Bookkeeping after the last attempt moved the record to the dead letters. */
+  onDead(id: string, campaign: string, attempts: number, error: string): Promise<void>
 }
 
+/** A counting semaphore: at most `n` records of a task are worked on at once, across messages. */
+class Slots {
+  #free: number
+  #waiting: Array<() => void> = []
+  constructor(n: number) {
+    this.#free = n
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--
+    else await new Promise<void>((r) => this.#waiting.push(r))
+    try {
+      return await fn()
+    } finally {
+      const next = this.#waiting.shift()
+      if (next) next()
+      else this.#free++
+    }
+  }
+}
+
+type Result = { id: string; follow: FollowUp[] } | { id: string; err: unknown }
+
 /**
- * Consumes one check queue with `concurrency` messages in flight. Every outcome ends in exactly
- * one place, and the original is acked only once that place has it: the answer stored, or the
- * message confirmed into a delay tier or the dead letters. Crash anywhere → redelivery → the
- * stored answer is found and the provider is not called again.
+ * Consumes one check queue. A message carries the ids of many records; each record is worked on
+ * (at most `concurrency` at once across messages) and ends in exactly one place: its answer
+ * stored, a delay tier, or the dead letters. Records that go the same way travel on together in
+ * one message. The original is acked only once every record's place has it; a crash anywhere →
+ * redelivery → answers already stored are found and those providers are not asked again.
  */
 export class Worker {
   readonly consumer: Consumer
   readonly #inFlight = new Set<Promise<void>>()
+  readonly #slots: Slots
 
   constructor(
     readonly task: Task,
     readonly mq: MqClient,
     readonly redirect: Redirector,
     readonly log: Logger,
+    /** Ids per message for a check (its own limit: see idsPerCheckMessage). */
+    readonly idsFor: (check: string) => number = () => task.idsPerMessage,
   ) {
+    this.#slots = new Slots(task.concurrency)
     this.consumer = new Consumer(
       mq,
       { name: `checker.${task.name}`, queues: [task.queue], prefetch: task.concurrency },
@@ -91,102 +128,163 @@ export class Worker {
     }
     const attempt = headerNumber(d, ATTEMPT_HEADER)
     const parked = headerNumber(d, PARKED_HEADER)
+    const results: Result[] = await Promise.all(
+      msg.ids.map((id) =>
+        this.#slots.run(() =>
+          this.task.perform(id, msg.campaign, attempt).then(
+            (follow): Result => ({ id, follow }),
+            (err: unknown): Result => ({ id, err }),
+          ),
+        ),
+      ),
+    )
     try {
-      await this.task.perform(msg, attempt)
+      await this.#settle(msg, attempt, parked, results)
       this.consumer.ack(d)
-    } catch (err) {
-      try {
-        await this.#redirect(d, msg, attempt, parked, err)
-        this.consumer.ack(d)
-      } catch (moveErr) {
-        // Could not move it (broker or database down): leave it unacked and hand it back shortly;
-        // RabbitMQ's delivery limit bounds how often this can happen to one message.
-        this.log.warn({
-          event: 'checker.redirect_failed',
-          check: this.task.name,
-          registration_id: msg.registration_id,
-          err: (moveErr as Error).message,
-        })
-        await new Promise((r) => setTimeout(r, 1000))
-        this.consumer.nack(d, true)
-      }
+    } catch (moveErr) {
+      // Could not move them (broker or database down): leave the message unacked and hand it back
+      // shortly; answers already stored are found on the next delivery. RabbitMQ's delivery limit
+      // bounds how often this can happen to one message.
+      this.log.warn({
+        event: 'checker.redirect_failed',
+        check: this.task.name,
+        records: msg.ids.length,
+        err: (moveErr as Error).message,
+      })
+      await new Promise((r) => setTimeout(r, 1000))
+      this.consumer.nack(d, true)
     }
   }
 
-  async #redirect(
-    d: Delivery,
-    msg: CheckMessage,
-    attempt: number,
-    parked: number,
-    err: unknown,
-  ): Promise<void> {
+  /** Publishes every record's next place, grouped, each confirmed; then the bookkeeping. */
+  async #settle(msg: CheckMessage, attempt: number, parked: number, results: Result[]): Promise<void> {
     const { task, redirect } = this
-    if (err instanceof ParkError || err instanceof RateLimitedError || isConnectionError(err)) {
-      const reason =
-        err instanceof ParkError
-          ? err.reason
-          : err instanceof RateLimitedError
-            ? 'rate_limited'
-            : 'unavailable'
-      const minDelay =
-        err instanceof ParkError ? err.minDelayMs : err instanceof RateLimitedError ? err.retryAfterMs : 1000
-      // Our own database being down is not the provider's fault: park without limit or attempt.
-      const counts = reason !== 'unavailable'
-      if (!counts || parked + 1 <= MAX_PARKED) {
-        await redirect.toTier(
-          d,
-          task.name,
-          redirect.tierFor(minDelay),
-          { attempt, parked: counts ? parked + 1 : parked },
-          reason,
-        )
-        this.log.debug({
-          event: 'checker.parked',
-          check: task.name,
-          registration_id: msg.registration_id,
-          reason,
-        })
-        return
+    const followUps: FollowUp[] = []
+    const parks = new Map<
+      string,
+      { tier: { label: string; ms: number }; reason: ParkError['reason']; counts: boolean; ids: string[] }
+    >()
+    const retries: { id: string; error: string }[] = []
+    const dead: { id: string; error: string }[] = []
+
+    for (const r of results) {
+      if ('follow' in r) {
+        followUps.push(...r.follow)
+        continue
       }
-      err = new TransientError(`${reason} for ${parked} consecutive tries`)
+      let err = r.err
+      if (err instanceof ParkError || err instanceof RateLimitedError || isConnectionError(err)) {
+        const reason =
+          err instanceof ParkError
+            ? err.reason
+            : err instanceof RateLimitedError
+              ? 'rate_limited'
+              : 'unavailable'
+        const minDelay =
+          err instanceof ParkError
+            ? err.minDelayMs
+            : err instanceof RateLimitedError
+              ? err.retryAfterMs
+              : 1000
+        // Our own database being down is not the provider's fault: park without limit or attempt.
+        const counts = reason !== 'unavailable'
+        if (!counts || parked + 1 <= MAX_PARKED) {
+          const tier = redirect.tierFor(minDelay)
+          const key = `${tier.label}:${reason}`
+          const group = parks.get(key) ?? { tier, reason, counts, ids: [] }
+          group.ids.push(r.id)
+          parks.set(key, group)
+          continue
+        }
+        err = new TransientError(`${reason} for ${parked} consecutive tries`)
+      }
+      const message = err instanceof Error ? err.message : String(err)
+      if (!(err instanceof TransientError) && !(err instanceof PermanentError)) {
+        // A bug or an unexpected failure: treat as transient, but say so loudly.
+        this.log.error({ event: 'checker.unexpected', check: task.name, registration_id: r.id, err: message })
+      }
+      if (err instanceof PermanentError || attempt + 1 >= task.maxAttempts)
+        dead.push({ id: r.id, error: message })
+      else retries.push({ id: r.id, error: message })
     }
-    const message = err instanceof Error ? err.message : String(err)
-    if (!(err instanceof TransientError) && !(err instanceof PermanentError)) {
-      // A bug or an unexpected failure: treat as transient, but say so loudly.
-      this.log.error({
-        event: 'checker.unexpected',
+
+    const publishes: Promise<void>[] = []
+    // What the answers unlocked: one message per (check, campaign), fresh attempts.
+    const byTarget = new Map<string, FollowUp[]>()
+    for (const f of followUps) {
+      const key = `${f.check}\u0000${f.campaign}`
+      byTarget.set(key, [...(byTarget.get(key) ?? []), f])
+    }
+    for (const group of byTarget.values()) {
+      const { check, campaign } = group[0]!
+      for (const ids of chunk(
+        group.map((f) => f.id),
+        this.idsFor(check),
+      ))
+        publishes.push(redirect.toCheck(check, campaign, ids))
+    }
+    for (const g of parks.values())
+      for (const ids of chunk(g.ids, task.idsPerMessage))
+        publishes.push(
+          redirect.toTier(
+            task.name,
+            { check: task.name, campaign: msg.campaign, ids },
+            g.tier,
+            {
+              attempt,
+              parked: g.counts ? parked + 1 : parked,
+            },
+            g.reason,
+          ),
+        )
+    if (retries.length > 0) {
+      const tier = redirect.tierAfterAttempts(attempt + 1)
+      for (const group of chunk(retries, task.idsPerMessage))
+        publishes.push(
+          redirect.toTier(
+            task.name,
+            { check: task.name, campaign: msg.campaign, ids: group.map((g) => g.id) },
+            tier,
+            { attempt: attempt + 1, parked: 0, lastError: group[0]!.error },
+            'retry',
+          ),
+        )
+    }
+    if (dead.length > 0)
+      for (const group of chunk(dead, task.idsPerMessage))
+        publishes.push(
+          redirect.toDead(
+            task.name,
+            { check: task.name, campaign: msg.campaign, ids: group.map((g) => g.id) },
+            attempt + 1,
+            group[0]!.error,
+          ),
+        )
+    await Promise.all(publishes)
+
+    for (const r of retries) {
+      await task.onRetry(r.id, msg.campaign, attempt + 1, r.error)
+      this.log.debug({
+        event: 'checker.retry',
         check: task.name,
-        registration_id: msg.registration_id,
-        err: message,
+        registration_id: r.id,
+        attempts: attempt + 1,
+        err: r.error,
       })
     }
-    const attempts = attempt + 1
-    if (err instanceof PermanentError || attempts >= task.maxAttempts) {
-      await redirect.toDead(d, task.name, attempts, message)
-      await task.onDead(msg, attempts, message)
+    if (this.log.isLevelEnabled('debug'))
+      for (const g of parks.values())
+        for (const id of g.ids)
+          this.log.debug({ event: 'checker.parked', check: task.name, registration_id: id, reason: g.reason })
+    for (const r of dead) {
+      await task.onDead(r.id, msg.campaign, attempt + 1, r.error)
       this.log.warn({
         event: 'checker.dead_letter',
         check: task.name,
-        registration_id: msg.registration_id,
-        attempts,
-        err: message,
+        registration_id: r.id,
+        attempts: attempt + 1,
+        err: r.error,
       })
-      return
     }
-    await redirect.toTier(
-      d,
-      task.name,
-      redirect.tierAfterAttempts(attempts),
-      { attempt: attempts, parked: 0, lastError: message },
-      'retry',
-    )
-    await task.onRetry(msg, attempts, message)
-    this.log.debug({
-      event: 'checker.retry',
-      check: task.name,
-      registration_id: msg.registration_id,
-      attempts,
-      err: message,
-    })
   }
 }

@@ -1,5 +1,5 @@
-import { v7 as uuidv7 } from 'uuid'
 import type { Registration } from '../../domain/registration.js'
+import { newUuidV7 } from '../../domain/uuid7.js'
 import { ApiError, type ErrorCode } from '../../http/errors.js'
 import type { MqClient } from '../../mq/connection.js'
 import { PublishError, type Publisher, type PublishFailure } from '../../mq/publisher.js'
@@ -51,7 +51,7 @@ export class Intake {
   }
 
   async submit(reg: Registration): Promise<string> {
-    const id = uuidv7()
+    const id = newUuidV7()
     const body = Buffer.from(
       JSON.stringify({
         v: 1,

@@ -66,6 +66,8 @@ export class ProviderState {
       const seen = this.keys.get(key) ?? 0
       if (seen > 0) this.stats.repeated_keys++
       this.keys.set(key, seen + 1)
+      // Bounded: a long soak must not turn the simulator into the leak.
+      if (this.keys.size > 200_000) this.keys.delete(this.keys.keys().next().value!)
     }
   }
 

@@ -1,0 +1,80 @@
+import type { ScenarioResult } from '../lib/context.js'
+
+/** The issue's targets next to what this run measured. */
+export function targetsTable(results: ScenarioResult[]): string {
+  const h = (name: string, key: string): number | undefined =>
+    results.find((r) => r.name === name)?.headline?.[key]
+  const rows: string[] = []
+  const row = (
+    target: string,
+    measured: number | undefined,
+    fmtv: (x: number) => string,
+    ok: (x: number) => boolean,
+  ) =>
+    rows.push(
+      `| ${target} | ${measured === undefined || !Number.isFinite(measured) ? '—' : fmtv(measured)} | ${measured === undefined || !Number.isFinite(measured) ? 'not measured' : ok(measured) ? 'met' : '**not met**'} |`,
+    )
+  const n = (x: number) => Math.round(x).toLocaleString('en-US')
+  const seedIngest = h('seed', 'ingest_rps')
+  const seedDrain = h('seed', 'drain_rps')
+  const seedChecks = h('seed', 'checks_per_s')
+  const gw = h('ingest', 'gateway_max_rps')
+  row(
+    'ingest ≥ 10× the seed',
+    gw !== undefined && seedIngest ? gw / seedIngest : undefined,
+    (x) => `${x.toFixed(1)}×`,
+    (x) => x >= 10,
+  )
+  row(
+    'ingest p99 < 25 ms at 80 % of max (open loop)',
+    h('ingest', 'p99_at_80pct_ms'),
+    (x) => `${x.toFixed(1)} ms`,
+    (x) => x < 25,
+  )
+  row(
+    'gateway CPU/req ≤ 1.5× bare Fastify (same rate)',
+    h('ingest', 'cpu_ratio_open50'),
+    (x) => `${x.toFixed(2)}×`,
+    (x) => x <= 1.5,
+  )
+  row('202s missing from the intake queue = 0', h('ingest', 'missing_from_queue'), n, (x) => x === 0)
+  const drain = h('drain', 'recorded_per_s')
+  row(
+    'drain ≥ 10× the seed',
+    drain !== undefined && seedDrain ? drain / seedDrain : undefined,
+    (x) => `${x.toFixed(1)}×`,
+    (x) => x >= 10,
+  )
+  row(
+    'drain ≥ 50 % of a bare unnest INSERT',
+    h('drain', 'ratio_to_bare'),
+    (x) => `${Math.round(x * 100)} %`,
+    (x) => x >= 0.5,
+  )
+  row('sustained surge ≥ 8,000 req/s, backlog not growing', h('surge', 'sustained_rps'), n, (x) => x >= 8000)
+  const checks = h('checks', 'checks_per_s_20ms') ?? h('checks', 'checks_per_s')
+  row(
+    'checks ≥ 10× the seed (20 ms provider)',
+    checks !== undefined && seedChecks ? checks / seedChecks : undefined,
+    (x) => `${x.toFixed(1)}×`,
+    (x) => x >= 10,
+  )
+  row(
+    "≥ 90 % of the providers' combined rate limit used",
+    h('checks', 'quota_used'),
+    (x) => `${Math.round(x * 100)} %`,
+    (x) => x >= 0.9,
+  )
+  const loss = ['surge', 'drain', 'e2e'].map((s) => h(s, 'lost')).filter((x) => x !== undefined) as number[]
+  const dups = ['surge', 'drain', 'e2e']
+    .map((s) => h(s, 'duplicates'))
+    .filter((x) => x !== undefined) as number[]
+  row(
+    "loss = 0 (202'd ids missing from PostgreSQL)",
+    loss.length ? loss.reduce((a, b) => a + b, 0) : undefined,
+    n,
+    (x) => x === 0,
+  )
+  row('duplicates = 0', dups.length ? dups.reduce((a, b) => a + b, 0) : undefined, n, (x) => x === 0)
+  return ['| target (issue 6) | measured | |', '|---|---:|---|', ...rows, ''].join('\n')
+}

@@ -1,0 +1,332 @@
+import { writeFileSync } from 'node:fs'
+import amqp from 'amqplib'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { TcpProxy } from '../test/support/tcp-proxy.js'
+import { Cluster } from './support/cluster.js'
+import { Load } from './support/load.js'
+import {
+  DEFAULT_DISK_FREE_LIMIT,
+  ensureServicesUp,
+  killRabbit,
+  restartPostgres,
+  setDiskFreeLimit,
+  startApp,
+  startRabbit,
+  stopApp,
+} from './support/services.js'
+import { dropCluster, settle, type Tally, table } from './support/verify.js'
+
+// Fault injection under load (issue: "Sabt under fire"). Each scenario runs Sabt as separate
+// processes, drives steady load, injects one fault, recovers, and counts against PostgreSQL:
+// every 202'd id recorded exactly once, every record settled, nothing recorded twice.
+const RATE = Number(process.env.CHAOS_RATE ?? 1000)
+const LOAD_MS = Number(process.env.CHAOS_LOAD_MS ?? 12_000)
+const SLOW_MS = Number(process.env.CHAOS_SLOW_MS ?? 60_000)
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+const rows: Tally[] = []
+let current: { cluster: Cluster; load: Load | null } | null = null
+
+afterEach(async () => {
+  // Whatever happened: services back, processes stopped, names dropped.
+  await ensureServicesUp()
+  if (current) {
+    await current.load?.stop().catch(() => {})
+    await current.cluster.stopAll()
+    await dropCluster(current.cluster)
+    current = null
+  }
+})
+
+afterAll(() => {
+  const md = table(rows)
+  writeFileSync('test-results/chaos-table.md', `${md}\n`)
+  process.stdout.write(`\n${md}\n\n`)
+})
+
+interface Ctx {
+  cluster: Cluster
+  load: Load
+  gateways: string[]
+  /** When the fault was undone: recovery is measured from here. */
+  restoredAt?: number
+  notes?: string
+}
+
+async function scenario(
+  name: string,
+  fault: (ctx: Ctx) => Promise<void>,
+  opts: {
+    env?: Record<string, string>
+    gateways?: number
+    /** Runs once the simulator is up, before the other roles: returns extra environment per role. */
+    setup?: (cluster: Cluster) => Promise<Partial<Record<string, Record<string, string>>>>
+    loadMs?: number
+    recovery?: 'intake' | 'drain'
+  } = {},
+): Promise<Tally> {
+  const cluster = new Cluster({
+    SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: { latency_median_ms: 5, latency_p99_ms: 20 } }),
+    ...opts.env,
+  })
+  current = { cluster, load: null }
+  await cluster.prepare()
+  await cluster.start('simulator', 'simulator')
+  const roleEnv = (await opts.setup?.(cluster)) ?? {}
+  await cluster.start('recorder', 'recorder', roleEnv.recorder)
+  await cluster.start('checker', 'checker', roleEnv.checker)
+  const gateways: string[] = []
+  for (let i = 0; i < (opts.gateways ?? 1); i++) {
+    await cluster.start(`gateway${i}`, 'gateway')
+    gateways.push(`gateway${i}`)
+  }
+  const load = new Load(
+    gateways.map((g) => cluster.url(g)),
+    RATE,
+  )
+  current.load = load
+  const ctx: Ctx = { cluster, load, gateways }
+  const started = Date.now()
+  load.start()
+  await sleep(2500)
+  await fault(ctx)
+  // Load goes on after the fault for the rest of the run, and at least 3 s: recovery is observed.
+  await sleep(Math.max(3000, (opts.loadMs ?? LOAD_MS) - (Date.now() - started)))
+  await load.stop()
+  await ensureServicesUp()
+  // Every role running again (a scenario may have left one killed or frozen).
+  for (const [n, p] of cluster.procs) {
+    if (p.child) process.kill(p.child.pid!, 'SIGCONT')
+    else await cluster.start(n, p.role, roleEnv[n])
+  }
+  const tallied = await settle(cluster, load, name)
+  const drainedAt = Date.now()
+  let recoverMs: number | null = null
+  if (ctx.restoredAt) {
+    if (opts.recovery === 'drain') recoverMs = drainedAt - ctx.restoredAt
+    else {
+      const first = load.firstAcceptedAfter(ctx.restoredAt)
+      recoverMs = first === null ? null : first - ctx.restoredAt
+    }
+  }
+  const row: Tally = { ...tallied, recoverMs, notes: ctx.notes ?? '' }
+  rows.push(row)
+  expect({ lost: row.lost, duplicates: row.duplicates, unsettled: row.unsettled }).toEqual({
+    lost: 0,
+    duplicates: 0,
+    unsettled: 0,
+  })
+  expect(row.accepted).toBeGreaterThan(0)
+  return row
+}
+
+/** Requests that started in [from, to) and were answered 202: must be none while intake cannot be confirmed. */
+function acceptedBetween(load: Load, from: number, to: number): number {
+  return load.sent.filter((s) => s.status === 202 && s.at >= from && s.at < to).length
+}
+
+async function withBroker<T>(fn: (ch: amqp.Channel) => Promise<T>): Promise<T> {
+  const conn = await amqp.connect('amqp://guest:guest@127.0.0.1:5672')
+  try {
+    return await fn(await conn.createChannel())
+  } finally {
+    await conn.close().catch(() => {})
+  }
+}
+
+describe('chaos: kill every component mid-surge, lose nothing', () => {
+  it('SIGKILL a gateway', async () => {
+    const row = await scenario(
+      'SIGKILL a gateway',
+      async (ctx) => {
+        await ctx.cluster.kill('gateway0')
+        await sleep(2000)
+        await ctx.cluster.start('gateway0', 'gateway')
+        ctx.restoredAt = Date.now()
+      },
+      { gateways: 2 },
+    )
+    expect(row.refused).toBeGreaterThan(0) // clients did see the connection errors
+  })
+
+  it('SIGSTOP the recorder and the checker past a batch timeout, then SIGCONT', async () => {
+    await scenario(
+      'SIGSTOP recorder + checker for 5 s',
+      async (ctx) => {
+        ctx.cluster.signal('recorder', 'SIGSTOP')
+        ctx.cluster.signal('checker', 'SIGSTOP')
+        await sleep(5000)
+        ctx.cluster.signal('recorder', 'SIGCONT')
+        ctx.cluster.signal('checker', 'SIGCONT')
+        ctx.restoredAt = Date.now()
+      },
+      { recovery: 'drain' },
+    )
+  })
+
+  it('RabbitMQ disk alarm, then a full intake queue: 503 + Retry-After, never 202, memory bounded', async () => {
+    await scenario(
+      'disk alarm, then full intake queue',
+      async (ctx) => {
+        const { cluster, load } = ctx
+        const alarmAt = Date.now()
+        await setDiskFreeLimit('100000GB') // above the free space: the broker blocks publishers
+        await sleep(4000)
+        const rssAlarm = cluster.rssMb('gateway0')
+        await setDiskFreeLimit(DEFAULT_DISK_FREE_LIMIT)
+        const clearedAt = Date.now()
+        // Publishes that started once the alarm had reached the gateway must not have been 202'd.
+        expect(acceptedBetween(load, alarmAt + 1000, clearedAt)).toBe(0)
+        // A full queue: the recorder stops consuming, the bounded intake fills, the gateway sheds.
+        await cluster.kill('recorder')
+        const fullFrom = Date.now()
+        const shed = () => load.sent.filter((s) => s.status === 503 && s.at >= fullFrom).length
+        const until = Date.now() + 15_000
+        while (shed() < 50 && Date.now() < until) await sleep(200)
+        const rssFull = cluster.rssMb('gateway0')
+        expect(shed()).toBeGreaterThanOrEqual(50)
+        expect(Math.max(rssAlarm, rssFull)).toBeLessThan(300)
+        await cluster.start('recorder', 'recorder')
+        ctx.restoredAt = Date.now()
+        ctx.notes = `gateway RSS ${Math.round(rssAlarm)} MB in alarm, ${Math.round(rssFull)} MB with the queue full`
+      },
+      { env: { SABT_INTAKE_MAX_LENGTH: '4000' }, loadMs: 25_000 },
+    )
+  })
+
+  it('an unroutable publish (binding removed at run time): 503, not a false 202', async () => {
+    await scenario('intake binding removed for 3 s', async (ctx) => {
+      const { cluster, load } = ctx
+      const prefix = cluster.env.SABT_MQ_PREFIX!
+      await withBroker((ch) => ch.unbindQueue(`${prefix}.intake`, `${prefix}.intake`, '0'))
+      const from = Date.now()
+      await sleep(3000)
+      const to = Date.now()
+      await withBroker((ch) => ch.bindQueue(`${prefix}.intake`, `${prefix}.intake`, '0'))
+      ctx.restoredAt = Date.now()
+      expect(acceptedBetween(load, from + 200, to)).toBe(0)
+      expect(load.sent.filter((s) => s.status === 503 && s.at >= from && s.at < to).length).toBeGreaterThan(0)
+    })
+  })
+
+  it('SIGKILL RabbitMQ itself and restart it', async () => {
+    await scenario(
+      'kill -9 RabbitMQ, restart',
+      async (ctx) => {
+        await killRabbit()
+        await sleep(1000)
+        await startRabbit()
+        ctx.restoredAt = Date.now()
+      },
+      { loadMs: 25_000 },
+    )
+  })
+
+  it('SIGKILL the recorder mid-batch, restart it', async () => {
+    await scenario(
+      'SIGKILL recorder mid-batch',
+      async (ctx) => {
+        await ctx.cluster.kill('recorder')
+        await sleep(2000)
+        await ctx.cluster.start('recorder', 'recorder')
+        ctx.restoredAt = Date.now()
+      },
+      { recovery: 'drain' },
+    )
+  })
+
+  it('SIGKILL the checker mid-call, restart it', async () => {
+    await scenario(
+      'SIGKILL checker mid-call',
+      async (ctx) => {
+        await ctx.cluster.kill('checker')
+        await sleep(2000)
+        await ctx.cluster.start('checker', 'checker')
+        ctx.restoredAt = Date.now()
+      },
+      {
+        recovery: 'drain',
+        env: {
+          SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: { latency_median_ms: 80, latency_p99_ms: 200 } }),
+        },
+      },
+    )
+  })
+
+  it('RabbitMQ stop_app / start_app during load: 503 while down, reconnects by itself', async () => {
+    await scenario(
+      'rabbitmqctl stop_app / start_app',
+      async (ctx) => {
+        await stopApp()
+        const down = Date.now()
+        await sleep(4000)
+        const upCmd = Date.now()
+        expect(acceptedBetween(ctx.load, down + 500, upCmd)).toBe(0)
+        await startApp()
+        ctx.restoredAt = Date.now()
+      },
+      { loadMs: 25_000 },
+    )
+  })
+
+  it('PostgreSQL restarted during load', async () => {
+    await scenario(
+      'pg_ctlcluster restart',
+      async (ctx) => {
+        await restartPostgres()
+        ctx.restoredAt = Date.now()
+      },
+      { recovery: 'drain' },
+    )
+  })
+
+  it('the network to a provider cut and restored', async () => {
+    const net: { proxy?: TcpProxy } = {}
+    try {
+      await scenario(
+        'provider network cut for 5 s',
+        async (ctx) => {
+          await net.proxy!.cut()
+          await sleep(5000)
+          await net.proxy!.restore()
+          ctx.restoredAt = Date.now()
+        },
+        {
+          recovery: 'drain',
+          // The checker reaches the provider through a TCP proxy the test can cut.
+          setup: async (cluster) => {
+            const proxy = new TcpProxy('127.0.0.1', cluster.simulatorPort)
+            net.proxy = proxy
+            await proxy.start()
+            return { checker: { SABT_IDENTITY_URL: proxy.url('http', '/identity') } }
+          },
+        },
+      )
+    } finally {
+      await net.proxy?.close()
+    }
+  })
+
+  it('a provider answering 10× slower for a minute: nothing lost, the backlog drains', async () => {
+    await scenario(
+      'provider 10× slower for 60 s',
+      async (ctx) => {
+        const sim = `http://127.0.0.1:${ctx.cluster.simulatorPort}`
+        const put = (k: object) =>
+          fetch(`${sim}/admin/providers/identity`, {
+            method: 'PUT',
+            headers: {
+              authorization: `Bearer ${ctx.cluster.env.SABT_ADMIN_TOKEN}`,
+              'content-type': 'application/json',
+            },
+            body: JSON.stringify(k),
+          })
+        expect((await put({ latency_median_ms: 50, latency_p99_ms: 200 })).status).toBe(200)
+        await sleep(SLOW_MS)
+        expect((await put({ latency_median_ms: 5, latency_p99_ms: 20 })).status).toBe(200)
+        ctx.restoredAt = Date.now()
+      },
+      { recovery: 'drain', loadMs: SLOW_MS + 8000 },
+    )
+  })
+})

@@ -1,0 +1,88 @@
+import { execFile } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { promisify } from 'node:util'
+
+/**
+ * The shared PostgreSQL and RabbitMQ, broken on purpose and ALWAYS brought back. Only this suite
+ * may do it (../shared/SERVICES.md has the commands). `ensureServicesUp` runs after every scenario
+ * and in the global teardown, whatever happened.
+ */
+const sh = promisify(execFile)
+
+async function run(cmd: string, args: string[], timeoutMs = 120_000): Promise<string> {
+  const { stdout } = await sh(cmd, args, { timeout: timeoutMs })
+  return stdout
+}
+
+const pgVersion = (): string => readdirSync('/etc/postgresql').sort().at(-1)!
+
+export const DEFAULT_DISK_FREE_LIMIT = '50000000'
+
+export async function rabbitPid(): Promise<number> {
+  const out = await run('rabbitmqctl', ['eval', 'list_to_integer(os:getpid()).'])
+  return Number(out.trim())
+}
+
+export async function rabbitUp(): Promise<boolean> {
+  try {
+    await run('rabbitmqctl', ['-q', 'await_startup', '--timeout', '5'], 15_000)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export async function killRabbit(): Promise<void> {
+  const pid = await rabbitPid()
+  process.kill(pid, 'SIGKILL')
+}
+
+export async function startRabbit(): Promise<void> {
+  try {
+    await run('rabbitmq-server', ['-detached'], 30_000)
+  } catch {
+    // already running (or starting): await_startup tells
+  }
+  await run('rabbitmqctl', ['await_startup', '--timeout', '120'], 150_000)
+}
+
+export async function stopApp(): Promise<void> {
+  await run('rabbitmqctl', ['stop_app'])
+}
+
+export async function startApp(): Promise<void> {
+  await run('rabbitmqctl', ['start_app'])
+  await run('rabbitmqctl', ['await_startup', '--timeout', '120'], 150_000)
+}
+
+export async function setDiskFreeLimit(limit: string): Promise<void> {
+  await run('rabbitmqctl', ['set_disk_free_limit', limit])
+}
+
+export async function restartPostgres(): Promise<void> {
+  await run('pg_ctlcluster', ['--skip-systemctl-redirect', pgVersion(), 'main', 'restart'])
+}
+
+export async function postgresUp(): Promise<boolean> {
+  try {
+    await run('pg_isready', ['-h', '127.0.0.1', '-p', '5432', '-q'], 10_000)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Whatever a scenario did: the broker's app running with its normal disk limit, PostgreSQL up. */
+export async function ensureServicesUp(): Promise<void> {
+  if (!(await rabbitUp())) {
+    try {
+      await startApp() // stop_app leaves the node up
+    } catch {
+      await startRabbit() // a killed node needs a full start
+    }
+  }
+  await setDiskFreeLimit(DEFAULT_DISK_FREE_LIMIT).catch(() => {})
+  if (!(await postgresUp())) {
+    await run('pg_ctlcluster', ['--skip-systemctl-redirect', pgVersion(), 'main', 'start']).catch(() => {})
+  }
+}

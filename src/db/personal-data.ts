@@ -1,0 +1,122 @@
+import type { Sealer } from '../privacy/sealing.js'
+import type { Pool } from './pool.js'
+
+/**
+ * Erases the personal data of a campaign's records whose retention has run out (or all of them,
+ * with `all`): sealed national id and mobile, names, birth date, attributes, and the blind index.
+ * What stays is the count: campaign, status, timestamps. In batches, so a large campaign does not
+ * hold one huge transaction; the advisory lock lets one process sweep at a time.
+ */
+export async function eraseCampaign(
+  pool: Pool,
+  campaign: string,
+  opts: { retentionDays: number | null; all?: boolean; batch?: number },
+): Promise<number> {
+  if (!opts.all && opts.retentionDays === null) return 0
+  const batch = opts.batch ?? 5000
+  let erased = 0
+  for (;;) {
+    const r = await pool.query(
+      `WITH victims AS (
+         SELECT id FROM registrations
+         WHERE campaign = $1 AND erased_at IS NULL
+           AND ($2::boolean OR recorded_at < now() - make_interval(days => $3))
+         LIMIT $4
+         FOR UPDATE SKIP LOCKED
+       )
+       UPDATE registrations r SET national_id_index = NULL, national_id_sealed = NULL, mobile_sealed = NULL,
+              first_name = NULL, last_name = NULL, birth_date = NULL, attributes = NULL, erased_at = now()
+       FROM victims WHERE r.id = victims.id`,
+      [campaign, opts.all ?? false, opts.retentionDays ?? 0, batch],
+    )
+    erased += r.rowCount ?? 0
+    if ((r.rowCount ?? 0) < batch) return erased
+  }
+}
+
+/** Runs `fn` only if no other process holds the named advisory lock (a sweep needs one runner). */
+export async function withSweepLock<T>(pool: Pool, name: string, fn: () => Promise<T>): Promise<T | null> {
+  const client = await pool.connect()
+  try {
+    const got = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [name])
+    if (!got.rows[0]?.ok) return null
+    try {
+      return await fn()
+    } finally {
+      await client.query('SELECT pg_advisory_unlock(hashtext($1))', [name])
+    }
+  } finally {
+    client.release()
+  }
+}
+
+/**
+ * Re-seals records sealed under an old data key with the current one (key rotation), in batches,
+ * walking the primary key so each row is visited once. Returns how many rows were re-sealed.
+ * The blind index is keyed separately (SABT_INDEX_KEY) and stays as it is.
+ */
+export async function resealAll(pool: Pool, sealer: Sealer, opts: { batch?: number } = {}): Promise<number> {
+  const batch = opts.batch ?? 1000
+  let last = '00000000-0000-0000-0000-000000000000'
+  let total = 0
+  for (;;) {
+    const client = await pool.connect()
+    try {
+      await client.query('BEGIN')
+      const rows = await client.query<{
+        id: string
+        national_id_sealed: Buffer
+        mobile_sealed: Buffer
+        key_id: string
+      }>(
+        `SELECT id::text, national_id_sealed, mobile_sealed, key_id FROM registrations
+         WHERE id > $1 AND erased_at IS NULL AND key_id <> $2
+         ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`,
+        [last, sealer.currentKeyId, batch],
+      )
+      if (rows.rows.length === 0) {
+        await client.query('COMMIT')
+        return total
+      }
+      const ids: string[] = []
+      const nids: Buffer[] = []
+      const mobs: Buffer[] = []
+      for (const r of rows.rows) {
+        ids.push(r.id)
+        nids.push(
+          sealer.seal(
+            sealer.open(r.national_id_sealed, r.key_id, `${r.id}:national_id`),
+            `${r.id}:national_id`,
+          ),
+        )
+        mobs.push(sealer.seal(sealer.open(r.mobile_sealed, r.key_id, `${r.id}:mobile`), `${r.id}:mobile`))
+      }
+      await client.query(
+        `UPDATE registrations r SET national_id_sealed = t.nids, mobile_sealed = t.mobs, key_id = $4
+         FROM unnest($1::uuid[], $2::bytea[], $3::bytea[]) AS t(id, nids, mobs) WHERE r.id = t.id`,
+        [ids, nids, mobs, sealer.currentKeyId],
+      )
+      await client.query('COMMIT')
+      total += ids.length
+      last = ids[ids.length - 1]!
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {})
+      throw err
+    } finally {
+      client.release()
+    }
+  }
+}
+
+/** Records of a person (by the blind index of their national id), across campaigns. */
+export async function findByNationalIdIndex(
+  pool: Pool,
+  index: Buffer,
+  limit = 20,
+): Promise<{ id: string; campaign: string; status: string; received_at: Date }[]> {
+  const r = await pool.query<{ id: string; campaign: string; status: string; received_at: Date }>(
+    'SELECT id::text, campaign, status, received_at FROM registrations WHERE national_id_index = $1 ORDER BY received_at LIMIT $2',
+    [index, limit],
+  )
+  return r.rows
+}
