@@ -6,7 +6,7 @@ import { ApiError } from './errors.js'
 /**
  * Admin authentication: the admin token (SABT_ADMIN_TOKEN), either as a bearer header (scripts,
  * curl) or, for a browser, as a session cookie the dashboard's login form hands out in exchange
- * for the token (docs/decisions/0002-admin-sessions-and-csrf.md).
+ * for the token (docs/decisions/009-admin-sessions-and-csrf.md).
  *
  * The cookie holds no token: `v1.<expiry>.<HMAC-SHA256(key, "v1.<expiry>")>`, where the key is
  * derived from the admin token — so changing the token ends every session. HttpOnly (no script

@@ -11,7 +11,7 @@ import type { Metrics } from './metrics.js'
  * A stats snapshot: one process's counters, gauges and histogram buckets at one moment, as its
  * prom-client registry holds them. Every process publishes one a second on the stats exchange;
  * the status role keeps the latest few per process and turns deltas into rates for the dashboard
- * (docs/decisions/0001-cross-process-dashboard-stats.md).
+ * (docs/decisions/008-dashboard-stats-across-processes.md).
  *
  * Values are cumulative (as Prometheus counters are), so a lost snapshot loses nothing: the next
  * one carries the same totals.
