@@ -165,6 +165,17 @@ describe('dashboard in a browser', () => {
     expect(await page.textContent('#lookup-result [data-field="mobile"]')).toMatch(/^09\*{7}\d{2}$/)
     await shot('04-lookup-by-national-id')
 
+    // Right to left: names isolated in their own direction; the whole page flips on request.
+    expect(await page.getAttribute('#lookup-result bdi.person', 'dir')).toBe('auto')
+    expect(await page.evaluate("getComputedStyle(document.querySelector('bdi.person')).unicodeBidi")).toBe(
+      'plaintext',
+    )
+    await page.click('#dir-toggle')
+    expect(await page.getAttribute('html', 'dir')).toBe('rtl')
+    await shot('04b-right-to-left')
+    await page.click('#dir-toggle')
+    expect(await page.getAttribute('html', 'dir')).toBe('ltr')
+
     // A provider that always fails: its checks end in the dead letters, and the page shows them.
     await s.knobs('eligibility', { error_rate: 1 })
     const deadTotal = async () => Number(await page.getAttribute('#dead-total', 'data-total'))

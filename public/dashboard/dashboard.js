@@ -39,8 +39,17 @@ function chart(id, labels) {
     height: 190,
     scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
     axes: [{}, { size: 56 }],
-    series: [{}, ...labels.map((label, i) => ({ label, stroke: PALETTE[i % PALETTE.length], width: 1.5 }))],
-    legend: { live: true },
+    series: [
+      {},
+      ...labels.map((label, i) => ({
+        label,
+        stroke: PALETTE[i % PALETTE.length],
+        width: 1.5,
+        // Drawn dashed when it is a second view of another series (registrations vs requests).
+        dash: label.startsWith('registrations') ? [6, 4] : undefined,
+      })),
+    ],
+    legend: { live: false },
   }
   return new uPlot(opts, [[], ...labels.map(() => [])], el)
 }

@@ -178,7 +178,7 @@ export function dashboardPage(opts: { checks: string[]; queues: { name: string }
 export function queuesFragment(rows: QueueRow[], brokerUp: boolean): string {
   return html`${brokerUp ? '' : html`<p class="error">RabbitMQ is not reachable from the status role: depths unknown.</p>`}
 <table class="num">
-<thead><tr><th>queue</th><th>messages</th><th>consumers</th><th title="net change of the depth, fitted over the last 10 s">change/s</th><th title="depth ÷ net drain rate of the last 10 s">est. time to drain</th></tr></thead>
+<thead><tr><th><bdi>queue</bdi></th><th><bdi>messages</bdi></th><th><bdi>consumers</bdi></th><th title="net change of the depth, fitted over the last 10 s"><bdi>change/s</bdi></th><th title="depth ÷ net drain rate of the last 10 s"><bdi>est. time to drain</bdi></th></tr></thead>
 <tbody>
 ${rows.map((q) => {
   let drain: string
@@ -197,7 +197,7 @@ const CIRCUIT_CLASS = { closed: 'ok', 'half-open': 'warn', open: 'bad' } as cons
 
 export function providersFragment(rows: ProviderRow[]): string {
   return html`<table class="num">
-<thead><tr><th>check</th><th>checkers</th><th>calls/s</th><th>finished/s</th><th>p50</th><th>p99</th><th>errors</th><th>429/s</th><th>retried/s</th><th>parked/s</th><th>circuit</th><th>quota used</th></tr></thead>
+<thead><tr><th><bdi>check</bdi></th><th><bdi>checkers</bdi></th><th><bdi>calls/s</bdi></th><th><bdi>finished/s</bdi></th><th><bdi>p50</bdi></th><th><bdi>p99</bdi></th><th><bdi>errors</bdi></th><th><bdi>429/s</bdi></th><th><bdi>retried/s</bdi></th><th><bdi>parked/s</bdi></th><th><bdi>circuit</bdi></th><th><bdi>quota used</bdi></th></tr></thead>
 <tbody>
 ${rows.map(
   (p) =>
@@ -214,7 +214,7 @@ const STATUSES = ['recorded', 'verifying', 'accepted', 'rejected', 'failed', 'du
 export function countsFragment(c: StatusCounts): string {
   const campaigns = Object.keys(c.byCampaign).sort()
   return html`<table class="num" id="counts-table">
-<thead><tr><th>campaign</th>${STATUSES.map((s) => html`<th>${s}</th>`)}</tr></thead>
+<thead><tr><th><bdi>campaign</bdi></th>${STATUSES.map((s) => html`<th><bdi>${s}</bdi></th>`)}</tr></thead>
 <tbody>
 ${campaigns.map(
   (k) =>
@@ -243,10 +243,10 @@ ${
 }
 ${
   d.items.length
-    ? html`<table id="dead-items"><thead><tr><th>registration</th><th>check</th><th>attempts</th><th>last error</th><th>dead since</th></tr></thead><tbody>
+    ? html`<table id="dead-items"><thead><tr><th><bdi>registration</bdi></th><th><bdi>check</bdi></th><th><bdi>attempts</bdi></th><th><bdi>last error</bdi></th><th><bdi>dead since</bdi></th></tr></thead><tbody>
 ${d.items.map(
   (i) =>
-    html`<tr><td class="mono">${i.registration_id}</td><td>${i.check}</td><td class="num">${i.attempts}</td><td dir="auto">${i.last_error ?? DASH}</td><td>${i.dead_at.replace('T', ' ').slice(0, 19)}</td></tr>`,
+    html`<tr><td class="mono">${i.registration_id}</td><td>${i.check}</td><td class="num">${i.attempts}</td><td dir="auto">${i.last_error ?? DASH}</td><td class="ltr">${i.dead_at.replace('T', ' ').slice(0, 19)}</td></tr>`,
 )}
 </tbody></table>${d.total > d.items.length ? html`<p class="note">The latest ${d.items.length} of ${fmtCount(d.total)}.</p>` : ''}`
     : ''
@@ -257,10 +257,10 @@ export function processesFragment(rows: ProcessRow[], brokerUp: boolean): string
   if (rows.length === 0)
     return html`<p class="error">No process has published stats${brokerUp ? ' yet' : ': RabbitMQ is not reachable'}; live rates are unknown.</p>`
       .s
-  return html`<table><thead><tr><th>roles</th><th>host</th><th>pid</th><th>up for</th><th>last snapshot</th></tr></thead><tbody>
+  return html`<table><thead><tr><th><bdi>roles</bdi></th><th><bdi>host</bdi></th><th><bdi>pid</bdi></th><th><bdi>up for</bdi></th><th><bdi>last snapshot</bdi></th></tr></thead><tbody>
 ${rows.map(
   (p) =>
-    html`<tr class="${p.stale ? 'bad' : ''}"><td>${p.roles.join(', ')}</td><td>${p.host}</td><td class="num">${p.pid}</td><td>${fmtDuration((Date.now() - p.started_at) / 1000)}</td><td>${p.stale ? `stale: ${fmtDuration(p.last_seen_ms / 1000)} ago` : `${(p.last_seen_ms / 1000).toFixed(1)} s ago`}</td></tr>`,
+    html`<tr class="${p.stale ? 'bad' : ''}"><td>${p.roles.join(', ')}</td><td>${p.host}</td><td class="num">${p.pid}</td><td class="ltr">${fmtDuration((Date.now() - p.started_at) / 1000)}</td><td class="ltr">${p.stale ? `stale: ${fmtDuration(p.last_seen_ms / 1000)} ago` : `${(p.last_seen_ms / 1000).toFixed(1)} s ago`}</td></tr>`,
 )}
 </tbody></table>`.s
 }
@@ -273,14 +273,14 @@ function recordView(r: OperatorRecord): Raw {
   <dt>national id</dt><dd class="mono" data-field="national_id">${r.national_id ?? 'erased'}</dd>
   <dt>mobile</dt><dd class="mono" data-field="mobile">${r.mobile ?? 'erased'}</dd>
   <dt>campaign</dt><dd dir="auto">${r.campaign}</dd>
-  <dt>received</dt><dd>${r.received_at}</dd>
-  <dt>recorded</dt><dd>${r.recorded_at}</dd>
-  <dt>verdict</dt><dd>${r.verdict_at ?? DASH}</dd>
+  <dt>received</dt><dd class="ltr">${r.received_at}</dd>
+  <dt>recorded</dt><dd class="ltr">${r.recorded_at}</dd>
+  <dt>verdict</dt><dd class="ltr">${r.verdict_at ?? DASH}</dd>
   ${r.duplicates ? html`<dt>duplicates</dt><dd>${r.duplicates} later submission(s) kept as duplicates</dd>` : ''}
 </dl>
 ${
   r.checks.length
-    ? html`<table class="checks"><thead><tr><th>check</th><th>outcome</th><th>attempts</th><th>latency</th><th>last error</th></tr></thead><tbody>
+    ? html`<table class="checks"><thead><tr><th><bdi>check</bdi></th><th><bdi>outcome</bdi></th><th><bdi>attempts</bdi></th><th><bdi>latency</bdi></th><th><bdi>last error</bdi></th></tr></thead><tbody>
 ${r.checks.map((c) => html`<tr data-check="${c.check}"><td>${c.check}</td><td class="o-${c.outcome}">${c.outcome}</td><td class="num">${c.attempts}</td><td class="num">${c.latency_ms === null ? DASH : `${c.latency_ms} ms`}</td><td dir="auto">${c.last_error ?? ''}</td></tr>`)}
 </tbody></table>`
     : ''
