@@ -72,6 +72,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     loggerInstance: opts.log as unknown as FastifyBaseLogger,
     // One log line per request would cost more than the request: metrics count them instead.
     logController: new LogController({ disableRequestLogging: true }),
+    // No per-request child logger either (pino child + redaction per request, bench --profile):
+    // the few lines a request may log carry their own context.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: opts.bodyLimit,
     requestTimeout: opts.requestTimeoutMs,
     keepAliveTimeout: 75_000, // longer than the edge proxy's idle timeout, so it closes first

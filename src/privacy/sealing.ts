@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomFillSync } from 'node:crypto'
 
 /**
  * Personal data at rest: national id and mobile are sealed with AES-256-GCM (random 96-bit IV,
@@ -16,6 +16,20 @@ export interface DataKeys {
 }
 
 const VERSION = 1
+
+// IVs come from a pool of CSPRNG bytes drawn 16 KiB at a time: one randomBytes(12) per sealed
+// value was a fifth of the recorder's CPU (bench --profile). Same generator, fewer system calls.
+const IV_POOL = Buffer.allocUnsafe(16 * 1024)
+let ivAt = IV_POOL.length
+function nextIv(): Buffer {
+  if (ivAt + 12 > IV_POOL.length) {
+    randomFillSync(IV_POOL)
+    ivAt = 0
+  }
+  const iv = IV_POOL.subarray(ivAt, ivAt + 12)
+  ivAt += 12
+  return iv
+}
 
 export class Sealer {
   readonly currentKeyId: string
@@ -40,7 +54,7 @@ export class Sealer {
   }
 
   seal(plaintext: string, aad: string): Buffer {
-    const iv = randomBytes(12)
+    const iv = nextIv()
     const c = createCipheriv('aes-256-gcm', this.#current, iv)
     c.setAAD(Buffer.from(aad))
     const body = Buffer.concat([c.update(plaintext, 'utf8'), c.final()])

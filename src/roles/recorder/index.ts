@@ -288,22 +288,24 @@ export class Recorder {
   async #publishChecks(items: Pending[]): Promise<boolean> {
     if (items.length === 0) return true
     const { publisher, mq, config, metrics, log } = this.deps
-    const groups = new Map<string, CheckMessage>()
+    const groups = new Map<string, CheckMessage & { seen: Set<string> }>()
     for (const p of items) {
       for (const check of firstChecks(p.campaign!)) {
         const key = `${p.campaign!.slug}\u0000${check}`
         let g = groups.get(key)
         if (!g) {
-          g = { check, campaign: p.campaign!.slug, ids: [] }
+          g = { check, campaign: p.campaign!.slug, ids: [], seen: new Set() }
           groups.set(key, g)
         }
-        if (!g.ids.includes(p.row!.id)) g.ids.push(p.row!.id) // a redelivery may come twice
+        if (g.seen.has(p.row!.id)) continue // a redelivery may come twice in one batch
+        g.seen.add(p.row!.id)
+        g.ids.push(p.row!.id)
       }
     }
     let pending: CheckMessage[] = []
     for (const g of groups.values()) {
       const size = idsPerCheckMessage(config.checks.get(g.check)!)
-      for (const ids of chunk(g.ids, size)) pending.push({ ...g, ids })
+      for (const ids of chunk(g.ids, size)) pending.push({ check: g.check, campaign: g.campaign, ids })
     }
     let delay = 100
     while (pending.length > 0) {
