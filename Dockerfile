@@ -40,6 +40,9 @@ COPY --from=build /app/dist ./dist
 # dist/db/migrate.js reads ../../migrations; dist/config/campaigns.js defaults to ../../config/sabt.yaml.
 COPY migrations ./migrations
 COPY config ./config
+# dist/roles/status/dashboard.js serves ../../../public/dashboard (the dashboard's CSS and script;
+# htmx and uPlot come from node_modules).
+COPY public ./public
 # Files stay root-owned and read-only to the process; the app writes nothing to disk in production.
 USER node
 EXPOSE 8080

@@ -5,10 +5,15 @@
 #   docker-compose  test/deploy.test.ts runs `docker-compose config -q` on the compose files
 #                   (validation only: no Docker engine is needed, none is started). Installed
 #                   without recommends, which would pull in the whole docker.io engine.
+#   chromium        test/dashboard.browser.test.ts drives Debian's headless Chromium (playwright-core);
+#                   that test fails, saying so, when it is missing.
+#   fonts-dejavu-core  Persian glyphs in the dashboard screenshots.
 set -euo pipefail
 
 missing=()
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "ci-packages: all present"

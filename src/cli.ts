@@ -60,6 +60,9 @@ async function main(argv: string[]): Promise<number> {
         const base = running.url?.replace('0.0.0.0', '127.0.0.1') ?? ''
         process.stderr.write(
           `\nSabt is up (${roles.join(', ')}): ${base}\n  ready:   ${base}/readyz\n  API:     ${base}/docs\n` +
+            (roles.includes('status')
+              ? `  dashboard: ${base}/dashboard (sign in with the admin token)\n`
+              : '') +
             (secrets?.generatedFile
               ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n`
               : '') +

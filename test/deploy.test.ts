@@ -1022,6 +1022,14 @@ describe('the production image, built as the Dockerfile builds it', () => {
         )
         expect(health.status, `${role}: ${health.body}`).toBe(200)
         expect(JSON.parse(health.body)).toEqual({ status: 'ok' })
+        if (role === 'status') {
+          // The dashboard's own files and htmx/uPlot come from what the image carries.
+          for (const asset of ['dashboard.js', 'dashboard.css', 'htmx.min.js', 'uPlot.iife.min.js']) {
+            const res = await fetch(`http://127.0.0.1:${port}/dashboard/assets/${asset}`)
+            await res.arrayBuffer()
+            expect(res.status, `status: /dashboard/assets/${asset}`).toBe(200)
+          }
+        }
         // docker stop: SIGTERM (tini passes it on), then a clean exit well within stop_grace_period.
         child.kill('SIGTERM')
         const [code] = (await Promise.race([

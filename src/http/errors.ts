@@ -11,6 +11,10 @@ export const ERRORS = {
   SABT_INVALID_ID: { status: 400, message: 'The id is not a registration id (a UUID)' },
   SABT_BAD_REQUEST: { status: 400, message: 'The request is malformed' },
   SABT_UNAUTHORIZED: { status: 401, message: 'Credentials are missing or wrong' },
+  SABT_FORBIDDEN: {
+    status: 403,
+    message: 'Refused: a cookie-authenticated change must come from the dashboard itself',
+  },
   SABT_NOT_FOUND: { status: 404, message: 'No such resource' },
   SABT_REQUEST_TIMEOUT: { status: 408, message: 'The request took too long to arrive' },
   SABT_BODY_TOO_LARGE: { status: 413, message: 'The body is larger than the limit' },

@@ -135,6 +135,43 @@ export class MqClient extends EventEmitter {
     }
   }
 
+  /**
+   * Depths of several queues on one channel (passive declares, one round trip each), for the
+   * status role's once-a-second sampling. A queue that does not exist closes the channel (404):
+   * it answers null and the next queue gets a fresh channel. Null for all when not connected.
+   */
+  async queueDepths(
+    queues: readonly string[],
+  ): Promise<Map<string, { messages: number; consumers: number } | null>> {
+    const out = new Map<string, { messages: number; consumers: number } | null>()
+    const model = this.#model
+    let ch: Awaited<ReturnType<ChannelModel['createChannel']>> | null = null
+    try {
+      for (const q of queues) {
+        if (!model) {
+          out.set(q, null)
+          continue
+        }
+        try {
+          if (!ch) {
+            ch = await model.createChannel()
+            ch.on('error', () => {})
+          }
+          const r = await ch.checkQueue(q)
+          out.set(q, { messages: r.messageCount, consumers: r.consumerCount })
+        } catch {
+          out.set(q, null)
+          const broken = ch
+          ch = null
+          await broken?.close().catch(() => {})
+        }
+      }
+    } finally {
+      await ch?.close().catch(() => {})
+    }
+    return out
+  }
+
   /** Closes the connection; a broker that does not answer the close within 3 s is cut off. */
   async close(): Promise<void> {
     this.#closing = true

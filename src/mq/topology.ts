@@ -9,6 +9,8 @@ import type { Channel, Options } from 'amqplib'
  *        └─ dead letters ─▶ sabt.dead (fanout) ─▶ sabt.dead
  *   sabt.retry (headers, tier=<label>) ─▶ sabt.retry.<label>  quorum, message TTL = tier,
  *        └─ expired ─▶ sabt.check, same routing key (the check's name) ─▶ back to its check queue
+ *   sabt.stats (fanout, transient) ─▶ one exclusive auto-delete queue per status process
+ *        every process's metrics snapshot once a second, for the dashboard; losing one is harmless
  *
  * Every queue is a quorum queue (replicated, fsynced before confirming). Dead-lettering is
  * at-least-once, which RabbitMQ allows only with `x-overflow: reject-publish` — the same setting
@@ -48,7 +50,13 @@ export interface TopologyNames {
   retryQueues: { label: string; ms: number; queue: string }[]
   deadExchange: string
   dead: string
+  /** Stats snapshots of every process (fanout, not durable, messages not persistent). */
+  statsExchange: string
+  /** Every queue an operator watches: intake shards, checks, callback, retry tiers, dead letters. */
+  watchedQueues(checks: readonly string[]): { queue: string; kind: QueueKind; name: string }[]
 }
+
+export type QueueKind = 'intake' | 'check' | 'callback' | 'retry' | 'dead' | 'intake_dead'
 
 export function topologyNames(
   opts: Pick<TopologyOptions, 'prefix' | 'intakeShards' | 'retryTiersMs'>,
@@ -74,6 +82,23 @@ export function topologyNames(
     })),
     deadExchange: `${p}.dead`,
     dead: `${p}.dead`,
+    statsExchange: `${p}.stats`,
+    watchedQueues: (checks) => [
+      ...intakeQueues.map((q, i) => ({
+        queue: q,
+        kind: 'intake' as const,
+        name: intakeQueues.length === 1 ? 'intake' : `intake ${i}`,
+      })),
+      ...checks.map((c) => ({ queue: `${p}.check.${c}`, kind: 'check' as const, name: c })),
+      { queue: `${p}.callback`, kind: 'callback' as const, name: 'callback' },
+      ...opts.retryTiersMs.map((ms) => ({
+        queue: `${p}.retry.${tierLabel(ms)}`,
+        kind: 'retry' as const,
+        name: `retry ${tierLabel(ms)}`,
+      })),
+      { queue: `${p}.dead`, kind: 'dead' as const, name: 'dead letters' },
+      { queue: `${p}.intake.dead`, kind: 'intake_dead' as const, name: 'intake dead letters' },
+    ],
   }
 }
 
@@ -152,7 +177,26 @@ export async function declareTopology(ch: Channel, opts: TopologyOptions): Promi
     )
     await ch.bindQueue(tier.queue, n.retryExchange, '', { 'x-match': 'all', tier: tier.label })
   }
+
+  // Not durable: stats are about the running processes, and every process re-declares it on connect.
+  await ch.assertExchange(n.statsExchange, 'fanout', { durable: false })
   return n
+}
+
+/**
+ * The status role's own queue on the stats exchange: server-named, exclusive and auto-deleted (it
+ * goes with the connection), classic, short TTL and bounded, so a slow or gone reader never piles
+ * snapshots up on the broker.
+ */
+export async function declareStatsQueue(ch: Channel, n: TopologyNames): Promise<string> {
+  const q = await ch.assertQueue('', {
+    exclusive: true,
+    autoDelete: true,
+    durable: false,
+    arguments: { 'x-queue-type': 'classic', 'x-message-ttl': 5000, 'x-max-length': 2000 },
+  })
+  await ch.bindQueue(q.queue, n.statsExchange, '')
+  return q.queue
 }
 
 /** Deletes everything declareTopology made (tests clean up after themselves). */
@@ -167,6 +211,13 @@ export async function deleteTopology(ch: Channel, opts: TopologyOptions): Promis
     ...n.retryQueues.map((t) => t.queue),
   ]
   for (const q of queues) await ch.deleteQueue(q)
-  for (const e of [n.intakeExchange, n.intakeDlx, n.checkExchange, n.retryExchange, n.deadExchange])
+  for (const e of [
+    n.intakeExchange,
+    n.intakeDlx,
+    n.checkExchange,
+    n.retryExchange,
+    n.deadExchange,
+    n.statsExchange,
+  ])
     await ch.deleteExchange(e)
 }

@@ -68,8 +68,20 @@ export class Metrics {
   })
   readonly queueDepth = new Gauge({
     name: 'sabt_queue_depth',
-    help: 'Messages ready in a queue, as last sampled from RabbitMQ',
+    help: 'Messages ready in a queue, as last sampled from RabbitMQ by the status role',
     labelNames: ['queue'] as const,
+    registers: [this.registry],
+  })
+  readonly queueConsumers = new Gauge({
+    name: 'sabt_queue_consumers',
+    help: 'Consumers attached to a queue, as last sampled from RabbitMQ by the status role',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+  })
+  readonly statsSnapshots = new Counter({
+    name: 'sabt_stats_snapshots_total',
+    help: 'Stats snapshots this process published to (sent) or took from (received) the stats exchange, or skipped',
+    labelNames: ['direction'] as const,
     registers: [this.registry],
   })
 
@@ -156,7 +168,38 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  /**
+   * What every process publishes once a second on the stats exchange for the status role's
+   * dashboard (src/observability/snapshots.ts): read from this registry at snapshot time, so the
+   * per-request path does nothing more than it already does.
+   */
+  get snapshotMetrics() {
+    return [
+      this.httpRequests,
+      this.intakeAccepted,
+      this.intakeRejected,
+      this.intakeShed,
+      this.publishConfirms,
+      this.publishInFlight,
+      this.rowsWritten,
+      this.flushes,
+      this.intakeDeadLettered,
+      this.checks,
+      this.checkAttempts,
+      this.providerLatency,
+      this.checkRetries,
+      this.deadLetters,
+      this.circuitState,
+      this.rateLimitPerSecond,
+    ] as const
+  }
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'sabt_' })
   }
+}
+
+/** A metric's name, read from the metric itself (so names stay written once, above). */
+export function nameOf(metric: { get(): Promise<unknown> }): string {
+  return (metric as unknown as { name: string }).name
 }

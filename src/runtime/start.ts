@@ -6,12 +6,14 @@ import { migrate } from '../db/migrate.js'
 import { eraseCampaign, withSweepLock } from '../db/personal-data.js'
 import { createPool, type Pool } from '../db/pool.js'
 import { syncCampaigns } from '../db/registrations.js'
+import { AdminAuth } from '../http/auth.js'
 import { buildServer, type Readiness } from '../http/server.js'
 import { MqClient } from '../mq/connection.js'
 import { Publisher } from '../mq/publisher.js'
 import type { TopologyOptions } from '../mq/topology.js'
 import { createLogger, type Logger } from '../observability/logger.js'
 import { Metrics } from '../observability/metrics.js'
+import { StatsPublisher } from '../observability/snapshots.js'
 import { Sealer } from '../privacy/sealing.js'
 import { Checker } from '../roles/checker/index.js'
 import { Intake } from '../roles/gateway/intake.js'
@@ -20,6 +22,8 @@ import { gatewayRoutes } from '../roles/gateway/routes.js'
 import { Recorder } from '../roles/recorder/index.js'
 import { buildSimulator, type Simulator } from '../roles/simulator/server.js'
 import { adminRoutes } from '../roles/status/admin.js'
+import { dashboardRoutes } from '../roles/status/dashboard.js'
+import { LiveStats } from '../roles/status/live.js'
 import { statusRoutes } from '../roles/status/routes.js'
 
 export const ROLES = ['gateway', 'recorder', 'checker', 'status', 'simulator'] as const
@@ -63,6 +67,10 @@ export interface Running {
   recorder: Recorder | null
   checker: Checker | null
   simulator: Simulator | null
+  /** The status role's live numbers (from every process's stats snapshots). */
+  live: LiveStats | null
+  /** This process's stats snapshots, published once a second for the status role. */
+  stats: StatsPublisher | null
   /** The simulator's address, when it listens. */
   simulatorUrl: string | null
   /** The address the HTTP server listens on, when it does. */
@@ -138,12 +146,18 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       ? createPool(env.DATABASE_READ_URL, { max: env.DATABASE_POOL_SIZE, log, name: 'sabt-status-read' })
       : pool
   if (pool && opts.migrate) await syncCampaigns(pool, config.campaigns.values())
-  const sealer = secrets && (has('recorder') || has('checker')) ? new Sealer(secrets.dataKeys) : null
+  // The status role opens sealed fields only to show them masked (and the searched national id).
+  const sealer =
+    secrets && (has('recorder') || has('checker') || has('status')) ? new Sealer(secrets.dataKeys) : null
 
   const mq = needsMq
     ? new MqClient(env.AMQP_URL, topologyOptions(env, config), log, `sabt-${roles.join('+')}-${process.pid}`)
     : null
   if (mq) await mq.start()
+  // Every process with a broker connection tells the status role what its counters say, once a
+  // second. Stopped last (pushed first), so the roles' final numbers go out with it.
+  const stats = mq ? new StatsPublisher(mq, metrics, log, { roles }) : null
+  if (stats) stops.push(() => stats.stop())
   const publisher = (name: string) =>
     new Publisher(
       mq!,
@@ -197,6 +211,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     const intake = new Intake(mq, p, metrics, {
       shards: env.SABT_INTAKE_SHARDS,
       retryAfterS: env.SABT_RETRY_AFTER_S,
+      log,
     })
     // Partner keys are read in the background: the request path never waits on the database.
     const keysPool = pool ?? createPool(env.DATABASE_URL, { max: 2, log, name: 'sabt-gateway-keys' })
@@ -219,7 +234,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     stops.push(() => p.close())
   }
 
-  if (has('status') && readPool && pool && mq) {
+  let live: LiveStats | null = null
+  if (has('status') && readPool && pool && mq && sealer) {
     await app.register(statusRoutes, {
       pool: readPool,
       config,
@@ -245,8 +261,40 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       timer.unref()
       stops.push(async () => clearInterval(timer))
     }
-    await app.register(adminRoutes, { mq, pool, publisher: p, config, log, adminToken: secrets!.adminToken })
-    stops.push(() => p.close())
+    const l = new LiveStats({ mq, pool: readPool, config, metrics, log })
+    live = l
+    await l.start()
+    const auth = new AdminAuth(secrets!.adminToken)
+    const queuedWindowMs = env.SABT_QUEUED_WINDOW_S * 1000
+    await app.register(adminRoutes, {
+      mq,
+      pool,
+      readPool,
+      publisher: p,
+      config,
+      log,
+      adminToken: secrets!.adminToken,
+      auth,
+      live: l,
+      sealer,
+      queuedWindowMs,
+    })
+    await app.register(dashboardRoutes, {
+      auth,
+      live: l,
+      mq,
+      pool,
+      readPool,
+      publisher: p,
+      config,
+      sealer,
+      log,
+      queuedWindowMs,
+    })
+    stops.push(async () => {
+      await l.stop()
+      await p.close()
+    })
   }
 
   if (has('checker') && mq && pool && sealer) {
@@ -283,6 +331,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   }
 
   await app.ready()
+  stats?.start()
   let url: string | null = null
   if (opts.listen !== false) url = await app.listen({ host: env.HOST, port: env.PORT })
 
@@ -315,6 +364,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     recorder,
     checker,
     simulator,
+    live,
+    stats,
     simulatorUrl,
     url,
     stop,

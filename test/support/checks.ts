@@ -1,4 +1,4 @@
-import { createLogger } from '../../src/observability/logger.js'
+import { createLogger, type Logger } from '../../src/observability/logger.js'
 import type { Knobs } from '../../src/roles/simulator/knobs.js'
 import { buildSimulator, type Simulator } from '../../src/roles/simulator/server.js'
 import { startTestSabt, type TestSabt, testConfig, testEnv } from './harness.js'
@@ -35,12 +35,16 @@ export async function startChecksSystem(opts: {
   knobs?: Record<string, Partial<Knobs>>
   retryTiers?: string[]
   env?: Record<string, string>
+  /** Listen on a real port (browser tests); the URL is in sabt.url. */
+  listen?: boolean
+  /** The roles' and the simulator's logger (e.g. captureLogger's, to assert on every line). */
+  log?: Logger
 }): Promise<ChecksSystem> {
   const env = testEnv(opts.env ?? {})
   const adminToken = env.SABT_ADMIN_TOKEN!
   const fast = { latency_median_ms: 2, latency_p99_ms: 5 }
   const sim = await buildSimulator({
-    log: createLogger({ level: 'error' }),
+    log: opts.log ?? createLogger({ level: 'error' }),
     adminToken,
     knobs: {
       identity: { ...fast, ...opts.knobs?.identity },
@@ -67,7 +71,13 @@ export async function startChecksSystem(opts: {
       demo: { title: 'Demo', checks: ['identity', { name: 'mobile', after: ['identity'] }, 'eligibility'] },
     },
   })
-  const sabt = await startTestSabt({ roles: ['gateway', 'recorder', 'checker', 'status'], env, config })
+  const sabt = await startTestSabt({
+    roles: ['gateway', 'recorder', 'checker', 'status'],
+    env,
+    config,
+    listen: opts.listen ?? false,
+    ...(opts.log ? { log: opts.log } : {}),
+  })
   const admin = { authorization: `Bearer ${adminToken}` }
   return {
     sabt,

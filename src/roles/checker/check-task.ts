@@ -265,6 +265,17 @@ export class CheckTask implements Task {
     })
     if (!written) return []
     if (written.stored) metrics.checks.inc({ check: this.name, outcome })
+    this.deps.log.debug({
+      event: 'checker.outcome',
+      registration_id: id,
+      check: this.name,
+      outcome,
+      attempts: attempt + 1,
+      latency_ms: latencyMs,
+      stored: written.stored,
+      status: written.status,
+      unlocked: written.unlocked,
+    })
     const next: FollowUp[] = written.unlocked.map((check) => ({ check, campaign: campaign.slug, id }))
     if (written.becameFinal && campaign.callbackUrl)
       next.push({ check: CALLBACK, campaign: campaign.slug, id })

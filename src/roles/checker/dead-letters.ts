@@ -114,6 +114,7 @@ export async function replayDead(
       }
       ch.ack(m)
       result.replayed += take.length
+      for (const id of take) log.debug({ event: 'dead.replay', registration_id: id, check: msg.check })
     }
   } finally {
     for (const m of held) {

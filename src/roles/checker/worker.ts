@@ -262,7 +262,20 @@ export class Worker {
         )
     await Promise.all(publishes)
 
-    for (const r of retries) await task.onRetry(r.id, msg.campaign, attempt + 1, r.error)
+    for (const r of retries) {
+      await task.onRetry(r.id, msg.campaign, attempt + 1, r.error)
+      this.log.debug({
+        event: 'checker.retry',
+        check: task.name,
+        registration_id: r.id,
+        attempts: attempt + 1,
+        err: r.error,
+      })
+    }
+    if (this.log.isLevelEnabled('debug'))
+      for (const g of parks.values())
+        for (const id of g.ids)
+          this.log.debug({ event: 'checker.parked', check: task.name, registration_id: id, reason: g.reason })
     for (const r of dead) {
       await task.onDead(r.id, msg.campaign, attempt + 1, r.error)
       this.log.warn({

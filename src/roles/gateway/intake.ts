@@ -4,6 +4,7 @@ import { ApiError, type ErrorCode } from '../../http/errors.js'
 import type { MqClient } from '../../mq/connection.js'
 import { PublishError, type Publisher, type PublishFailure } from '../../mq/publisher.js'
 import { shardKey } from '../../mq/topology.js'
+import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 
 const FAILURE_CODES: Record<PublishFailure, ErrorCode> = {
@@ -33,12 +34,17 @@ export function shardOf(campaign: string, nationalId: string, shards: number): n
  * (persistent, mandatory) and resolves only when the broker has confirmed it into a queue.
  */
 export class Intake {
+  /** Decided once: at info level the hot path does not even build the debug line. */
+  readonly #debug: Logger | null
+
   constructor(
     readonly mq: MqClient,
     readonly publisher: Publisher,
     readonly metrics: Metrics,
-    readonly opts: { shards: number; retryAfterS: number },
-  ) {}
+    readonly opts: { shards: number; retryAfterS: number; log?: Logger },
+  ) {
+    this.#debug = opts.log?.isLevelEnabled('debug') ? opts.log : null
+  }
 
   get ready(): boolean {
     return this.publisher.ready
@@ -71,6 +77,7 @@ export class Intake {
       throw err
     }
     this.metrics.intakeAccepted.inc({ campaign: reg.campaign })
+    this.#debug?.debug({ event: 'intake.accepted', registration_id: id, campaign: reg.campaign, shard })
     return id
   }
 }

@@ -114,6 +114,18 @@ export class Recorder {
     const settled = (async () => {
       const published = await this.#publishChecks(toCheck)
       await previous
+      if (log.isLevelEnabled('debug')) {
+        // The registration id is the correlation key from the gateway's intake.accepted onwards.
+        const checked = new Set(toCheck)
+        for (const p of written)
+          log.debug({
+            event: 'recorder.recorded',
+            registration_id: p.item.row!.id,
+            outcome: p.outcome,
+            campaign: p.item.row!.campaign,
+            checks_published: published && checked.has(p.item) ? firstChecks(p.item.campaign!) : [],
+          })
+      }
 
       // Settle: failures first (individual nacks), then everything written with one multiple-ack —
       // unless a delivery on this channel was ever left unacked (its checks unconfirmed): a

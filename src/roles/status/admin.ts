@@ -2,32 +2,45 @@ import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import type { SabtConfig } from '../../config/campaigns.js'
 import type { Pool } from '../../db/pool.js'
-import { requireAdmin } from '../../http/auth.js'
+import { AdminAuth } from '../../http/auth.js'
 import { ApiError } from '../../http/errors.js'
 import type { MqClient } from '../../mq/connection.js'
 import type { Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
+import type { Sealer } from '../../privacy/sealing.js'
 import { deadList, replayDead } from '../checker/dead-letters.js'
+import type { LiveStats } from './live.js'
+import { auditLookup, lookupForOperator } from './operator-lookup.js'
 
 export interface AdminRouteOptions {
   mq: MqClient
   pool: Pool
+  /** Reads that may lag (a replica): lookups. Defaults to pool. */
+  readPool?: Pool
   publisher: Publisher
   config: SabtConfig
   log: Logger
   adminToken: string
+  /** Bearer token or dashboard session cookie (made from adminToken when not given). */
+  auth?: AdminAuth
+  live?: LiveStats
+  sealer?: Sealer
+  queuedWindowMs?: number
 }
 
-/** Operator actions, behind the admin token: the dead letters, and replaying them. */
+/**
+ * Operator endpoints, behind the admin token (bearer header, or the dashboard's session cookie):
+ * the dead letters and replaying them, the live numbers, and lookup by id or national id.
+ */
 export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions): Promise<void> {
-  const guard = requireAdmin(opts.adminToken)
+  const guard = (opts.auth ?? new AdminAuth(opts.adminToken)).guard()
   const security = [{ adminToken: [] }]
   const checkNames = [...opts.config.checks.keys(), 'callback']
 
   app.get(
     '/admin/dead',
     {
-      preHandler: guard,
+      onRequest: guard,
       schema: {
         tags: ['admin'],
         summary: 'Dead-lettered checks: counts by check and the latest entries',
@@ -51,7 +64,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
   app.post(
     '/admin/dead/replay',
     {
-      preHandler: guard,
+      onRequest: guard,
       schema: {
         tags: ['admin'],
         summary: 'Move dead-lettered checks back to their queue with fresh attempts',
@@ -76,4 +89,71 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
       return replayDead(opts, body)
     },
   )
+
+  const live = opts.live
+  if (live) {
+    app.get(
+      '/admin/live',
+      {
+        onRequest: guard,
+        schema: {
+          tags: ['admin'],
+          summary:
+            'What the dashboard shows: rates from every process, queue depths, providers, processes, counts by status',
+          security,
+          querystring: Type.Object(
+            { since: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' })) },
+            { additionalProperties: false },
+          ),
+          response: { 401: { $ref: 'ErrorBody#' } },
+        },
+      },
+      async (request) => {
+        const since = Number((request.query as { since?: string }).since ?? 0)
+        return {
+          at: new Date().toISOString(),
+          broker: opts.mq.connected ? 'up' : 'down',
+          series: live.series(since),
+          queues: live.queues(),
+          providers: live.providers(),
+          processes: live.processes(),
+          counts: await live.statusCounts(),
+        }
+      },
+    )
+  }
+
+  const sealer = opts.sealer
+  if (sealer) {
+    app.post(
+      '/admin/lookup',
+      {
+        onRequest: guard,
+        schema: {
+          tags: ['admin'],
+          summary:
+            'Find a registration by id or by national id (POST: a national id never goes in a URL); national ids and mobiles come back masked, except the one searched for',
+          security,
+          body: Type.Object(
+            { q: Type.String({ minLength: 1, maxLength: 64 }) },
+            { additionalProperties: false },
+          ),
+          response: { 401: { $ref: 'ErrorBody#' } },
+        },
+      },
+      async (request) => {
+        const found = await lookupForOperator(
+          {
+            pool: opts.readPool ?? opts.pool,
+            config: opts.config,
+            sealer,
+            queuedWindowMs: opts.queuedWindowMs ?? 900_000,
+          },
+          (request.body as { q: string }).q,
+        )
+        auditLookup(opts.log, request, found)
+        return found
+      },
+    )
+  }
 }

@@ -1,0 +1,308 @@
+import type { StatusCounts } from '../../db/dashboard.js'
+import type { DeadList } from '../checker/dead-letters.js'
+import type { ProcessRow, ProviderRow, QueueRow } from './live.js'
+import type { OperatorLookup, OperatorRecord } from './operator-lookup.js'
+
+/**
+ * The dashboard's HTML, rendered on the server (htmx swaps these fragments in). Every value is
+ * escaped by the `html` tag unless wrapped in `raw` (only for fragments this file built).
+ * Names and free text from the database are wrapped in `dir="auto"` elements, so Persian (RTL)
+ * names display in their own direction inside the left-to-right tables.
+ */
+class Raw {
+  constructor(readonly s: string) {}
+  toString(): string {
+    return this.s
+  }
+}
+export const raw = (s: string): Raw => new Raw(s)
+
+const ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+}
+function esc(v: unknown): string {
+  if (v instanceof Raw) return v.s
+  if (Array.isArray(v)) return v.map(esc).join('')
+  if (v === null || v === undefined || v === false) return ''
+  return String(v).replace(/[&<>"']/g, (c) => ESCAPES[c]!)
+}
+
+export function html(strings: TemplateStringsArray, ...values: unknown[]): Raw {
+  let out = strings[0]!
+  for (let i = 0; i < values.length; i++) out += esc(values[i]) + strings[i + 1]!
+  return new Raw(out)
+}
+
+const DASH = '—'
+
+export function fmtRate(v: number | null): string {
+  if (v === null) return DASH
+  if (v === 0) return '0'
+  if (v < 10) return v.toFixed(1)
+  return Math.round(v).toLocaleString('en-US')
+}
+
+export function fmtCount(v: number | null | undefined): string {
+  return v === null || v === undefined ? DASH : v.toLocaleString('en-US')
+}
+
+export function fmtMs(v: number | null): string {
+  if (v === null) return DASH
+  return v < 10 ? `${v.toFixed(1)} ms` : `${Math.round(v).toLocaleString('en-US')} ms`
+}
+
+export function fmtPct(v: number | null): string {
+  if (v === null) return DASH
+  return `${(v * 100).toFixed(v < 0.1 && v > 0 ? 1 : 0)} %`
+}
+
+export function fmtDuration(s: number): string {
+  if (s < 1) return '< 1 s'
+  if (s < 90) return `${Math.round(s)} s`
+  if (s < 5400) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`
+}
+
+const CSS = '/dashboard/assets/dashboard.css'
+
+function layout(title: string, body: Raw, opts: { scripts?: boolean } = {}): string {
+  return html`<!doctype html>
+<html lang="en" dir="ltr">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="htmx-config" content='{"includeIndicatorStyles": false, "allowEval": false, "allowScriptTags": false}'>
+<title>${title}</title>
+<link rel="stylesheet" href="${CSS}">
+${
+  opts.scripts
+    ? raw(`<link rel="stylesheet" href="/dashboard/assets/uPlot.min.css">
+<script src="/dashboard/assets/htmx.min.js" defer></script>
+<script src="/dashboard/assets/uPlot.iife.min.js" defer></script>
+<script type="module" src="/dashboard/assets/dashboard.js"></script>`)
+    : ''
+}
+</head>
+<body>
+${body}
+</body>
+</html>
+`.s
+}
+
+export function loginPage(opts: { error?: string } = {}): string {
+  return layout(
+    'Sabt — sign in',
+    html`<main class="login">
+<h1>Sabt operator dashboard</h1>
+<form method="post" action="/dashboard/login">
+  <label for="token">Admin token</label>
+  <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+  <button type="submit">Sign in</button>
+  ${opts.error ? html`<p class="error" role="alert">${opts.error}</p>` : ''}
+  <p class="hint">The token is <code>SABT_ADMIN_TOKEN</code> (<code>npm start</code> prints a generated one).</p>
+</form>
+</main>`,
+  )
+}
+
+/** The page: charts drawn by dashboard.js, tables polled by htmx. */
+export function dashboardPage(opts: { checks: string[]; queues: { name: string }[] }): string {
+  const poll = (path: string, every: string) =>
+    raw(`hx-get="/dashboard/fragments/${path}" hx-trigger="load, every ${every}" hx-swap="innerHTML"`)
+  return layout(
+    'Sabt — operator dashboard',
+    html`<header>
+  <h1>Sabt <span class="sub">operator dashboard</span></h1>
+  <nav>
+    <button type="button" id="dir-toggle" title="Switch the page direction">RTL / LTR</button>
+    <button type="button" hx-post="/dashboard/logout">Sign out</button>
+  </nav>
+</header>
+<main>
+<section id="now" class="tiles" aria-label="Current rates">
+  <div class="tile"><span class="label">accepted req/s</span><span class="value" id="now-accepted">${DASH}</span></div>
+  <div class="tile"><span class="label">rejected req/s</span><span class="value" id="now-rejected">${DASH}</span></div>
+  <div class="tile"><span class="label">shed / failed req/s</span><span class="value" id="now-shed">${DASH}</span></div>
+  <div class="tile"><span class="label">recorded/s</span><span class="value" id="now-recorded">${DASH}</span></div>
+  <div class="tile"><span class="label">checks/s</span><span class="value" id="now-checks">${DASH}</span></div>
+</section>
+<p class="note" id="charts-note">Rates: counter deltas over the last 3 s of snapshots from every process, one point a second.</p>
+<section id="charts" data-points="0" data-last="0" data-checks="${opts.checks.join(',')}" data-queues="${opts.queues.map((q) => q.name).join('|')}">
+  <figure><figcaption>Intake (requests/s)</figcaption><div class="chart" id="chart-intake"></div></figure>
+  <figure><figcaption>Recorded/s</figcaption><div class="chart" id="chart-recorded"></div></figure>
+  <figure><figcaption>Checks finished/s by provider</figcaption><div class="chart" id="chart-checks"></div></figure>
+  <figure><figcaption>Queue depths (messages)</figcaption><div class="chart" id="chart-queues"></div></figure>
+</section>
+<section>
+  <h2>Queues</h2>
+  <div id="queues" ${poll('queues', '1s')}></div>
+</section>
+<section>
+  <h2>Providers <span class="sub">last 10 s</span></h2>
+  <div id="providers" ${poll('providers', '1s')}></div>
+</section>
+<div class="columns">
+<section>
+  <h2>Registrations by status</h2>
+  <div id="counts" ${poll('counts', '2s')}></div>
+</section>
+<section>
+  <h2>Find a registration</h2>
+  <form id="lookup-form" hx-post="/dashboard/fragments/lookup" hx-target="#lookup-result" hx-swap="innerHTML">
+    <label for="lookup-q">Registration id or national id</label>
+    <input id="lookup-q" name="q" autocomplete="off" spellcheck="false" dir="auto" required maxlength="64">
+    <button type="submit">Find</button>
+  </form>
+  <div id="lookup-result" aria-live="polite"></div>
+</section>
+</div>
+<section>
+  <h2>Dead letters</h2>
+  <p id="dead-note" role="status"></p>
+  <div id="dead" ${poll('dead', '2s')}></div>
+</section>
+<section>
+  <h2>Processes <span class="sub">publishing stats snapshots</span></h2>
+  <div id="processes" ${poll('processes', '2s')}></div>
+</section>
+</main>`,
+    { scripts: true },
+  )
+}
+
+export function queuesFragment(rows: QueueRow[], brokerUp: boolean): string {
+  return html`${brokerUp ? '' : html`<p class="error">RabbitMQ is not reachable from the status role: depths unknown.</p>`}
+<table class="num">
+<thead><tr><th><bdi>queue</bdi></th><th><bdi>messages</bdi></th><th><bdi>consumers</bdi></th><th title="net change of the depth, fitted over the last 10 s"><bdi>change/s</bdi></th><th title="depth ÷ net drain rate of the last 10 s"><bdi>est. time to drain</bdi></th></tr></thead>
+<tbody>
+${rows.map((q) => {
+  let drain: string
+  if (q.messages === null) drain = DASH
+  else if (q.messages === 0) drain = 'empty'
+  else if (q.drain_s !== null) drain = fmtDuration(q.drain_s)
+  else drain = q.change_per_s !== null && q.change_per_s > 0.05 ? 'growing' : 'not draining'
+  const cls = q.kind === 'dead' || q.kind === 'intake_dead' ? (q.messages ? 'bad' : '') : ''
+  return html`<tr data-queue="${q.name}" data-kind="${q.kind}" class="${cls}"><td class="name" title="${q.queue}">${q.name}</td><td data-col="messages">${fmtCount(q.messages)}</td><td>${fmtCount(q.consumers)}</td><td>${q.change_per_s === null ? DASH : (q.change_per_s > 0 ? '+' : '') + fmtRate(Math.abs(q.change_per_s) < 0.05 ? 0 : q.change_per_s)}</td><td data-col="drain">${drain}</td></tr>`
+})}
+</tbody>
+</table>`.s
+}
+
+const CIRCUIT_CLASS = { closed: 'ok', 'half-open': 'warn', open: 'bad' } as const
+
+export function providersFragment(rows: ProviderRow[]): string {
+  return html`<table class="num">
+<thead><tr><th><bdi>check</bdi></th><th><bdi>checkers</bdi></th><th><bdi>calls/s</bdi></th><th><bdi>finished/s</bdi></th><th><bdi>p50</bdi></th><th><bdi>p99</bdi></th><th><bdi>errors</bdi></th><th><bdi>429/s</bdi></th><th><bdi>retried/s</bdi></th><th><bdi>parked/s</bdi></th><th><bdi>circuit</bdi></th><th><bdi>quota used</bdi></th></tr></thead>
+<tbody>
+${rows.map(
+  (p) =>
+    html`<tr data-check="${p.check}"><td class="name">${p.check}</td><td>${p.checkers}</td><td>${fmtRate(p.calls_per_s)}</td><td>${fmtRate(p.finished_per_s)}</td><td>${fmtMs(p.p50_ms)}</td><td>${fmtMs(p.p99_ms)}</td><td class="${p.error_rate ? 'bad' : ''}">${fmtPct(p.error_rate)}</td><td>${fmtRate(p.rate_limited_per_s)}</td><td>${fmtRate(p.retried_per_s)}</td><td>${fmtRate(p.parked_per_s)}</td><td data-col="circuit" class="${p.circuit ? CIRCUIT_CLASS[p.circuit] : ''}">${p.circuit ?? 'no checker'}${p.circuit && p.checkers > 1 ? ` (${p.circuit_processes} of ${p.checkers})` : ''}</td><td title="${p.rate_limit_per_s === null ? '' : `of ${p.rate_limit_per_s}/s configured`}">${fmtPct(p.quota_used)}${p.rate_limit_per_s === null ? '' : html` <span class="sub">of ${fmtRate(p.rate_limit_per_s)}/s</span>`}</td></tr>`,
+)}
+</tbody>
+</table>
+<p class="note">p50/p99 interpolated from the latency histogram's buckets; errors = failed calls ÷ calls (5xx, 408, other 4xx, timeouts, connection errors); quota used = calls/s ÷ the provider's configured rate limit.</p>`
+    .s
+}
+
+const STATUSES = ['recorded', 'verifying', 'accepted', 'rejected', 'failed', 'duplicate'] as const
+
+export function countsFragment(c: StatusCounts): string {
+  const campaigns = Object.keys(c.byCampaign).sort()
+  return html`<table class="num" id="counts-table">
+<thead><tr><th><bdi>campaign</bdi></th>${STATUSES.map((s) => html`<th><bdi>${s}</bdi></th>`)}</tr></thead>
+<tbody>
+${campaigns.map(
+  (k) =>
+    html`<tr><td class="name" dir="auto">${k}</td>${STATUSES.map((s) => html`<td>${fmtCount(c.byCampaign[k]![s] ?? 0)}</td>`)}</tr>`,
+)}
+<tr class="total"><td>all</td>${STATUSES.map((s) => html`<td data-status="${s}">${fmtCount(c.total[s] ?? 0)}</td>`)}</tr>
+</tbody>
+</table>
+<p class="note">From PostgreSQL at ${c.at.slice(11, 19)} UTC. Registrations not yet recorded are in the intake queue above.</p>`
+    .s
+}
+
+export function deadFragment(d: DeadList, note?: string): string {
+  const checks = Object.entries(d.byCheck).filter(([, n]) => n > 0)
+  // The note of an action goes out of band to #dead-note, outside the polled list, so it stays.
+  return html`${note ? html`<p id="dead-note" class="notice" role="status" hx-swap-oob="true">${note}</p>` : ''}
+<p><strong>Dead-lettered: <span id="dead-total" data-total="${d.total}">${fmtCount(d.total)}</span></strong>
+ <span class="sub">(recorded in PostgreSQL; messages in the dead-letter queue: ${fmtCount(d.queued)})</span></p>
+${
+  checks.length
+    ? html`<div class="actions">${checks.map(
+        ([check, n]) =>
+          html`<button type="button" class="replay" data-check="${check}" hx-post="/dashboard/actions/replay" hx-vals='${JSON.stringify({ check })}' hx-target="#dead" hx-swap="innerHTML" hx-confirm="Replay ${n} dead-lettered ${check} check(s)?">Replay ${check} (${fmtCount(n)})</button>`,
+      )}${checks.length > 1 ? html`<button type="button" class="replay" data-check="" hx-post="/dashboard/actions/replay" hx-target="#dead" hx-swap="innerHTML" hx-confirm="Replay every dead letter?">Replay all</button>` : ''}</div>`
+    : html`<p class="ok">Nothing is dead-lettered.</p>`
+}
+${
+  d.items.length
+    ? html`<table id="dead-items"><thead><tr><th><bdi>registration</bdi></th><th><bdi>check</bdi></th><th><bdi>attempts</bdi></th><th><bdi>last error</bdi></th><th><bdi>dead since</bdi></th></tr></thead><tbody>
+${d.items.map(
+  (i) =>
+    html`<tr><td class="mono">${i.registration_id}</td><td>${i.check}</td><td class="num">${i.attempts}</td><td dir="auto">${i.last_error ?? DASH}</td><td class="ltr">${i.dead_at.replace('T', ' ').slice(0, 19)}</td></tr>`,
+)}
+</tbody></table>${d.total > d.items.length ? html`<p class="note">The latest ${d.items.length} of ${fmtCount(d.total)}.</p>` : ''}`
+    : ''
+}`.s
+}
+
+export function processesFragment(rows: ProcessRow[], brokerUp: boolean): string {
+  if (rows.length === 0)
+    return html`<p class="error">No process has published stats${brokerUp ? ' yet' : ': RabbitMQ is not reachable'}; live rates are unknown.</p>`
+      .s
+  return html`<table><thead><tr><th><bdi>roles</bdi></th><th><bdi>host</bdi></th><th><bdi>pid</bdi></th><th><bdi>up for</bdi></th><th><bdi>last snapshot</bdi></th></tr></thead><tbody>
+${rows.map(
+  (p) =>
+    html`<tr class="${p.stale ? 'bad' : ''}"><td>${p.roles.join(', ')}</td><td>${p.host}</td><td class="num">${p.pid}</td><td class="ltr">${fmtDuration((Date.now() - p.started_at) / 1000)}</td><td class="ltr">${p.stale ? `stale: ${fmtDuration(p.last_seen_ms / 1000)} ago` : `${(p.last_seen_ms / 1000).toFixed(1)} s ago`}</td></tr>`,
+)}
+</tbody></table>`.s
+}
+
+function recordView(r: OperatorRecord): Raw {
+  return html`<article class="record" data-id="${r.id}">
+<h3><span class="mono">${r.id}</span> <span class="status s-${r.status}" data-status="${r.status}">${r.status}</span></h3>
+<dl>
+  <dt>name</dt><dd><bdi class="person" dir="auto">${r.first_name ?? DASH} ${r.last_name ?? ''}</bdi></dd>
+  <dt>national id</dt><dd class="mono" data-field="national_id">${r.national_id ?? 'erased'}</dd>
+  <dt>mobile</dt><dd class="mono" data-field="mobile">${r.mobile ?? 'erased'}</dd>
+  <dt>campaign</dt><dd dir="auto">${r.campaign}</dd>
+  <dt>received</dt><dd class="ltr">${r.received_at}</dd>
+  <dt>recorded</dt><dd class="ltr">${r.recorded_at}</dd>
+  <dt>verdict</dt><dd class="ltr">${r.verdict_at ?? DASH}</dd>
+  ${r.duplicates ? html`<dt>duplicates</dt><dd>${r.duplicates} later submission(s) kept as duplicates</dd>` : ''}
+</dl>
+${
+  r.checks.length
+    ? html`<table class="checks"><thead><tr><th><bdi>check</bdi></th><th><bdi>outcome</bdi></th><th><bdi>attempts</bdi></th><th><bdi>latency</bdi></th><th><bdi>last error</bdi></th></tr></thead><tbody>
+${r.checks.map((c) => html`<tr data-check="${c.check}"><td>${c.check}</td><td class="o-${c.outcome}">${c.outcome}</td><td class="num">${c.attempts}</td><td class="num">${c.latency_ms === null ? DASH : `${c.latency_ms} ms`}</td><td dir="auto">${c.last_error ?? ''}</td></tr>`)}
+</tbody></table>`
+    : ''
+}
+</article>`
+}
+
+export function lookupFragment(l: OperatorLookup): string {
+  switch (l.kind) {
+    case 'invalid':
+      return html`<p class="error" role="alert">${l.message}</p>`.s
+    case 'not_found':
+      return html`<p class="notice">No registration ${l.by === 'id' ? 'with this id' : 'for this national id'}.</p>`
+        .s
+    case 'queued':
+      return html`<p class="notice">Registration <span class="mono">${l.id}</span> is <strong>queued</strong>: taken by the gateway at ${l.received_at}, not recorded yet.</p>`
+        .s
+    case 'duplicate':
+      return html`<p class="notice">Registration <span class="mono">${l.id}</span> (${l.received_at}) is a <strong>duplicate</strong> of <span class="mono">${l.original_id}</span>:</p>${l.original ? recordView(l.original) : ''}`
+        .s
+    case 'records':
+      return html`${l.records.length > 1 ? html`<p class="note">${l.records.length} records (one per campaign).</p>` : ''}${l.records.map(recordView)}`
+        .s
+  }
+}
