@@ -168,12 +168,13 @@ export class CheckTask implements Task {
     // When open, execute() below refuses, or lets this one call through as the half-open probe.
     if (this.breaker.state === CircuitState.HalfOpen)
       throw new ParkError('circuit_open', this.check.breaker.half_open_after_ms)
-    const wait = this.bucket.reserve()
-    if (wait > MAX_TOKEN_WAIT_MS) {
-      this.bucket.cancel()
-      throw new ParkError('rate_limited', wait)
+    // A token is taken at the moment of the call (not reserved ahead), so a late timer or a busy
+    // event loop can only spread calls out, never bunch them past the limit.
+    const giveUpAt = Date.now() + MAX_TOKEN_WAIT_MS
+    for (let wait = this.bucket.take(); wait > 0; wait = this.bucket.take()) {
+      if (Date.now() + wait > giveUpAt) throw new ParkError('rate_limited', wait)
+      await new Promise((r) => setTimeout(r, wait))
     }
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
 
     let answer: { outcome: 'passed' | 'failed'; detail: Record<string, unknown>; latencyMs: number }
     try {

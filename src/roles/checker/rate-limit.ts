@@ -32,6 +32,18 @@ export class TokenBucket {
     return start - now
   }
 
+  /**
+   * Takes a token if one is there now (returns 0), else returns how long until one is (and takes
+   * nothing). Decided at the actual moment of the call, so the limit holds on real start times.
+   */
+  take(now = Date.now()): number {
+    const interval = 1000 / this.#rate
+    const earliest = Math.max(this.#tat - (this.burst - 1) * interval, this.#pausedUntil)
+    if (now < earliest) return Math.max(1, Math.ceil(earliest - now))
+    this.#tat = Math.max(this.#tat, now) + interval
+    return 0
+  }
+
   /** Gives back a reservation that will not be used (the caller parked the message instead). */
   cancel(): void {
     this.#tat -= 1000 / this.#rate
