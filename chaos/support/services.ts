@@ -43,7 +43,23 @@ export async function startRabbit(): Promise<void> {
   } catch {
     // already running (or starting): await_startup tells
   }
-  await run('rabbitmqctl', ['await_startup', '--timeout', '120'], 150_000)
+  // `-detached` returns before the Erlang node answers, and await_startup fails at once while it
+  // does not: ask until it does (a killed node also replays its quorum-queue logs first).
+  const until = Date.now() + 180_000
+  for (;;) {
+    try {
+      await run('rabbitmqctl', ['await_startup', '--timeout', '60'], 90_000)
+      return
+    } catch (err) {
+      if (Date.now() > until) throw err
+      await new Promise((r) => setTimeout(r, 1000))
+    }
+  }
+}
+
+/** Resource alarms in force on the node (e.g. `disk`, `memory`). */
+export async function alarms(): Promise<string> {
+  return run('rabbitmqctl', ['eval', 'rabbit_alarm:get_alarms().'])
 }
 
 export async function stopApp(): Promise<void> {
