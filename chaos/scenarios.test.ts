@@ -186,7 +186,9 @@ describe('chaos: kill every component mid-surge, lose nothing', () => {
         // Publishes that started once the alarm was raised (and had reached the gateway, a moment
         // later) must not have been 202'd.
         expect(acceptedBetween(load, alarmAt + 500, clearedAt)).toBe(0)
-        expect(load.sent.filter((s) => s.status === 503 && s.at >= alarmAt && s.at < clearedAt).length).toBeGreaterThan(0)
+        expect(
+          load.sent.filter((s) => s.status === 503 && s.at >= alarmAt && s.at < clearedAt).length,
+        ).toBeGreaterThan(0)
         // A full queue: the recorder stops consuming, the bounded intake fills, the gateway sheds.
         await cluster.kill('recorder')
         const fullFrom = Date.now()

@@ -47,67 +47,148 @@ export interface OutcomeWritten {
   stored: boolean
 }
 
+export interface OutcomeArgs {
+  id: string
+  check: string
+  outcome: 'passed' | 'failed'
+  attempts: number
+  latencyMs: number | null
+  detail: unknown
+  required: readonly RequiredCheck[]
+  /** The campaign declares a verdict callback: a final verdict marks it pending. */
+  hasCallback: boolean
+}
+
 /**
- * Stores a definite answer (passed/failed) and recomputes the record's status, in one
- * transaction that holds the record's row lock: two checks finishing at once cannot both miss
- * each other's result. A result already final is never overwritten; a final status never changes.
+ * Stores definite answers (passed/failed) and recomputes their records' statuses, many at once
+ * (the checker writes what its workers answered in the last few milliseconds together), in one
+ * transaction that holds the records' row locks — taken in id order, so concurrent batches cannot
+ * deadlock — so two checks of one record finishing at once cannot miss each other's result. A
+ * result already final is never overwritten; a final status never changes.
  */
-export async function recordOutcome(
+export async function recordOutcomes(
   pool: Pool,
-  args: {
-    id: string
-    check: string
-    outcome: 'passed' | 'failed'
-    attempts: number
-    latencyMs: number | null
-    detail: unknown
-    required: readonly RequiredCheck[]
-    /** The campaign declares a verdict callback: a final verdict marks it pending. */
-    hasCallback: boolean
-  },
-): Promise<OutcomeWritten | null> {
+  items: readonly OutcomeArgs[],
+): Promise<(OutcomeWritten | null)[]> {
+  if (items.length === 0) return []
   const client = await pool.connect()
   try {
     await client.query('BEGIN')
-    const reg = await client.query<{ status: string }>(
-      'SELECT status FROM registrations WHERE id = $1 FOR UPDATE',
-      [args.id],
+    const ids = [...new Set(items.map((i) => i.id))].sort()
+    const locked = await client.query<{ id: string; status: string }>(
+      'SELECT id::text, status FROM registrations WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE',
+      [ids],
     )
-    if (reg.rowCount === 0) {
-      await client.query('ROLLBACK')
-      return null
+    const statusOf = new Map(locked.rows.map((r) => [r.id, r.status]))
+    // One row per (record, check): a redelivered message may bring the same answer twice.
+    const unique = new Map<string, OutcomeArgs>()
+    for (const i of items)
+      if (statusOf.has(i.id) && !unique.has(`${i.id}:${i.check}`)) unique.set(`${i.id}:${i.check}`, i)
+    const rows = [...unique.values()]
+    const stored = new Set<string>()
+    if (rows.length > 0) {
+      const ins = await client.query<{ id: string; check_name: string }>(
+        `INSERT INTO check_results (registration_id, check_name, outcome, attempts, latency_ms, detail, last_error, updated_at, finished_at)
+         SELECT t.id, t.check_name, t.outcome, t.attempts, t.latency_ms, t.detail, NULL, now(), now()
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[], $6::jsonb[])
+              AS t(id, check_name, outcome, attempts, latency_ms, detail)
+         ON CONFLICT (registration_id, check_name) DO UPDATE
+           SET outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts, latency_ms = EXCLUDED.latency_ms,
+               detail = EXCLUDED.detail, updated_at = now(), finished_at = now()
+           WHERE check_results.outcome IS NULL OR check_results.outcome = 'error'
+         RETURNING registration_id::text AS id, check_name`,
+        [
+          rows.map((r) => r.id),
+          rows.map((r) => r.check),
+          rows.map((r) => r.outcome),
+          rows.map((r) => r.attempts),
+          rows.map((r) => r.latencyMs),
+          rows.map((r) => (r.detail === undefined || r.detail === null ? null : JSON.stringify(r.detail))),
+        ],
+      )
+      for (const r of ins.rows) stored.add(`${r.id}:${r.check_name}`)
     }
-    const ins = await client.query(
-      `INSERT INTO check_results (registration_id, check_name, outcome, attempts, latency_ms, detail, last_error, updated_at, finished_at)
-       VALUES ($1, $2, $3, $4, $5, $6, NULL, now(), now())
-       ON CONFLICT (registration_id, check_name) DO UPDATE
-         SET outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts, latency_ms = EXCLUDED.latency_ms,
-             detail = EXCLUDED.detail, updated_at = now(), finished_at = now()
-         WHERE check_results.outcome IS NULL OR check_results.outcome = 'error'
-       RETURNING 1`,
-      [
-        args.id,
-        args.check,
-        args.outcome,
-        args.attempts,
-        args.latencyMs,
-        args.detail === undefined ? null : JSON.stringify(args.detail),
-      ],
+    const all = await client.query<{ id: string; check_name: string; outcome: Outcome | null }>(
+      'SELECT registration_id::text AS id, check_name, outcome FROM check_results WHERE registration_id = ANY($1::uuid[])',
+      [ids],
     )
-    const written = await finishStatus(client, args.id, reg.rows[0]!.status, args.required, args.hasCallback)
+    const outcomesOf = new Map<string, Map<string, Outcome | null>>()
+    for (const r of all.rows) {
+      let m = outcomesOf.get(r.id)
+      if (!m) outcomesOf.set(r.id, (m = new Map()))
+      m.set(r.check_name, r.outcome)
+    }
+    // The next status of each record, from every one of its results.
+    const next = new Map<string, { status: string; final: boolean; callback: boolean }>()
+    for (const i of rows) {
+      if (next.has(i.id)) continue
+      const current = statusOf.get(i.id)!
+      if (isFinal(current)) {
+        next.set(i.id, { status: current, final: false, callback: false })
+        continue
+      }
+      const st = decideStatus(i.required, outcomesOf.get(i.id) ?? new Map())
+      next.set(i.id, { status: st, final: st !== current && isFinal(st), callback: i.hasCallback })
+    }
+    const changed = [...next.entries()].filter(([id, n]) => n.status !== statusOf.get(id))
+    if (changed.length > 0)
+      await client.query(
+        `UPDATE registrations r SET status = t.status,
+           verdict_at = CASE WHEN t.status IN ('accepted', 'rejected') THEN now() ELSE r.verdict_at END,
+           callback_status = CASE WHEN t.status IN ('accepted', 'rejected') AND t.callback THEN 'pending' ELSE r.callback_status END
+         FROM unnest($1::uuid[], $2::text[], $3::bool[]) AS t(id, status, callback) WHERE r.id = t.id`,
+        [changed.map(([id]) => id), changed.map(([, n]) => n.status), changed.map(([, n]) => n.callback)],
+      )
     await client.query('COMMIT')
-    return {
-      status: written.status,
-      becameFinal: written.becameFinal,
-      stored: (ins.rowCount ?? 0) > 0,
-      unlocked: args.outcome === 'passed' ? unlockedBy(args.check, args.required, written.outcomes) : [],
-    }
+
+    // Each answer's view: a verdict becomes final once (the first answer of its record says so),
+    // and a check unlocked by two answers of one record is asked once.
+    const finalAnnounced = new Set<string>()
+    const unlockedGiven = new Set<string>()
+    return items.map((i) => {
+      const n = next.get(i.id)
+      if (!n) return null // no such record (erased, never recorded)
+      const becameFinal = n.final && !finalAnnounced.has(i.id)
+      if (becameFinal) finalAnnounced.add(i.id)
+      const unlocked =
+        i.outcome === 'passed'
+          ? unlockedBy(i.check, i.required, outcomesOf.get(i.id) ?? new Map()).filter((c) => {
+              const k = `${i.id}:${c}`
+              if (unlockedGiven.has(k)) return false
+              unlockedGiven.add(k)
+              return true
+            })
+          : []
+      const key = `${i.id}:${i.check}`
+      const wasStored = stored.has(key)
+      stored.delete(key) // a duplicate answer in the same batch did not store it again
+      return { status: n.status, becameFinal, stored: wasStored, unlocked }
+    })
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {})
     throw err
   } finally {
     client.release()
   }
+}
+
+/** loadCheckSubject for many records at once (the checker's loader batches what its workers ask). */
+export async function loadCheckSubjects(
+  pool: Pool,
+  ids: readonly string[],
+  check: string,
+): Promise<Map<string, CheckSubjectRow>> {
+  const r = await pool.query<CheckSubjectRow>({
+    name: 'sabt_load_check_subjects',
+    text: `SELECT r.id::text, r.campaign, r.status, r.national_id_sealed, r.mobile_sealed, r.key_id,
+                  r.first_name, r.last_name, to_char(r.birth_date, 'YYYY-MM-DD') AS birth_date, r.erased_at,
+                  c.outcome, c.attempts
+           FROM registrations r
+           LEFT JOIN check_results c ON c.registration_id = r.id AND c.check_name = $2
+           WHERE r.id = ANY($1::uuid[])`,
+    values: [ids, check],
+  })
+  return new Map(r.rows.map((row) => [row.id, row]))
 }
 
 type Queryable = { query: Pool['query'] }

@@ -38,8 +38,10 @@ export interface Task {
   readonly maxAttempts: number
   /** Ids per message this task's follow-ups and redirects are grouped into. */
   readonly idsPerMessage: number
+  /** Reads what a message's records need in one go, before they are worked on (optional). */
+  prepare?(ids: readonly string[], campaign: string): Promise<unknown>
   /** Finishes one record (returning what to ask next), or throws TransientError / PermanentError / RateLimitedError / ParkError. */
-  perform(id: string, campaign: string, attempt: number): Promise<FollowUp[]>
+  perform(id: string, campaign: string, attempt: number, prepared?: unknown): Promise<FollowUp[]>
   /** Bookkeeping after a retryable failure moved the record to a delay tier. */
   onRetry(id: string, campaign: string, attempts: number, error: string): Promise<void>
   /** Bookkeeping after the last attempt moved the record to the dead letters. */
@@ -128,10 +130,16 @@ export class Worker {
     }
     const attempt = headerNumber(d, ATTEMPT_HEADER)
     const parked = headerNumber(d, PARKED_HEADER)
+    let prepared: unknown
+    try {
+      prepared = await this.task.prepare?.(msg.ids, msg.campaign)
+    } catch {
+      prepared = undefined // each record then reads for itself, and fails (and is parked) on its own
+    }
     const results: Result[] = await Promise.all(
       msg.ids.map((id) =>
         this.#slots.run(() =>
-          this.task.perform(id, msg.campaign, attempt).then(
+          this.task.perform(id, msg.campaign, attempt, prepared).then(
             (follow): Result => ({ id, follow }),
             (err: unknown): Result => ({ id, err }),
           ),
