@@ -237,11 +237,22 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   })
 
   // Counts and latency of every answer, by route template (never by raw URL: ids would explode it).
+  // The labelled children are looked up once per (route, method, status), not hashed per request.
+  const children = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>()
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched'
-    const labels = { route, method: request.method, status: String(reply.statusCode) }
-    opts.metrics.httpRequests.inc(labels)
-    opts.metrics.httpDuration.observe(labels, reply.elapsedTime / 1000)
+    const key = `${route}\u0000${request.method}\u0000${reply.statusCode}`
+    let child = children.get(key)
+    if (!child) {
+      const labels = { route, method: request.method, status: String(reply.statusCode) }
+      child = {
+        count: opts.metrics.httpRequests.labels(labels),
+        duration: opts.metrics.httpDuration.labels(labels),
+      }
+      children.set(key, child)
+    }
+    child.count.inc()
+    child.duration.observe(reply.elapsedTime / 1000)
     done()
   })
 

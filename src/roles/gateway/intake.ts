@@ -34,6 +34,7 @@ export function shardOf(campaign: string, nationalId: string, shards: number): n
  * (persistent, mandatory) and resolves only when the broker has confirmed it into a queue.
  */
 export class Intake {
+  readonly #accepted = new Map<string, { inc(): void }>()
   /** Decided once: at info level the hot path does not even build the debug line. */
   readonly #debug: Logger | null
 
@@ -76,7 +77,13 @@ export class Intake {
       }
       throw err
     }
-    this.metrics.intakeAccepted.inc({ campaign: reg.campaign })
+    let accepted = this.#accepted.get(reg.campaign)
+    if (!accepted)
+      this.#accepted.set(
+        reg.campaign,
+        (accepted = this.metrics.intakeAccepted.labels({ campaign: reg.campaign })),
+      )
+    accepted.inc()
     this.#debug?.debug({ event: 'intake.accepted', registration_id: id, campaign: reg.campaign, shard })
     return id
   }
