@@ -4,7 +4,7 @@ import { registration, startTestSabt, type TestSabt, testEnv, waitFor } from './
 import { type RawExchange, rawExchange } from './support/raw-http.js'
 
 // Slow and oversized clients, over a real socket (app.inject() has no socket to be slow on).
-// Timeouts are small here so the test is quick; production defaults are in docs/decisions/slow-clients.md.
+// Timeouts are small here so the test is quick; production defaults are in docs/decisions/010-slow-clients.md.
 const REQUEST_TIMEOUT_MS = 1500
 const HEADERS_TIMEOUT_MS = 400
 const CHECK_EVERY_MS = 100 // httpLimits(): a quarter of the headers timeout

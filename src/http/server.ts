@@ -62,7 +62,7 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
   const limits = httpLimits(opts)
   const app = Fastify({
-    // Node's own protections against slow and oversized requests (see docs/decisions/slow-clients.md).
+    // Node's own protections against slow and oversized requests (see docs/decisions/010-slow-clients.md).
     http: {
       maxHeaderSize: limits.maxHeaderBytes,
       requestTimeout: limits.requestTimeoutMs,
