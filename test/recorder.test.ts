@@ -237,3 +237,32 @@ describe('recorder', () => {
     expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(0)
   })
 })
+
+describe('intake delivery limit', () => {
+  it('dead-letters a message that keeps failing instead of letting it loop (x-delivery-limit, set explicitly)', async () => {
+    const { startTestSabt: start, testEnv: env, dropTopology, dropDatabase } = await import('./support/harness.js')
+    // The gateway declares the topology; no recorder runs: this test plays a consumer that fails.
+    const s = await start({ roles: ['gateway'], env: env({ SABT_INTAKE_DELIVERY_LIMIT: '2' }) })
+    try {
+      await publishIntake(s, [intakeMessage()])
+      const conn = await amqp.connect(AMQP_URL)
+      const ch = await conn.createChannel()
+      const queue = s.mq!.names.intakeQueues[0]!
+      let deliveries = 0
+      await ch.consume(queue, (m) => {
+        if (!m) return
+        deliveries++
+        ch.nack(m, false, true) // "failed again": back to the queue
+      })
+      await waitFor(async () => (await queueDepth(s.mq!.names.intakeDead)) === 1, 'the message dead-lettered')
+      await conn.close()
+      expect(deliveries).toBeGreaterThanOrEqual(2)
+      expect(deliveries).toBeLessThanOrEqual(3)
+      expect(await queueDepth(queue)).toBe(0)
+    } finally {
+      await s.stop()
+      await dropTopology(s.env, s.config)
+      await dropDatabase(s.env.DATABASE_URL)
+    }
+  })
+})

@@ -172,23 +172,34 @@ export async function recordOutcomes(
   }
 }
 
-/** loadCheckSubject for many records at once (the checker's loader batches what its workers ask). */
-export async function loadCheckSubjects(
-  pool: Pool,
-  ids: readonly string[],
-  check: string,
-): Promise<Map<string, CheckSubjectRow>> {
-  const r = await pool.query<CheckSubjectRow>({
-    name: 'sabt_load_check_subjects',
-    text: `SELECT r.id::text, r.campaign, r.status, r.national_id_sealed, r.mobile_sealed, r.key_id,
-                  r.first_name, r.last_name, to_char(r.birth_date, 'YYYY-MM-DD') AS birth_date, r.erased_at,
-                  c.outcome, c.attempts
-           FROM registrations r
-           LEFT JOIN check_results c ON c.registration_id = r.id AND c.check_name = $2
-           WHERE r.id = ANY($1::uuid[])`,
-    values: [ids, check],
-  })
-  return new Map(r.rows.map((row) => [row.id, row]))
+/**
+ * loadCheckSubject for many records at once (one query per check message). Two index-driven
+ * queries, not one join: for hundreds of ids the planner chose a hash join over a sequential scan
+ * of every check result (bench: PostgreSQL at 136 % of a core while checks ran).
+ */
+export async function loadCheckSubjects(pool: Pool, ids: readonly string[], check: string): Promise<Map<string, CheckSubjectRow>> {
+  const [regs, results] = await Promise.all([
+    pool.query<Omit<CheckSubjectRow, 'outcome' | 'attempts'>>({
+      name: 'sabt_load_check_subjects',
+      text: `SELECT id::text, campaign, status, national_id_sealed, mobile_sealed, key_id,
+                    first_name, last_name, to_char(birth_date, 'YYYY-MM-DD') AS birth_date, erased_at
+             FROM registrations WHERE id = ANY($1::uuid[])`,
+      values: [ids],
+    }),
+    pool.query<{ id: string; outcome: CheckSubjectRow['outcome']; attempts: number }>({
+      name: 'sabt_load_check_states',
+      text: `SELECT registration_id::text AS id, outcome, attempts FROM check_results
+             WHERE registration_id = ANY($1::uuid[]) AND check_name = $2`,
+      values: [ids, check],
+    }),
+  ])
+  const state = new Map(results.rows.map((r) => [r.id, r]))
+  return new Map(
+    regs.rows.map((row) => [
+      row.id,
+      { ...row, outcome: state.get(row.id)?.outcome ?? null, attempts: state.get(row.id)?.attempts ?? null },
+    ]),
+  )
 }
 
 type Queryable = { query: Pool['query'] }
