@@ -295,6 +295,27 @@ describe('checks', () => {
     expect((await s.stats()).identity!.calls).toBe(1)
   })
 
+  it('writes answers to the same question arriving together (one person, two campaigns, at once)', async () => {
+    const s = await system({
+      checks: { identity: { cache_ttl_s: 3600 } },
+      campaigns: { a: { title: 'A', checks: ['identity'] }, b: { title: 'B', checks: ['identity'] } },
+    })
+    const reg = registration({ campaign: 'a' })
+    const [r1, r2] = await Promise.all([
+      s.sabt.app.inject({ method: 'POST', url: '/v1/registrations', payload: reg }),
+      s.sabt.app.inject({ method: 'POST', url: '/v1/registrations', payload: { ...reg, campaign: 'b' } }),
+    ])
+    const ids = [r1!.json<{ id: string }>().id, r2!.json<{ id: string }>().id]
+    const got = await verdicts(s, ids)
+    const expected = identityMatches(reg as never) ? 'accepted' : 'rejected'
+    expect([got.get(ids[0]!), got.get(ids[1]!)]).toEqual([expected, expected])
+    const cache = await sql<{ n: number }>(
+      s.sabt.env.DATABASE_URL,
+      'SELECT count(*)::int AS n FROM check_cache',
+    )
+    expect(cache[0]!.n).toBe(1)
+  })
+
   it('POSTs the final verdict to the campaign callback, signed, retrying until it is taken', async () => {
     const received: { body: string; signature: string | undefined }[] = []
     let calls = 0

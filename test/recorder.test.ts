@@ -240,7 +240,12 @@ describe('recorder', () => {
 
 describe('intake delivery limit', () => {
   it('dead-letters a message that keeps failing instead of letting it loop (x-delivery-limit, set explicitly)', async () => {
-    const { startTestSabt: start, testEnv: env, dropTopology, dropDatabase } = await import('./support/harness.js')
+    const {
+      startTestSabt: start,
+      testEnv: env,
+      dropTopology,
+      dropDatabase,
+    } = await import('./support/harness.js')
     // The gateway declares the topology; no recorder runs: this test plays a consumer that fails.
     const s = await start({ roles: ['gateway'], env: env({ SABT_INTAKE_DELIVERY_LIMIT: '2' }) })
     try {

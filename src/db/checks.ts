@@ -57,6 +57,8 @@ export interface OutcomeArgs {
   required: readonly RequiredCheck[]
   /** The campaign declares a verdict callback: a final verdict marks it pending. */
   hasCallback: boolean
+  /** A fresh provider answer for a cached check: kept under this key (a hash of the question). */
+  cacheKey?: Buffer | null
 }
 
 /**
@@ -107,6 +109,27 @@ export async function recordOutcomes(
         ],
       )
       for (const r of ins.rows) stored.add(`${r.id}:${r.check_name}`)
+      // One row per question: two records asking the same (one person, two campaigns) share it.
+      const cached = [
+        ...new Map(
+          rows.filter((r) => r.cacheKey).map((r) => [`${r.check}:${r.cacheKey!.toString('hex')}`, r]),
+        ).values(),
+      ]
+      if (cached.length > 0)
+        await client.query(
+          `INSERT INTO check_cache (check_name, input_hash, outcome, detail, created_at)
+           SELECT * , now() FROM unnest($1::text[], $2::bytea[], $3::text[], $4::jsonb[])
+           ON CONFLICT (check_name, input_hash) DO UPDATE
+             SET outcome = EXCLUDED.outcome, detail = EXCLUDED.detail, created_at = now()`,
+          [
+            cached.map((r) => r.check),
+            cached.map((r) => r.cacheKey),
+            cached.map((r) => r.outcome),
+            cached.map((r) =>
+              r.detail === undefined || r.detail === null ? null : JSON.stringify(r.detail),
+            ),
+          ],
+        )
     }
     const all = await client.query<{ id: string; check_name: string; outcome: Outcome | null }>(
       'SELECT registration_id::text AS id, check_name, outcome FROM check_results WHERE registration_id = ANY($1::uuid[])',
@@ -177,7 +200,11 @@ export async function recordOutcomes(
  * queries, not one join: for hundreds of ids the planner chose a hash join over a sequential scan
  * of every check result (bench: PostgreSQL at 136 % of a core while checks ran).
  */
-export async function loadCheckSubjects(pool: Pool, ids: readonly string[], check: string): Promise<Map<string, CheckSubjectRow>> {
+export async function loadCheckSubjects(
+  pool: Pool,
+  ids: readonly string[],
+  check: string,
+): Promise<Map<string, CheckSubjectRow>> {
   const [regs, results] = await Promise.all([
     pool.query<Omit<CheckSubjectRow, 'outcome' | 'attempts'>>({
       name: 'sabt_load_check_subjects',
@@ -333,34 +360,23 @@ export async function resetForReplay(
   }
 }
 
-export async function cachedOutcome(
+/** Cached answers to these questions (keyed hashes) still within the TTL, by hex key. */
+export async function cachedOutcomes(
   pool: Pool,
   check: string,
-  inputHash: Buffer,
+  inputHashes: readonly Buffer[],
   ttlS: number,
-): Promise<{ outcome: 'passed' | 'failed'; detail: unknown } | null> {
-  const r = await pool.query<{ outcome: 'passed' | 'failed'; detail: unknown }>({
-    name: 'sabt_cached_outcome',
-    text: `SELECT outcome, detail FROM check_cache
-           WHERE check_name = $1 AND input_hash = $2 AND created_at > now() - make_interval(secs => $3)`,
-    values: [check, inputHash, ttlS],
+): Promise<Map<string, { outcome: 'passed' | 'failed'; detail: unknown }>> {
+  if (inputHashes.length === 0) return new Map()
+  const r = await pool.query<{ input_hash: Buffer; outcome: 'passed' | 'failed'; detail: unknown }>({
+    name: 'sabt_cached_outcomes',
+    text: `SELECT input_hash, outcome, detail FROM check_cache
+           WHERE check_name = $1 AND input_hash = ANY($2::bytea[]) AND created_at > now() - make_interval(secs => $3)`,
+    values: [check, inputHashes, ttlS],
   })
-  return r.rows[0] ?? null
-}
-
-export async function storeCachedOutcome(
-  pool: Pool,
-  check: string,
-  inputHash: Buffer,
-  outcome: 'passed' | 'failed',
-  detail: unknown,
-): Promise<void> {
-  await pool.query({
-    name: 'sabt_store_cached_outcome',
-    text: `INSERT INTO check_cache (check_name, input_hash, outcome, detail, created_at) VALUES ($1, $2, $3, $4, now())
-           ON CONFLICT (check_name, input_hash) DO UPDATE SET outcome = EXCLUDED.outcome, detail = EXCLUDED.detail, created_at = now()`,
-    values: [check, inputHash, outcome, detail === undefined ? null : JSON.stringify(detail)],
-  })
+  return new Map(
+    r.rows.map((row) => [row.input_hash.toString('hex'), { outcome: row.outcome, detail: row.detail }]),
+  )
 }
 
 export async function pruneCache(pool: Pool, olderThanS: number): Promise<number> {
