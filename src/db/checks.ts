@@ -138,7 +138,10 @@ export async function recordOutcomes(
     const outcomesOf = new Map<string, Map<string, Outcome | null>>()
     for (const r of all.rows) {
       let m = outcomesOf.get(r.id)
-      if (!m) outcomesOf.set(r.id, (m = new Map()))
+      if (!m) {
+        m = new Map()
+        outcomesOf.set(r.id, m)
+      }
       m.set(r.check_name, r.outcome)
     }
     // The next status of each record, from every one of its results.

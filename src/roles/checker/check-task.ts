@@ -74,7 +74,9 @@ class OutcomeWriter {
           pool,
           items.map((i) => i.args),
         )
-        items.forEach((i, n) => i.resolve(written[n] ?? null))
+        items.forEach((i, n) => {
+          i.resolve(written[n] ?? null)
+        })
       } catch (err) {
         for (const i of items) i.reject(err)
       }

@@ -78,11 +78,10 @@ export class Intake {
       throw err
     }
     let accepted = this.#accepted.get(reg.campaign)
-    if (!accepted)
-      this.#accepted.set(
-        reg.campaign,
-        (accepted = this.metrics.intakeAccepted.labels({ campaign: reg.campaign })),
-      )
+    if (!accepted) {
+      accepted = this.metrics.intakeAccepted.labels({ campaign: reg.campaign })
+      this.#accepted.set(reg.campaign, accepted)
+    }
     accepted.inc()
     this.#debug?.debug({ event: 'intake.accepted', registration_id: id, campaign: reg.campaign, shard })
     return id
