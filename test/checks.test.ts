@@ -3,8 +3,10 @@ import { createServer } from 'node:http'
 import amqp from 'amqplib'
 import { afterEach, describe, expect, it } from 'vitest'
 import { encodeCheckMessage } from '../src/mq/messages.js'
+import { createLogger } from '../src/observability/logger.js'
 import { signBody } from '../src/roles/checker/callback-task.js'
 import { expectedVerdict, identityMatches } from '../src/roles/simulator/answers.js'
+import { startSabt } from '../src/runtime/start.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
 import { AMQP_URL, queueDepth, registration, sql, waitFor } from './support/harness.js'
 
@@ -225,6 +227,63 @@ describe('checks', () => {
     expect(stats.identity!.max_calls_per_second).toBeLessThanOrEqual(21)
     expect(stats.identity!.max_calls_per_second).toBeGreaterThanOrEqual(15) // and the quota is used
     expect(Date.now() - started).toBeGreaterThan(3000)
+  })
+
+  it('keeps a check within its rate across several checker processes (the schedule is shared)', async () => {
+    const s = await system({
+      checks: { identity: { rate_per_second: 20, concurrency: 4 } },
+      campaigns: { demo: { title: 'Demo', checks: ['identity'] } },
+    })
+    // Two more checker replicas on the same queues and database.
+    const replicas = await Promise.all(
+      [1, 2].map(() =>
+        startSabt({
+          roles: ['checker'],
+          env: s.sabt.env,
+          config: s.sabt.config,
+          log: createLogger({ level: 'error' }),
+          migrate: false,
+          listen: false,
+        }),
+      ),
+    )
+    try {
+      // In waves, so the recorder publishes several check messages for the replicas to share.
+      const ids: string[] = []
+      for (let wave = 0; wave < 6; wave++) {
+        const subs = await submit(s, 15)
+        ids.push(...subs.map((x) => x.id))
+        await waitFor(
+          async () =>
+            (
+              await sql<{ n: number }>(
+                s.sabt.env.DATABASE_URL,
+                'SELECT count(*)::int AS n FROM registrations WHERE id = ANY($1)',
+                [subs.map((x) => x.id)],
+              )
+            )[0]!.n === 15,
+          'wave recorded',
+        )
+      }
+      await verdicts(s, ids, 30_000)
+      const callsBy = await Promise.all(
+        [s.sabt, ...replicas].map(async (p) =>
+          (await p.metrics.checkAttempts.get()).values
+            .filter(
+              (v) => v.labels.check === 'identity' && ['passed', 'failed'].includes(String(v.labels.result)),
+            )
+            .reduce((a, v) => a + v.value, 0),
+        ),
+      )
+      expect(callsBy.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2) // really shared out
+      const stats = await s.stats()
+      expect(stats.identity!.calls).toBe(90)
+      // Three processes at 20/s each would reach 60 a second; together they stay at the check's 20
+      // (plus the one token of burst a slice may start with).
+      expect(stats.identity!.max_calls_per_second).toBeLessThanOrEqual(22)
+    } finally {
+      await Promise.all(replicas.map((r) => r.stop()))
+    }
   })
 
   it('slows down on 429 without spending attempts', async () => {

@@ -40,6 +40,7 @@ import {
 } from './outcomes.js'
 import type { CheckSubject, Provider } from './providers/index.js'
 import { TokenBucket } from './rate-limit.js'
+import { SharedRate } from './shared-rate.js'
 import { type FollowUp, ParkError, type Task } from './worker.js'
 
 export interface CheckTaskDeps {
@@ -117,6 +118,8 @@ export class CheckTask implements Task {
   readonly maxAttempts: number
   readonly idsPerMessage: number
   readonly bucket: TokenBucket
+  /** The check's rate across every checker process (leases of a schedule in PostgreSQL). */
+  readonly rate: SharedRate
   readonly breaker: CircuitBreakerPolicy
   readonly http: HttpPool
   readonly #path: string
@@ -133,6 +136,7 @@ export class CheckTask implements Task {
     this.maxAttempts = check.max_attempts
     this.idsPerMessage = idsPerCheckMessage(check)
     this.bucket = new TokenBucket(check.rate_per_second)
+    this.rate = new SharedRate(deps.pool, check.name, this.bucket)
     this.#outcomes = new OutcomeWriter(deps.pool)
     const url = new URL(check.url)
     this.#path = `${url.pathname}${url.search}`
@@ -249,9 +253,10 @@ export class CheckTask implements Task {
     if (this.breaker.state === CircuitState.HalfOpen)
       throw new ParkError('circuit_open', this.check.breaker.half_open_after_ms)
     // A token is taken at the moment of the call (not reserved ahead), so a late timer or a busy
-    // event loop can only spread calls out, never bunch them past the limit.
+    // event loop can only spread calls out, never bunch them past the limit. The rate is the
+    // check's across all checker replicas, not this process's.
     const giveUpAt = Date.now() + MAX_TOKEN_WAIT_MS
-    for (let wait = this.bucket.take(); wait > 0; wait = this.bucket.take()) {
+    for (let wait = await this.rate.take(); wait > 0; wait = await this.rate.take()) {
       if (Date.now() + wait > giveUpAt) throw new ParkError('rate_limited', wait)
       await new Promise((r) => setTimeout(r, wait))
     }
