@@ -75,6 +75,7 @@ describe('the sabt command', () => {
       'check_results',
       'duplicates',
       'pgmigrations',
+      'rate_schedules',
       'registrations',
     ])
     const campaigns = await sql<{ slug: string }>(env.DATABASE_URL, 'SELECT slug FROM campaigns')
