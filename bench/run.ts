@@ -13,6 +13,7 @@
  * Tuning goes through Sabt's own environment variables (SABT_BATCH_SIZE, SABT_RECORDER_PREFETCH,
  * DATABASE_POOL_SIZE, …): set them on the command line; the roles inherit them.
  */
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -139,6 +140,12 @@ function updateBenchmarks(md: string, file: string): void {
   const j = doc.indexOf(END)
   doc = i >= 0 && j > i ? doc.slice(0, i) + block + doc.slice(j + END.length) : `${doc}\n${block}\n`
   writeFileSync(path, doc)
+  // Aligned as the linter wants it (CI runs `biome check`), so a bench run commits as it is.
+  try {
+    execFileSync(join(ROOT, 'node_modules/.bin/biome'), ['format', '--write', path], { stdio: 'ignore' })
+  } catch {
+    log('BENCHMARKS.md: biome format failed; run `npm run format` before committing')
+  }
   log(`BENCHMARKS.md updated`)
 }
 
