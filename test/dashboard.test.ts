@@ -5,6 +5,7 @@ import { createLogger } from '../src/observability/logger.js'
 import { buildSimulator, type Simulator } from '../src/roles/simulator/server.js'
 import { type Running, startSabt } from '../src/runtime/start.js'
 import {
+  captureLogger,
   registration,
   startTestSabt,
   type TestSabt,
@@ -409,6 +410,45 @@ describe('live numbers across processes', () => {
       })
     } finally {
       await w.stop()
+    }
+  })
+})
+
+describe('behind the edge proxy (SABT_TRUST_PROXY)', () => {
+  it("believes X-Forwarded-Proto/-For only from a trusted proxy hop: the session cookie's Secure flag and the client address in the audit log", async () => {
+    for (const hops of ['0', '1']) {
+      const { log, lines } = captureLogger()
+      const env = testEnv({ SABT_TRUST_PROXY: hops })
+      const s = await startTestSabt({ roles: ['status'], env, log })
+      try {
+        const res = await s.app.inject({
+          method: 'POST',
+          url: '/dashboard/login',
+          headers: {
+            host: HOST,
+            origin: `https://${HOST}`,
+            'x-forwarded-proto': 'https',
+            'x-forwarded-for': '203.0.113.7',
+            'content-type': 'application/x-www-form-urlencoded',
+          },
+          payload: `token=${encodeURIComponent(env.SABT_ADMIN_TOKEN!)}`,
+        })
+        expect(res.statusCode).toBe(303)
+        const cookie = String(res.headers['set-cookie'])
+        const login = lines
+          .map((l) => JSON.parse(l) as { event?: string; ip?: string })
+          .find((l) => l.event === 'admin.login')
+        if (hops === '1') {
+          expect(cookie).toMatch(/; Secure/)
+          expect(login?.ip).toBe('203.0.113.7')
+        } else {
+          // Anyone can write those headers: without a trusted proxy they change nothing.
+          expect(cookie).not.toMatch(/Secure/)
+          expect(login?.ip).toBe('127.0.0.1')
+        }
+      } finally {
+        await s.cleanup()
+      }
     }
   })
 })

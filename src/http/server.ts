@@ -41,7 +41,8 @@ export interface ServerOptions {
   /** Which dependencies this process needs to be ready (its roles decide). */
   readiness: () => Promise<Readiness>
   roles: readonly string[]
-  trustProxy?: boolean
+  /** Proxy hops whose X-Forwarded-For/-Proto/-Host are believed (0: none). */
+  trustProxy?: number
 }
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -83,7 +84,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
-    trustProxy: opts.trustProxy ?? false,
+    // A hop count, never `true`: only the proxies' own entries are believed, not what a client wrote.
+    trustProxy: opts.trustProxy ? (_address: string, hop: number) => hop < (opts.trustProxy ?? 0) : false,
     ajv: {
       customOptions: BODY_VALIDATION,
     },

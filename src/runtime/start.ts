@@ -200,6 +200,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     headersTimeoutMs: env.SABT_HEADERS_TIMEOUT_MS,
     maxHeaderBytes: env.SABT_MAX_HEADER_BYTES,
     maxConnections: env.SABT_MAX_CONNECTIONS,
+    trustProxy: env.SABT_TRUST_PROXY,
     readiness,
     roles,
   })
