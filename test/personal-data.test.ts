@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
+import amqp from 'amqplib'
 import { afterEach, describe, expect, it } from 'vitest'
 import { loadEnv } from '../src/config/env.js'
 import { eraseCampaign, findByNationalIdIndex, resealAll } from '../src/db/personal-data.js'
 import { newKey, parseDataKeys, Sealer } from '../src/privacy/sealing.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
-import { registration, sql, waitFor } from './support/harness.js'
+import { AMQP_URL, registration, sql, startTestSabt, testEnv, waitFor } from './support/harness.js'
 
 const run = promisify(execFile)
 
@@ -72,6 +73,69 @@ describe('personal data at rest', () => {
     )
     const found = await findByNationalIdIndex(s.sabt.pool!, sealer.blindIndex(regs[3]!.national_id as string))
     expect(found.map((f) => f.id)).toEqual([ids[3]])
+  })
+
+  it('the intake queue holds no clear national id or mobile: the gateway seals them before publishing', async () => {
+    const env = testEnv()
+    // The gateway alone: what it published waits in the intake queue, readable.
+    const gateway = await startTestSabt({ roles: ['gateway'], env })
+    try {
+      const regs = Array.from({ length: 5 }, () => registration())
+      for (const r of regs) {
+        const res = await gateway.app.inject({ method: 'POST', url: '/v1/registrations', payload: r })
+        expect(res.statusCode).toBe(202)
+      }
+      const conn = await amqp.connect(AMQP_URL)
+      const bodies: string[] = []
+      try {
+        const ch = await conn.createChannel()
+        for (;;) {
+          const m = await ch.get(gateway.mq!.names.intakeQueues[0]!, { noAck: false })
+          if (!m) break
+          bodies.push(m.content.toString())
+        }
+        await ch.close() // unacked: back in the queue for the recorder
+      } finally {
+        await conn.close()
+      }
+      expect(bodies).toHaveLength(5)
+      for (const [i, r] of regs.entries()) {
+        for (const needle of [r.national_id as string, r.mobile as string, (r.mobile as string).slice(1)])
+          for (const b of bodies)
+            expect(b.includes(needle), `message holds ${needle.slice(0, 3)}…`).toBe(false)
+        expect(JSON.parse(bodies[i]!)).toMatchObject({ v: 2, first_name: r.first_name })
+      }
+
+      // A recorder stores them, and they open to what was submitted.
+      const recorder = await startTestSabt({ roles: ['recorder'], env })
+      try {
+        await waitFor(
+          async () =>
+            (await sql<{ n: number }>(env.DATABASE_URL, 'SELECT count(*)::int AS n FROM registrations'))[0]!
+              .n === 5,
+          'recorded',
+        )
+        const sealer = new Sealer(parseDataKeys(env.SABT_DATA_KEYS!, undefined, env.SABT_INDEX_KEY!))
+        for (const r of regs) {
+          const [row] = await findByNationalIdIndex(
+            recorder.pool!,
+            sealer.blindIndex(r.national_id as string),
+          )
+          expect(row).toBeDefined()
+        }
+        const rows = await sql<{ id: string; mob: Buffer; key_id: string }>(
+          env.DATABASE_URL,
+          'SELECT id::text, mobile_sealed AS mob, key_id FROM registrations',
+        )
+        expect(new Set(rows.map((x) => sealer.open(x.mob, x.key_id, `${x.id}:mobile`)))).toEqual(
+          new Set(regs.map((r) => r.mobile)),
+        )
+      } finally {
+        await recorder.cleanup()
+      }
+    } finally {
+      await gateway.cleanup()
+    }
   })
 
   it('re-seals every record under a new key, after which the old key is not needed', async () => {

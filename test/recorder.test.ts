@@ -1,6 +1,9 @@
 import amqp from 'amqplib'
 import { v7 as uuidv7 } from 'uuid'
 import { afterEach, describe, expect, it } from 'vitest'
+import { resolveSecrets } from '../src/config/secrets.js'
+import { encodeIntakeMessage, type IntakeFields } from '../src/mq/messages.js'
+import { newKey, parseDataKeys, Sealer } from '../src/privacy/sealing.js'
 import {
   AMQP_URL,
   drainCheckIds,
@@ -93,6 +96,53 @@ describe('recorder', () => {
       return ids.length > 0 && ids
     }, 'the re-published ids')
     expect(new Set(again)).toEqual(new Set([m.id]))
+  })
+
+  it('stores what the gateway sealed as it is, still reads version-1 messages, and dead-letters a message sealed with a key it lacks', async () => {
+    const s = await start(testEnv({ SABT_BATCH_MS: '200' }))
+    const sealer = new Sealer(resolveSecrets(s.env).dataKeys)
+    const foreign = new Sealer(parseDataKeys(`kx:${newKey()}`, undefined, s.env.SABT_INDEX_KEY!))
+    const fields = { ...registration(), attributes: null } as unknown as IntakeFields
+    const sealedId = uuidv7()
+    const body = encodeIntakeMessage(sealer, sealedId, Date.now(), fields)
+    const v1 = intakeMessage()
+    const strangerId = uuidv7()
+    await publishIntake(s, [
+      body.toString(),
+      v1,
+      encodeIntakeMessage(foreign, strangerId, Date.now(), {
+        ...fields,
+        national_id: nationalId(),
+      }).toString(),
+    ])
+    await waitFor(
+      async () => (await count(s, 'registrations', [sealedId, v1.id as string])) === 2,
+      'both recorded',
+    )
+    const sent = JSON.parse(body.toString()) as Record<string, string>
+    const [row] = await sql<{ nid: Buffer; mob: Buffer; idx: Buffer; key_id: string }>(
+      s.env.DATABASE_URL,
+      'SELECT national_id_sealed AS nid, mobile_sealed AS mob, national_id_index AS idx, key_id FROM registrations WHERE id = $1',
+      [sealedId],
+    )
+    // The very ciphertexts the gateway made: the recorder never saw the clear values.
+    expect(row!.nid.toString('base64')).toBe(sent.national_id_sealed)
+    expect(row!.mob.toString('base64')).toBe(sent.mobile_sealed)
+    expect(row!.idx.equals(sealer.blindIndex(fields.national_id))).toBe(true)
+    expect(sealer.open(row!.nid, row!.key_id, `${sealedId}:national_id`)).toBe(fields.national_id)
+    expect(sealer.open(row!.mob, row!.key_id, `${sealedId}:mobile`)).toBe(fields.mobile)
+    // The version-1 message was sealed by the recorder, with the current key.
+    const [old] = await sql<{ nid: Buffer; key_id: string }>(
+      s.env.DATABASE_URL,
+      'SELECT national_id_sealed AS nid, key_id FROM registrations WHERE id = $1',
+      [v1.id],
+    )
+    expect(sealer.open(old!.nid, old!.key_id, `${v1.id}:national_id`)).toBe(v1.national_id)
+
+    await waitFor(async () => (await queueDepth(s.mq!.names.intakeDead)) === 1, 'one dead letter')
+    expect(await count(s, 'registrations', [strangerId])).toBe(0)
+    const dead = (await s.metrics.intakeDeadLettered.get()).values.map((v) => [v.labels.reason, v.value])
+    expect(dead).toEqual([['unknown_key', 1]])
   })
 
   it('dead-letters an unparseable message without holding back its batch', async () => {

@@ -1,4 +1,6 @@
 import { withCheckDigit } from '../../src/domain/national-id.js'
+import { encodeIntakeMessage, type IntakeFields } from '../../src/mq/messages.js'
+import type { Sealer } from '../../src/privacy/sealing.js'
 
 /**
  * Distinct, valid registrations, the same shape as bench/registration.lua (about 330 bytes):
@@ -18,7 +20,10 @@ export function registrationBody(campaign: string, n: number): string {
   )
 }
 
-/** The intake message the gateway would publish for registration n (normalised, not yet sealed). */
+/**
+ * Registration n as the gateway holds it once validated and normalised (a version-1 intake
+ * message's fields); `intakeBody` turns it into what the gateway publishes.
+ */
 export function intakeMessage(id: string, campaign: string, n: number): Record<string, unknown> {
   const nine = String(n % 1_000_000_000).padStart(9, '0')
   return {
@@ -39,4 +44,9 @@ export function intakeMessage(id: string, campaign: string, n: number): Record<s
       consent: true,
     },
   }
+}
+
+/** The intake message the gateway publishes for `m` (version 2: personal data sealed). */
+export function intakeBody(sealer: Sealer, m: Record<string, unknown>): Buffer {
+  return encodeIntakeMessage(sealer, m.id as string, m.received_at as number, m as unknown as IntakeFields)
 }

@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { v7 as uuidv7 } from 'uuid'
-import { intakeMessage } from '../lib/bodies.js'
+import { parseDataKeys, Sealer } from '../../src/privacy/sealing.js'
+import { intakeBody, intakeMessage } from '../lib/bodies.js'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
 import { skipped } from '../lib/context.js'
 import { checksAvailable, pipelineCpu, roleBackends, startSimulator } from '../lib/pipeline.js'
@@ -44,6 +45,9 @@ export const checks: Scenario = {
           latency === 20 ? { SABT_CONFIG: join(ROOT, 'bench', 'config', 'capacity.yaml') } : {},
         )
         try {
+          const sealer = new Sealer(
+            parseDataKeys(sabt.env.SABT_DATA_KEYS!, undefined, sabt.env.SABT_INDEX_KEY!),
+          )
           const campaign = sabt.config.campaigns.get('demo')!
           const quota = campaign.checks.reduce(
             (a, c) => a + (sabt.config.checks.get(c.name)?.rate_per_second ?? 0),
@@ -57,7 +61,7 @@ export const checks: Scenario = {
               id,
               campaign: 'demo',
               nationalId: m.national_id as string,
-              body: Buffer.from(JSON.stringify(m)),
+              body: intakeBody(sealer, m),
             }
           })
           await sabt.fillIntake(msgs)

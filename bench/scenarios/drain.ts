@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid'
 import type { RecordRow } from '../../src/db/registrations.js'
 import { writeRecordBatch } from '../../src/db/registrations.js'
 import { parseDataKeys, Sealer } from '../../src/privacy/sealing.js'
-import { intakeMessage } from '../lib/bodies.js'
+import { intakeBody, intakeMessage } from '../lib/bodies.js'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
 import { BenchSabt } from '../lib/sabt.js'
 import { fmt, over } from '../lib/stats.js'
@@ -68,7 +68,7 @@ export const drain: Scenario = {
             id,
             campaign: CAMPAIGN,
             nationalId: m.national_id as string,
-            body: Buffer.from(JSON.stringify(m)),
+            body: intakeBody(sealer, m),
             m,
           })
         }

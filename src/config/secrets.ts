@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { type DataKeys, newKey, parseDataKeys } from '../privacy/sealing.js'
 import { ConfigError, type Env } from './env.js'
@@ -60,7 +60,18 @@ function loadOrCreateDevSecrets(path: string): DevSecretsFile {
     callback_secret: randomBytes(24).toString('base64url'),
   }
   mkdirSync(dirname(path), { recursive: true })
-  writeFileSync(path, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 })
-  chmodSync(path, 0o600)
+  // Written aside, then linked into place (atomic, and refused if it exists): processes started
+  // together (gateway and recorder, each sealing) all end up with the one file that won.
+  const tmp = `${path}.${process.pid}.tmp`
+  writeFileSync(tmp, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 })
+  chmodSync(tmp, 0o600)
+  try {
+    linkSync(tmp, path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    return JSON.parse(readFileSync(path, 'utf8')) as DevSecretsFile
+  } finally {
+    unlinkSync(tmp)
+  }
   return secrets
 }

@@ -1,5 +1,6 @@
 import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
+import type { Sealer } from '../privacy/sealing.js'
 
 /**
  * Payloads on the wire. Each carries a version `v`: a queue may hold messages written by older
@@ -9,10 +10,21 @@ import { Compile } from 'typebox/compile'
 
 export const MAX_IDS_PER_CHECK_MESSAGE = 500
 
-/** A registration on its way from the gateway to the recorder. Normalised, not yet sealed. */
+const UUID_V7 = '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
+const BASE64 = '^[A-Za-z0-9+/]+={0,2}$'
+const Attributes = Type.Union([
+  Type.Null(),
+  Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])),
+])
+
+/**
+ * A registration on its way from the gateway to the recorder, version 1: normalised, not sealed.
+ * No longer written (the gateway seals: version 2); still read, e.g. from a backlog or the intake
+ * dead letters written by older code.
+ */
 export const IntakeMessageV1 = Type.Object({
   v: Type.Literal(1),
-  id: Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' }),
+  id: Type.String({ pattern: UUID_V7 }),
   received_at: Type.Integer({ minimum: 0 }),
   campaign: Type.String({ minLength: 1, maxLength: 63 }),
   national_id: Type.String({ pattern: '^[0-9]{10}$' }),
@@ -20,12 +32,60 @@ export const IntakeMessageV1 = Type.Object({
   first_name: Type.String({ minLength: 1, maxLength: 64 }),
   last_name: Type.String({ minLength: 1, maxLength: 64 }),
   birth_date: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }),
-  attributes: Type.Union([
-    Type.Null(),
-    Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])),
-  ]),
+  attributes: Attributes,
 })
-export type IntakeMessage = Static<typeof IntakeMessageV1>
+
+/**
+ * Version 2: sealed at the gateway. The national id and mobile travel and wait on the broker's
+ * disk (the intake queue, its dead letters) only as AES-256-GCM ciphertexts, exactly as they will
+ * be stored, with the blind index beside them; the recorder writes them as they are.
+ */
+export const IntakeMessageV2 = Type.Object({
+  v: Type.Literal(2),
+  id: Type.String({ pattern: UUID_V7 }),
+  received_at: Type.Integer({ minimum: 0 }),
+  campaign: Type.String({ minLength: 1, maxLength: 63 }),
+  key_id: Type.String({ minLength: 1, maxLength: 64 }),
+  national_id_index: Type.String({ pattern: BASE64, minLength: 44, maxLength: 44 }),
+  national_id_sealed: Type.String({ pattern: BASE64, minLength: 4, maxLength: 128 }),
+  mobile_sealed: Type.String({ pattern: BASE64, minLength: 4, maxLength: 128 }),
+  first_name: Type.String({ minLength: 1, maxLength: 64 }),
+  last_name: Type.String({ minLength: 1, maxLength: 64 }),
+  birth_date: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }),
+  attributes: Attributes,
+})
+export type IntakeMessage = Static<typeof IntakeMessageV1> | Static<typeof IntakeMessageV2>
+
+/** What the gateway knows of a registration once it has validated and normalised it. */
+export interface IntakeFields {
+  campaign: string
+  national_id: string
+  mobile: string
+  first_name: string
+  last_name: string
+  birth_date: string
+  attributes: Record<string, string | number | boolean | null> | null
+}
+
+/** The intake message (version 2) for a registration: its personal data sealed for record `id`. */
+export function encodeIntakeMessage(sealer: Sealer, id: string, receivedAt: number, r: IntakeFields): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      v: 2,
+      id,
+      received_at: receivedAt,
+      campaign: r.campaign,
+      key_id: sealer.currentKeyId,
+      national_id_index: sealer.blindIndex(r.national_id).toString('base64'),
+      national_id_sealed: sealer.seal(r.national_id, `${id}:national_id`).toString('base64'),
+      mobile_sealed: sealer.seal(r.mobile, `${id}:mobile`).toString('base64'),
+      first_name: r.first_name,
+      last_name: r.last_name,
+      birth_date: r.birth_date,
+      attributes: r.attributes,
+    }),
+  )
+}
 
 /** One check of one record (version 1; still read, e.g. from queues written by older code). */
 export const CheckMessageV1 = Type.Object({
@@ -54,7 +114,8 @@ export interface CheckMessage {
   ids: string[]
 }
 
-const intakeValidator = Compile(IntakeMessageV1)
+const intakeV1 = Compile(IntakeMessageV1)
+const intakeV2 = Compile(IntakeMessageV2)
 const checkV1 = Compile(CheckMessageV1)
 const checkV2 = Compile(CheckMessageV2)
 
@@ -69,7 +130,7 @@ function parse<T>(content: Buffer, check: (v: unknown) => boolean): T | null {
 }
 
 export function parseIntakeMessage(content: Buffer): IntakeMessage | null {
-  return parse<IntakeMessage>(content, (v) => intakeValidator.Check(v))
+  return parse<IntakeMessage>(content, (v) => intakeV2.Check(v) || intakeV1.Check(v))
 }
 
 export function parseCheckMessage(content: Buffer): CheckMessage | null {

@@ -48,6 +48,11 @@ export class Sealer {
     this.#indexKey = keys.indexKey
   }
 
+  /** Whether a value sealed with key `keyId` can be opened here. */
+  hasKey(keyId: string): boolean {
+    return this.#keys.has(keyId)
+  }
+
   /** A keyed hash (HMAC-SHA256): the blind index of a normalised national id, or of a provider question. */
   blindIndex(value: string): Buffer {
     return createHmac('sha256', this.#indexKey).update(value).digest()

@@ -115,7 +115,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   const needsDb = has('recorder') || has('checker') || has('status')
   const needsBroker = has('gateway') || has('recorder') || has('checker')
   const needsMq = needsBroker || has('status') // status: queue depths and replay
-  const secrets = needsDb || has('simulator') ? resolveSecrets(env) : null
+  const secrets = needsDb || has('gateway') || has('simulator') ? resolveSecrets(env) : null
   const stops: Array<() => Promise<void>> = []
 
   // The simulator first: with npm start, the checker in this same process calls it.
@@ -146,9 +146,12 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       ? createPool(env.DATABASE_READ_URL, { max: env.DATABASE_POOL_SIZE, log, name: 'sabt-status-read' })
       : pool
   if (pool && opts.migrate) await syncCampaigns(pool, config.campaigns.values())
-  // The status role opens sealed fields only to show them masked (and the searched national id).
+  // The gateway seals personal data before it reaches the broker; the status role opens sealed
+  // fields only to show them masked (and the searched national id).
   const sealer =
-    secrets && (has('recorder') || has('checker') || has('status')) ? new Sealer(secrets.dataKeys) : null
+    secrets && (has('gateway') || has('recorder') || has('checker') || has('status'))
+      ? new Sealer(secrets.dataKeys)
+      : null
 
   const mq = needsMq
     ? new MqClient(env.AMQP_URL, topologyOptions(env, config), log, `sabt-${roles.join('+')}-${process.pid}`)
@@ -205,11 +208,11 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     roles,
   })
 
-  if (has('gateway') && mq) {
+  if (has('gateway') && mq && sealer) {
     const p = publisher('intake')
     intakePublisher = p
     await p.start()
-    const intake = new Intake(mq, p, metrics, {
+    const intake = new Intake(mq, p, metrics, sealer, {
       shards: env.SABT_INTAKE_SHARDS,
       retryAfterS: env.SABT_RETRY_AFTER_S,
       log,

@@ -2,10 +2,12 @@ import type { Registration } from '../../domain/registration.js'
 import { newUuidV7 } from '../../domain/uuid7.js'
 import { ApiError, type ErrorCode } from '../../http/errors.js'
 import type { MqClient } from '../../mq/connection.js'
+import { encodeIntakeMessage } from '../../mq/messages.js'
 import { PublishError, type Publisher, type PublishFailure } from '../../mq/publisher.js'
 import { shardKey } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
+import type { Sealer } from '../../privacy/sealing.js'
 
 const FAILURE_CODES: Record<PublishFailure, ErrorCode> = {
   unavailable: 'SABT_BROKER_UNAVAILABLE',
@@ -30,8 +32,9 @@ export function shardOf(campaign: string, nationalId: string, shards: number): n
 }
 
 /**
- * Hands a validated registration to the broker: mints its UUIDv7, publishes the intake message
- * (persistent, mandatory) and resolves only when the broker has confirmed it into a queue.
+ * Hands a validated registration to the broker: mints its UUIDv7, seals the national id and mobile
+ * (so they never sit on the broker in clear), publishes the intake message (persistent, mandatory)
+ * and resolves only when the broker has confirmed it into a queue.
  */
 export class Intake {
   readonly #accepted = new Map<string, { inc(): void }>()
@@ -42,6 +45,7 @@ export class Intake {
     readonly mq: MqClient,
     readonly publisher: Publisher,
     readonly metrics: Metrics,
+    readonly sealer: Sealer,
     readonly opts: { shards: number; retryAfterS: number; log?: Logger },
   ) {
     this.#debug = opts.log?.isLevelEnabled('debug') ? opts.log : null
@@ -53,20 +57,7 @@ export class Intake {
 
   async submit(reg: Registration): Promise<string> {
     const id = newUuidV7()
-    const body = Buffer.from(
-      JSON.stringify({
-        v: 1,
-        id,
-        received_at: Date.now(),
-        campaign: reg.campaign,
-        national_id: reg.national_id,
-        mobile: reg.mobile,
-        first_name: reg.first_name,
-        last_name: reg.last_name,
-        birth_date: reg.birth_date,
-        attributes: reg.attributes,
-      }),
-    )
+    const body = encodeIntakeMessage(this.sealer, id, Date.now(), reg)
     const shard = shardOf(reg.campaign, reg.national_id, this.opts.shards)
     try {
       await this.publisher.publish(this.mq.names.intakeExchange, shardKey(shard), body, { messageId: id })

@@ -169,8 +169,11 @@ export class Recorder {
     const { config, sealer, metrics, log } = this.deps
     const m = parseIntakeMessage(p.d.msg.content)
     const campaign = m ? config.campaigns.get(m.campaign) : undefined
-    if (!m || !campaign) {
-      const reason = m ? 'unknown_campaign' : 'unparseable'
+    // Sealed at the gateway with a key this recorder cannot open (rotation half rolled out): kept
+    // in the dead letters for a replay once it has the key, never stored unreadable.
+    const unknownKey = m?.v === 2 && !sealer.hasKey(m.key_id)
+    if (!m || !campaign || unknownKey) {
+      const reason = !m ? 'unparseable' : !campaign ? 'unknown_campaign' : 'unknown_key'
       metrics.intakeDeadLettered.inc({ reason })
       log.warn({
         event: 'recorder.dead_letter',
@@ -182,13 +185,25 @@ export class Recorder {
     }
     p.message = m
     p.campaign = campaign
+    const sealed =
+      m.v === 2
+        ? {
+            nationalIdIndex: Buffer.from(m.national_id_index, 'base64'),
+            nationalIdSealed: Buffer.from(m.national_id_sealed, 'base64'),
+            mobileSealed: Buffer.from(m.mobile_sealed, 'base64'),
+            keyId: m.key_id,
+          }
+        : {
+            // Version 1 (older gateways): sealed here.
+            nationalIdIndex: sealer.blindIndex(m.national_id),
+            nationalIdSealed: sealer.seal(m.national_id, `${m.id}:national_id`),
+            mobileSealed: sealer.seal(m.mobile, `${m.id}:mobile`),
+            keyId: sealer.currentKeyId,
+          }
     p.row = {
       id: m.id,
       campaign: m.campaign,
-      nationalIdIndex: sealer.blindIndex(m.national_id),
-      nationalIdSealed: sealer.seal(m.national_id, `${m.id}:national_id`),
-      mobileSealed: sealer.seal(m.mobile, `${m.id}:mobile`),
-      keyId: sealer.currentKeyId,
+      ...sealed,
       firstName: m.first_name,
       lastName: m.last_name,
       birthDate: m.birth_date,
