@@ -14,6 +14,7 @@ import { createLogger } from './observability/logger.js'
 import { Metrics } from './observability/metrics.js'
 import { Sealer } from './privacy/sealing.js'
 import { deadList, replayDead } from './roles/checker/dead-letters.js'
+import { intakeDeadList, replayIntakeDead } from './roles/recorder/intake-dead.js'
 import { lookupRegistration } from './roles/status/lookup.js'
 import { parseRoles, startSabt, topologyOptions } from './runtime/start.js'
 
@@ -23,8 +24,8 @@ usage:
   sabt start [--roles gateway,recorder,checker,status,simulator|all] [--migrate]
   sabt migrate
   sabt status <registration-id>
-  sabt dead list [--check X] [--limit N]
-  sabt dead replay [--check X] [--limit N]
+  sabt dead list [--check X | --intake] [--limit N]
+  sabt dead replay [--check X | --intake] [--limit N]
   sabt keys create --name NAME [--rate RECORDS_PER_SECOND]   (prints the key once)
   sabt keys list | sabt keys revoke <id>
   sabt erase --campaign X [--all]   erase personal data past the campaign's retention (or all of it)
@@ -117,7 +118,7 @@ async function main(argv: string[]): Promise<number> {
       const [sub, ...args] = rest
       const { values } = parseArgs({
         args,
-        options: { check: { type: 'string' }, limit: { type: 'string' } },
+        options: { check: { type: 'string' }, intake: { type: 'boolean' }, limit: { type: 'string' } },
       })
       const limit = values.limit === undefined ? undefined : Number(values.limit)
       if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) {
@@ -125,7 +126,11 @@ async function main(argv: string[]): Promise<number> {
         return 2
       }
       if (sub !== 'list' && sub !== 'replay') {
-        process.stderr.write('usage: sabt dead list|replay [--check X] [--limit N]\n')
+        process.stderr.write('usage: sabt dead list|replay [--check X | --intake] [--limit N]\n')
+        return 2
+      }
+      if (values.intake && values.check) {
+        process.stderr.write('sabt dead: --intake and --check name different dead letters; give one\n')
         return 2
       }
       const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
@@ -140,6 +145,12 @@ async function main(argv: string[]): Promise<number> {
       await mq.start()
       try {
         await mq.waitForConnect(10_000)
+        if (values.intake && sub === 'list') {
+          process.stdout.write(
+            `${JSON.stringify(await intakeDeadList(mq, { limit: limit ?? 50 }), null, 2)}\n`,
+          )
+          return 0
+        }
         if (sub === 'list') {
           const list = await deadList(mq, pool, { check: values.check, limit: limit ?? 50 })
           process.stdout.write(`${JSON.stringify(list, null, 2)}\n`)
@@ -152,7 +163,9 @@ async function main(argv: string[]): Promise<number> {
           log,
         )
         await publisher.start()
-        const result = await replayDead({ mq, pool, publisher, config, log }, { check: values.check, limit })
+        const result = values.intake
+          ? await replayIntakeDead({ mq, publisher, log }, { limit })
+          : await replayDead({ mq, pool, publisher, config, log }, { check: values.check, limit })
         await publisher.close()
         process.stdout.write(`${JSON.stringify(result)}\n`)
         return 0

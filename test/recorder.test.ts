@@ -3,7 +3,11 @@ import { v7 as uuidv7 } from 'uuid'
 import { afterEach, describe, expect, it } from 'vitest'
 import { resolveSecrets } from '../src/config/secrets.js'
 import { encodeIntakeMessage, type IntakeFields } from '../src/mq/messages.js'
+import { Publisher } from '../src/mq/publisher.js'
+import { createLogger } from '../src/observability/logger.js'
+import { Metrics } from '../src/observability/metrics.js'
 import { newKey, parseDataKeys, Sealer } from '../src/privacy/sealing.js'
+import { intakeDeadList, replayIntakeDead } from '../src/roles/recorder/intake-dead.js'
 import {
   AMQP_URL,
   drainCheckIds,
@@ -13,6 +17,7 @@ import {
   sql,
   startTestSabt,
   type TestSabt,
+  testConfig,
   testEnv,
   waitFor,
 } from './support/harness.js'
@@ -169,6 +174,53 @@ describe('recorder', () => {
         ['unknown_campaign', 1],
       ]),
     )
+  })
+
+  it('keeps intake dead letters until the cause is fixed, lists them without personal data, and replays them into the record', async () => {
+    const env = testEnv({ SABT_BATCH_MS: '50' })
+    const first = await start(env)
+    const sealer = new Sealer(resolveSecrets(env).dataKeys)
+    const fields = { ...registration({ campaign: 'spring' }), attributes: null } as unknown as IntakeFields
+    const id = uuidv7()
+    // A campaign this recorder's configuration does not have (yet).
+    await publishIntake(first, [encodeIntakeMessage(sealer, id, Date.now(), fields).toString(), 'garbage'])
+    await waitFor(async () => (await queueDepth(first.mq!.names.intakeDead)) === 2, 'two dead letters')
+
+    const list = await intakeDeadList(first.mq!)
+    expect(list).toMatchObject({ queued: 2, unreadable: 1, items: [{ id, campaign: 'spring', v: 2 }] })
+    expect(JSON.stringify(list)).not.toContain(fields.national_id)
+    expect(await queueDepth(first.mq!.names.intakeDead)).toBe(2) // listing takes nothing
+
+    // The fix: a recorder that knows the campaign; then the replay.
+    await first.stop()
+    const config = testConfig({
+      retry_tiers: ['1s'],
+      checks: { identity: { provider: 'identity', url: 'http://127.0.0.1:9/identity' } },
+      campaigns: { spring: { title: 'Spring' } },
+    })
+    const fixed = await startTestSabt({ roles: ['recorder'], env, config })
+    cleanups.push(() => fixed.cleanup())
+    const log = createLogger({ level: 'silent' })
+    const publisher = new Publisher(
+      fixed.mq!,
+      { name: 'replay', confirmTimeoutMs: 3000, maxInFlight: 10 },
+      new Metrics({ defaultMetrics: false }),
+      log,
+    )
+    await publisher.start()
+    try {
+      expect(await replayIntakeDead({ mq: fixed.mq!, publisher, log })).toEqual({ replayed: 1, kept: 1 })
+    } finally {
+      await publisher.close()
+    }
+    await waitFor(async () => (await count(fixed, 'registrations', [id])) === 1, 'recorded after the replay')
+    const [row] = await sql<{ status: string }>(
+      env.DATABASE_URL,
+      'SELECT status FROM registrations WHERE id = $1',
+      [id],
+    )
+    expect(row!.status).toBe('accepted') // a campaign without checks
+    expect(await queueDepth(fixed.mq!.names.intakeDead)).toBe(1) // the garbage stays, for a person to look at
   })
 
   it('isolates a row the database refuses, writing the rest of the batch', async () => {
