@@ -190,7 +190,11 @@ ${rows.map((q) => {
   return html`<tr data-queue="${q.name}" data-kind="${q.kind}" class="${cls}"><td class="name" title="${q.queue}">${q.name}</td><td data-col="messages">${fmtCount(q.messages)}</td><td>${fmtCount(q.consumers)}</td><td>${q.change_per_s === null ? DASH : (q.change_per_s > 0 ? '+' : '') + fmtRate(Math.abs(q.change_per_s) < 0.05 ? 0 : q.change_per_s)}</td><td data-col="drain">${drain}</td></tr>`
 })}
 </tbody>
-</table>`.s
+</table>${
+    rows.some((q) => q.kind === 'intake_dead' && q.messages)
+      ? html`<p class="note" data-hint="intake_dead">Intake dead letters are registrations answered 202 that the recorder could not store (a campaign or key it does not know, a row the database refused). They are kept: fix the cause, then <code>sabt dead list --intake</code> and <code>sabt dead replay --intake</code>.</p>`
+      : ''
+  }`.s
 }
 
 const CIRCUIT_CLASS = { closed: 'ok', 'half-open': 'warn', open: 'bad' } as const
