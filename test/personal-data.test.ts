@@ -75,8 +75,8 @@ describe('personal data at rest', () => {
     expect(found.map((f) => f.id)).toEqual([ids[3]])
   })
 
-  it('the intake queue holds no clear national id or mobile: the gateway seals them before publishing', async () => {
-    const env = testEnv()
+  it('with SABT_SEAL_AT=gateway the intake queue holds no clear national id or mobile: the gateway seals them before publishing', async () => {
+    const env = testEnv({ SABT_SEAL_AT: 'gateway' })
     // The gateway alone: what it published waits in the intake queue, readable.
     const gateway = await startTestSabt({ roles: ['gateway'], env })
     try {

@@ -1,5 +1,5 @@
 import { withCheckDigit } from '../../src/domain/national-id.js'
-import { encodeIntakeMessage, type IntakeFields } from '../../src/mq/messages.js'
+import { encodeClearIntakeMessage, encodeIntakeMessage, type IntakeFields } from '../../src/mq/messages.js'
 import type { Sealer } from '../../src/privacy/sealing.js'
 
 /**
@@ -46,7 +46,13 @@ export function intakeMessage(id: string, campaign: string, n: number): Record<s
   }
 }
 
-/** The intake message the gateway publishes for `m` (version 2: personal data sealed). */
+/**
+ * The intake message a gateway publishes for `m`: version 1 by default (the recorder seals),
+ * version 2 (sealed) when the bench runs with SABT_SEAL_AT=gateway.
+ */
 export function intakeBody(sealer: Sealer, m: Record<string, unknown>): Buffer {
-  return encodeIntakeMessage(sealer, m.id as string, m.received_at as number, m as unknown as IntakeFields)
+  const fields = m as unknown as IntakeFields
+  return process.env.SABT_SEAL_AT === 'gateway'
+    ? encodeIntakeMessage(sealer, m.id as string, m.received_at as number, fields)
+    : encodeClearIntakeMessage(m.id as string, m.received_at as number, fields)
 }

@@ -60,6 +60,8 @@ export class BenchSabt {
       SABT_ADMIN_TOKEN: randomBytes(24).toString('base64url'),
       SABT_CALLBACK_SECRET: randomBytes(24).toString('base64url'),
       NODE_ENV: 'production',
+      // Where personal data is sealed (decision 014): `SABT_SEAL_AT=gateway npm run bench` measures the other way.
+      SABT_SEAL_AT: process.env.SABT_SEAL_AT ?? 'recorder',
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
       ...extraEnv,

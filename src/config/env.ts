@@ -41,6 +41,7 @@ export const EnvSchema = Type.Object({
   SABT_MAX_HEADER_BYTES: Type.Integer({ default: 16_384, minimum: 1024, maximum: 1_048_576 }),
   SABT_MAX_CONNECTIONS: Type.Integer({ default: 10_000, minimum: 1 }),
   SABT_TRUST_PROXY: Type.Integer({ default: 0, minimum: 0, maximum: 10 }),
+  SABT_SEAL_AT: Type.Union([Type.Literal('recorder'), Type.Literal('gateway')], { default: 'recorder' }),
   SABT_RECORDER_PREFETCH: Type.Integer({ default: 4000, minimum: 1 }),
   SABT_BATCH_SIZE: Type.Integer({ default: 1000, minimum: 1 }),
   SABT_BATCH_MS: Type.Integer({ default: 25, minimum: 1 }),

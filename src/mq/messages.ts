@@ -18,9 +18,8 @@ const Attributes = Type.Union([
 ])
 
 /**
- * A registration on its way from the gateway to the recorder, version 1: normalised, not sealed.
- * No longer written (the gateway seals: version 2); still read, e.g. from a backlog or the intake
- * dead letters written by older code.
+ * A registration on its way from the gateway to the recorder, version 1: normalised, not yet
+ * sealed — the recorder seals it (the default, SABT_SEAL_AT=recorder).
  */
 export const IntakeMessageV1 = Type.Object({
   v: Type.Literal(1),
@@ -36,9 +35,10 @@ export const IntakeMessageV1 = Type.Object({
 })
 
 /**
- * Version 2: sealed at the gateway. The national id and mobile travel and wait on the broker's
- * disk (the intake queue, its dead letters) only as AES-256-GCM ciphertexts, exactly as they will
- * be stored, with the blind index beside them; the recorder writes them as they are.
+ * Version 2: sealed at the gateway (SABT_SEAL_AT=gateway). The national id and mobile travel and
+ * wait on the broker's disk (the intake queue, its dead letters) only as AES-256-GCM ciphertexts,
+ * exactly as they will be stored, with the blind index beside them; the recorder writes them as
+ * they are.
  */
 export const IntakeMessageV2 = Type.Object({
   v: Type.Literal(2),
@@ -65,6 +65,24 @@ export interface IntakeFields {
   last_name: string
   birth_date: string
   attributes: Record<string, string | number | boolean | null> | null
+}
+
+/** The intake message (version 1) for a registration: normalised, sealed later by the recorder. */
+export function encodeClearIntakeMessage(id: string, receivedAt: number, r: IntakeFields): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      v: 1,
+      id,
+      received_at: receivedAt,
+      campaign: r.campaign,
+      national_id: r.national_id,
+      mobile: r.mobile,
+      first_name: r.first_name,
+      last_name: r.last_name,
+      birth_date: r.birth_date,
+      attributes: r.attributes,
+    }),
+  )
 }
 
 /** The intake message (version 2) for a registration: its personal data sealed for record `id`. */

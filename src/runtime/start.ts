@@ -115,7 +115,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   const needsDb = has('recorder') || has('checker') || has('status')
   const needsBroker = has('gateway') || has('recorder') || has('checker')
   const needsMq = needsBroker || has('status') // status: queue depths and replay
-  const secrets = needsDb || has('gateway') || has('simulator') ? resolveSecrets(env) : null
+  const sealsAtGateway = has('gateway') && env.SABT_SEAL_AT === 'gateway'
+  const secrets = needsDb || sealsAtGateway || has('simulator') ? resolveSecrets(env) : null
   const stops: Array<() => Promise<void>> = []
 
   // The simulator first: with npm start, the checker in this same process calls it.
@@ -146,10 +147,10 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       ? createPool(env.DATABASE_READ_URL, { max: env.DATABASE_POOL_SIZE, log, name: 'sabt-status-read' })
       : pool
   if (pool && opts.migrate) await syncCampaigns(pool, config.campaigns.values())
-  // The gateway seals personal data before it reaches the broker; the status role opens sealed
-  // fields only to show them masked (and the searched national id).
+  // The recorder seals personal data (or the gateway, before it reaches the broker, with
+  // SABT_SEAL_AT=gateway); the status role opens sealed fields only to show them masked.
   const sealer =
-    secrets && (has('gateway') || has('recorder') || has('checker') || has('status'))
+    secrets && (sealsAtGateway || has('recorder') || has('checker') || has('status'))
       ? new Sealer(secrets.dataKeys)
       : null
 
@@ -208,11 +209,11 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     roles,
   })
 
-  if (has('gateway') && mq && sealer) {
+  if (has('gateway') && mq) {
     const p = publisher('intake')
     intakePublisher = p
     await p.start()
-    const intake = new Intake(mq, p, metrics, sealer, {
+    const intake = new Intake(mq, p, metrics, sealsAtGateway ? sealer : null, {
       shards: env.SABT_INTAKE_SHARDS,
       retryAfterS: env.SABT_RETRY_AFTER_S,
       log,

@@ -2,7 +2,7 @@ import type { Registration } from '../../domain/registration.js'
 import { newUuidV7 } from '../../domain/uuid7.js'
 import { ApiError, type ErrorCode } from '../../http/errors.js'
 import type { MqClient } from '../../mq/connection.js'
-import { encodeIntakeMessage } from '../../mq/messages.js'
+import { encodeClearIntakeMessage, encodeIntakeMessage } from '../../mq/messages.js'
 import { PublishError, type Publisher, type PublishFailure } from '../../mq/publisher.js'
 import { shardKey } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
@@ -32,9 +32,11 @@ export function shardOf(campaign: string, nationalId: string, shards: number): n
 }
 
 /**
- * Hands a validated registration to the broker: mints its UUIDv7, seals the national id and mobile
- * (so they never sit on the broker in clear), publishes the intake message (persistent, mandatory)
- * and resolves only when the broker has confirmed it into a queue.
+ * Hands a validated registration to the broker: mints its UUIDv7, publishes the intake message
+ * (persistent, mandatory) and resolves only when the broker has confirmed it into a queue. With a
+ * sealer (SABT_SEAL_AT=gateway) the national id and mobile are sealed first, so they never sit on
+ * the broker in clear; without, the recorder seals them (decision 014: the default, because the
+ * gateway's CPU is the surge's front door).
  */
 export class Intake {
   readonly #accepted = new Map<string, { inc(): void }>()
@@ -45,7 +47,7 @@ export class Intake {
     readonly mq: MqClient,
     readonly publisher: Publisher,
     readonly metrics: Metrics,
-    readonly sealer: Sealer,
+    readonly sealer: Sealer | null,
     readonly opts: { shards: number; retryAfterS: number; log?: Logger },
   ) {
     this.#debug = opts.log?.isLevelEnabled('debug') ? opts.log : null
@@ -57,7 +59,9 @@ export class Intake {
 
   async submit(reg: Registration): Promise<string> {
     const id = newUuidV7()
-    const body = encodeIntakeMessage(this.sealer, id, Date.now(), reg)
+    const body = this.sealer
+      ? encodeIntakeMessage(this.sealer, id, Date.now(), reg)
+      : encodeClearIntakeMessage(id, Date.now(), reg)
     const shard = shardOf(reg.campaign, reg.national_id, this.opts.shards)
     try {
       await this.publisher.publish(this.mq.names.intakeExchange, shardKey(shard), body, { messageId: id })
