@@ -2,8 +2,10 @@ import amqp from 'amqplib'
 import { v7 as uuidv7 } from 'uuid'
 import { afterEach, describe, expect, it } from 'vitest'
 import { resolveSecrets } from '../src/config/secrets.js'
-import { encodeIntakeMessage, type IntakeFields } from '../src/mq/messages.js'
+import type { Registration } from '../src/domain/registration.js'
+import { encodeIntakeMessage } from '../src/mq/messages.js'
 import { Publisher } from '../src/mq/publisher.js'
+import { shardKey } from '../src/mq/topology.js'
 import { createLogger } from '../src/observability/logger.js'
 import { Metrics } from '../src/observability/metrics.js'
 import { newKey, parseDataKeys, Sealer } from '../src/privacy/sealing.js'
@@ -107,7 +109,7 @@ describe('recorder', () => {
     const s = await start(testEnv({ SABT_BATCH_MS: '200' }))
     const sealer = new Sealer(resolveSecrets(s.env).dataKeys)
     const foreign = new Sealer(parseDataKeys(`kx:${newKey()}`, undefined, s.env.SABT_INDEX_KEY!))
-    const fields = { ...registration(), attributes: null } as unknown as IntakeFields
+    const fields = { ...registration(), attributes: null } as unknown as Registration
     const sealedId = uuidv7()
     const body = encodeIntakeMessage(sealer, sealedId, Date.now(), fields)
     const v1 = intakeMessage()
@@ -180,7 +182,7 @@ describe('recorder', () => {
     const env = testEnv({ SABT_BATCH_MS: '50' })
     const first = await start(env)
     const sealer = new Sealer(resolveSecrets(env).dataKeys)
-    const fields = { ...registration({ campaign: 'spring' }), attributes: null } as unknown as IntakeFields
+    const fields = { ...registration({ campaign: 'spring' }), attributes: null } as unknown as Registration
     const id = uuidv7()
     // A campaign this recorder's configuration does not have (yet).
     await publishIntake(first, [encodeIntakeMessage(sealer, id, Date.now(), fields).toString(), 'garbage'])
@@ -209,6 +211,17 @@ describe('recorder', () => {
     )
     await publisher.start()
     try {
+      // A replay that cannot reach the intake queue (binding gone: the publish is returned)
+      // fails and leaves every dead letter where it was.
+      const admin = await amqp.connect(AMQP_URL)
+      const ch = await admin.createChannel()
+      const intakeQueue = fixed.mq!.names.intakeQueues[0]!
+      await ch.unbindQueue(intakeQueue, fixed.mq!.names.intakeExchange, shardKey(0))
+      await expect(replayIntakeDead({ mq: fixed.mq!, publisher, log })).rejects.toThrow()
+      expect(await queueDepth(fixed.mq!.names.intakeDead)).toBe(2)
+      await ch.bindQueue(intakeQueue, fixed.mq!.names.intakeExchange, shardKey(0))
+      await admin.close()
+
       expect(await replayIntakeDead({ mq: fixed.mq!, publisher, log })).toEqual({ replayed: 1, kept: 1 })
     } finally {
       await publisher.close()

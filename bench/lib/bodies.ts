@@ -1,5 +1,6 @@
 import { withCheckDigit } from '../../src/domain/national-id.js'
-import { encodeClearIntakeMessage, encodeIntakeMessage, type IntakeFields } from '../../src/mq/messages.js'
+import type { Registration } from '../../src/domain/registration.js'
+import { encodeIntakeMessage } from '../../src/mq/messages.js'
 import type { Sealer } from '../../src/privacy/sealing.js'
 
 /**
@@ -51,8 +52,6 @@ export function intakeMessage(id: string, campaign: string, n: number): Record<s
  * version 2 (sealed) when the bench runs with SABT_SEAL_AT=gateway.
  */
 export function intakeBody(sealer: Sealer, m: Record<string, unknown>): Buffer {
-  const fields = m as unknown as IntakeFields
-  return process.env.SABT_SEAL_AT === 'gateway'
-    ? encodeIntakeMessage(sealer, m.id as string, m.received_at as number, fields)
-    : encodeClearIntakeMessage(m.id as string, m.received_at as number, fields)
+  const seals = process.env.SABT_SEAL_AT === 'gateway' ? sealer : null
+  return encodeIntakeMessage(seals, m.id as string, m.received_at as number, m as unknown as Registration)
 }

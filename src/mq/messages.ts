@@ -1,5 +1,6 @@
 import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
+import type { Registration } from '../domain/registration.js'
 import type { Sealer } from '../privacy/sealing.js'
 
 /**
@@ -56,47 +57,32 @@ export const IntakeMessageV2 = Type.Object({
 })
 export type IntakeMessage = Static<typeof IntakeMessageV1> | Static<typeof IntakeMessageV2>
 
-/** What the gateway knows of a registration once it has validated and normalised it. */
-export interface IntakeFields {
-  campaign: string
-  national_id: string
-  mobile: string
-  first_name: string
-  last_name: string
-  birth_date: string
-  attributes: Record<string, string | number | boolean | null> | null
-}
-
-/** The intake message (version 1) for a registration: normalised, sealed later by the recorder. */
-export function encodeClearIntakeMessage(id: string, receivedAt: number, r: IntakeFields): Buffer {
+/**
+ * The intake message for a validated, normalised registration: version 1 (clear, the recorder
+ * seals it) without a sealer; version 2 (the national id and mobile sealed for record `id`, with
+ * the blind index) with one.
+ */
+export function encodeIntakeMessage(
+  sealer: Sealer | null,
+  id: string,
+  receivedAt: number,
+  r: Registration,
+): Buffer {
+  const personal = sealer
+    ? {
+        v: 2,
+        key_id: sealer.currentKeyId,
+        national_id_index: sealer.blindIndex(r.national_id).toString('base64'),
+        national_id_sealed: sealer.seal(r.national_id, `${id}:national_id`).toString('base64'),
+        mobile_sealed: sealer.seal(r.mobile, `${id}:mobile`).toString('base64'),
+      }
+    : { v: 1, national_id: r.national_id, mobile: r.mobile }
   return Buffer.from(
     JSON.stringify({
-      v: 1,
+      ...personal,
       id,
       received_at: receivedAt,
       campaign: r.campaign,
-      national_id: r.national_id,
-      mobile: r.mobile,
-      first_name: r.first_name,
-      last_name: r.last_name,
-      birth_date: r.birth_date,
-      attributes: r.attributes,
-    }),
-  )
-}
-
-/** The intake message (version 2) for a registration: its personal data sealed for record `id`. */
-export function encodeIntakeMessage(sealer: Sealer, id: string, receivedAt: number, r: IntakeFields): Buffer {
-  return Buffer.from(
-    JSON.stringify({
-      v: 2,
-      id,
-      received_at: receivedAt,
-      campaign: r.campaign,
-      key_id: sealer.currentKeyId,
-      national_id_index: sealer.blindIndex(r.national_id).toString('base64'),
-      national_id_sealed: sealer.seal(r.national_id, `${id}:national_id`).toString('base64'),
-      mobile_sealed: sealer.seal(r.mobile, `${id}:mobile`).toString('base64'),
       first_name: r.first_name,
       last_name: r.last_name,
       birth_date: r.birth_date,

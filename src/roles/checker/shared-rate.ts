@@ -62,13 +62,13 @@ export class SharedRate {
 
   /** Leases the next slice (one caller at a time); returns how long until it can be used, in ms. */
   #renew(): Promise<number> {
-    this.#renewing ??= this.#lease_().finally(() => {
+    this.#renewing ??= this.#takeLease().finally(() => {
       this.#renewing = null
     })
     return this.#renewing
   }
 
-  async #lease_(): Promise<number> {
+  async #takeLease(): Promise<number> {
     const span = this.size * this.interval
     const leased = await this.pool.query<{ end_in_ms: number }>({
       name: 'sabt.rate_lease',

@@ -2,7 +2,7 @@ import type { Registration } from '../../domain/registration.js'
 import { newUuidV7 } from '../../domain/uuid7.js'
 import { ApiError, type ErrorCode } from '../../http/errors.js'
 import type { MqClient } from '../../mq/connection.js'
-import { encodeClearIntakeMessage, encodeIntakeMessage } from '../../mq/messages.js'
+import { encodeIntakeMessage } from '../../mq/messages.js'
 import { PublishError, type Publisher, type PublishFailure } from '../../mq/publisher.js'
 import { shardKey } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
@@ -59,9 +59,7 @@ export class Intake {
 
   async submit(reg: Registration): Promise<string> {
     const id = newUuidV7()
-    const body = this.sealer
-      ? encodeIntakeMessage(this.sealer, id, Date.now(), reg)
-      : encodeClearIntakeMessage(id, Date.now(), reg)
+    const body = encodeIntakeMessage(this.sealer, id, Date.now(), reg)
     const shard = shardOf(reg.campaign, reg.national_id, this.opts.shards)
     try {
       await this.publisher.publish(this.mq.names.intakeExchange, shardKey(shard), body, { messageId: id })

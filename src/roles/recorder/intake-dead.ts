@@ -41,7 +41,7 @@ export async function intakeDeadList(mq: MqClient, opts: { limit?: number } = {}
 export interface IntakeReplayResult {
   /** Registrations handed back to the intake queue (the recorder stores them; a redelivery changes nothing). */
   replayed: number
-  /** Left in the dead letters: unreadable, or past the limit. */
+  /** Left in the dead letters: unreadable, or past the limit (as the queue's depth counted them). */
   kept: number
 }
 
@@ -56,21 +56,19 @@ export async function replayIntakeDead(
 ): Promise<IntakeReplayResult> {
   const { mq, publisher, log } = deps
   const limit = opts.limit ?? Number.POSITIVE_INFINITY
-  const result = await withDeadLetters(mq, Number.POSITIVE_INFINITY, async (messages, _queued, ack) => {
-    const res: IntakeReplayResult = { replayed: 0, kept: 0 }
+  // Never more than `limit` held unacked at once.
+  const result = await withDeadLetters(mq, limit, async (messages, queued, ack) => {
+    let replayed = 0
     for (const m of messages) {
       const msg = parseIntakeMessage(m.content)
-      if (!msg || res.replayed >= limit) {
-        res.kept++
-        continue
-      }
+      if (!msg) continue
       const key = originalRoutingKey(m) ?? shardKey(0)
       await publisher.publish(mq.names.intakeExchange, key, m.content, { messageId: msg.id })
       ack(m)
-      res.replayed++
+      replayed++
       log.debug({ event: 'intake.replay', registration_id: msg.id, campaign: msg.campaign })
     }
-    return res
+    return { replayed, kept: queued - replayed }
   })
   log.info({ event: 'intake.replayed', ...result }, `replayed ${result.replayed} intake dead letter(s)`)
   return result
