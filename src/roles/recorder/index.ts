@@ -194,7 +194,7 @@ export class Recorder {
             keyId: m.key_id,
           }
         : {
-            // Version 1 (older gateways): sealed here.
+            // Version 1 (the default, SABT_SEAL_AT=recorder): sealed here.
             nationalIdIndex: sealer.blindIndex(m.national_id),
             nationalIdSealed: sealer.seal(m.national_id, `${m.id}:national_id`),
             mobileSealed: sealer.seal(m.mobile, `${m.id}:mobile`),
