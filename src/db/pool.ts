@@ -21,24 +21,16 @@ export function createPool(url: string, opts: { max: number; log: Logger; name: 
   pool.on('error', (err) =>
     opts.log.warn({ event: 'db.pool_error', err: err.message }, 'idle PostgreSQL client failed'),
   )
+  // Nor one that is checked out: pg-pool listens for errors only while a client is idle, so a
+  // backend terminated while a transaction holds its client (a failover, an administrator, a
+  // restart) emitted an 'error' nobody handled and ended the process. The call in progress fails
+  // on its own; the broken client is dropped when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', (err) =>
+      opts.log.warn({ event: 'db.client_error', err: err.message }, 'PostgreSQL connection lost mid-use'),
+    )
+  })
   return pool
-}
-
-/** SQLSTATE classes that mean "the database is not there right now", not "this data is bad". */
-export function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string }
-  if (!e) return false
-  if (typeof e.code === 'string') {
-    if (e.code.startsWith('08')) return true // connection exception
-    if (e.code === '57P01' || e.code === '57P02' || e.code === '57P03') return true // admin shutdown, crash, cannot connect now
-    if (e.code === '53300') return true // too many connections
-    if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH'].includes(e.code))
-      return true
-  }
-  const m = e.message ?? ''
-  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout/i.test(
-    m,
-  )
 }
 
 /** Creates the database named in the URL if it does not exist (connecting to `postgres` to do it). */
@@ -49,6 +41,7 @@ export async function ensureDatabase(url: string): Promise<void> {
   const admin = new URL(url)
   admin.pathname = '/postgres'
   const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 5000 })
+  client.on('error', () => {}) // the query in progress fails and says why
   await client.connect()
   try {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])

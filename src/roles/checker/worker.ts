@@ -1,4 +1,4 @@
-import { isConnectionError } from '../../db/pool.js'
+import { isDatabaseUnavailable } from '../../db/errors.js'
 import type { MqClient } from '../../mq/connection.js'
 import { Consumer, type Delivery } from '../../mq/consumer.js'
 import { ATTEMPT_HEADER, type CheckMessage, chunk, parseCheckMessage } from '../../mq/messages.js'
@@ -181,7 +181,7 @@ export class Worker {
         continue
       }
       let err = r.err
-      if (err instanceof ParkError || err instanceof RateLimitedError || isConnectionError(err)) {
+      if (err instanceof ParkError || err instanceof RateLimitedError || isDatabaseUnavailable(err)) {
         const reason =
           err instanceof ParkError
             ? err.reason

@@ -1,7 +1,9 @@
 import type { Campaign, SabtConfig } from '../../config/campaigns.js'
 import { firstChecks } from '../../config/campaigns.js'
-import { isConnectionError, type Pool } from '../../db/pool.js'
+import { classifyDbError, sqlState } from '../../db/errors.js'
+import type { Pool } from '../../db/pool.js'
 import { type RecordRow, writeRecordBatch } from '../../db/registrations.js'
+import { Backoff } from '../../lib/backoff.js'
 import type { MqClient } from '../../mq/connection.js'
 import { Consumer, type Delivery } from '../../mq/consumer.js'
 import {
@@ -31,8 +33,6 @@ interface Pending {
   message: IntakeMessage | null
   campaign: Campaign | null
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
  * The recorder: consumes the intake queue(s) and writes registrations to PostgreSQL in batches,
@@ -214,9 +214,11 @@ export class Recorder {
   }
 
   /**
-   * Writes the batch in one statement. PostgreSQL unreachable → wait and retry the same batch
-   * (unacked, so nothing is lost if we die meanwhile). A data error → write row by row, so one bad
-   * message does not hold back the others.
+   * Writes the batch in one statement. The database unable to take it as a whole (unreachable,
+   * read-only after a failover, disk full, a deadlock or timeout: src/db/errors.ts) → wait with
+   * backoff and retry the same batch, unacked, so nothing is lost if we die meanwhile and no
+   * delivery attempt is spent. A row the database refuses (its data) → write row by row, so the
+   * bad one goes to the dead letters alone and never holds back the others.
    */
   async #write(items: Pending[]): Promise<
     {
@@ -226,7 +228,7 @@ export class Recorder {
   > {
     if (items.length === 0) return []
     const { pool, metrics, log } = this.deps
-    let delay = 100
+    const backoff = new Backoff({ initialMs: 100, maxMs: 5000 })
     for (let attempt = 1; ; attempt++) {
       try {
         const out = await writeRecordBatch(
@@ -238,7 +240,6 @@ export class Recorder {
         metrics.rowsWritten.inc({ kind: 'redelivered' }, out.redelivered.length)
         const inserted = new Set(out.inserted)
         const redelivered = new Map(out.redelivered.map((r) => [r.id, r.status]))
-        const unmatched = new Set(out.unmatched)
         return items.map((item) => {
           const id = item.row!.id
           if (inserted.has(id)) return { item, outcome: 'inserted' as const }
@@ -252,24 +253,31 @@ export class Recorder {
                   ? ('redelivered-open' as const)
                   : ('redelivered-done' as const),
             }
-          if (unmatched.has(id)) return { item, outcome: 'retry' as const }
+          // Neither written nor matched (the row it conflicted with vanished meanwhile): again.
           return { item, outcome: 'retry' as const }
         })
       } catch (err) {
-        if (isConnectionError(err) || (err as Error).message?.includes('pool')) {
+        const kind = classifyDbError(err)
+        const code = sqlState(err)
+        if (kind === 'unavailable') {
           metrics.recorderRetries.inc({ cause: 'database' })
+          const wait = backoff.next()
           log.warn(
-            { event: 'recorder.db_unavailable', attempt, retry_in_ms: delay, err: (err as Error).message },
-            'PostgreSQL unavailable; holding the batch and retrying',
+            {
+              event: 'recorder.db_unavailable',
+              attempt,
+              retry_in_ms: wait,
+              code,
+              err: (err as Error).message,
+            },
+            'PostgreSQL cannot take writes; holding the batch and retrying',
           )
-          if (items.every((p) => !this.consumer.isLive(p.d))) return [] // channel gone: redelivery will redo it
-          await sleep(delay)
-          delay = Math.min(delay * 2, 5000)
+          if (this.#stopping || items.every((p) => !this.consumer.isLive(p.d))) return [] // the broker redelivers them
+          await new Promise((r) => setTimeout(r, wait))
           continue
         }
         if (items.length === 1) {
-          const code = (err as { code?: string }).code ?? ''
-          const permanent = code.startsWith('22') || code.startsWith('23')
+          const permanent = kind === 'data'
           metrics.intakeDeadLettered.inc({ reason: permanent ? 'data_error' : 'write_failed' })
           log.warn(
             {
@@ -281,12 +289,12 @@ export class Recorder {
             },
             'a registration could not be written',
           )
-          // Permanent: straight to the dead letters. Otherwise requeue; RabbitMQ's delivery limit
+          // Its data: straight to the dead letters. Otherwise requeue; the delivery limit
           // dead-letters it if it keeps failing.
           return [{ item: items[0]!, outcome: permanent ? 'dead' : 'retry' }]
         }
         log.warn(
-          { event: 'recorder.batch_failed', size: items.length, err: (err as Error).message },
+          { event: 'recorder.batch_failed', size: items.length, code, err: (err as Error).message },
           'writing row by row',
         )
         const results = []
@@ -322,7 +330,7 @@ export class Recorder {
       const size = idsPerCheckMessage(config.checks.get(g.check)!)
       for (const ids of chunk(g.ids, size)) pending.push({ check: g.check, campaign: g.campaign, ids })
     }
-    let delay = 100
+    const backoff = new Backoff({ initialMs: 100, maxMs: 5000 })
     while (pending.length > 0) {
       const results = await Promise.allSettled(
         pending.map((m) =>
@@ -347,8 +355,7 @@ export class Recorder {
       // If our deliveries are gone (channel closed), the broker redelivers the batch: stop here.
       if (this.#stopping || items.every((p) => !this.consumer.isLive(p.d))) return false
       pending = failed
-      await sleep(delay)
-      delay = Math.min(delay * 2, 5000)
+      await backoff.wait()
     }
     return true
   }
