@@ -9,7 +9,9 @@ export class TcpProxy {
   #server: Server | null = null
   #sockets = new Set<Socket>()
   #downstream = new Map<Socket, Socket>() // upstream → client: the server's answers
+  #upstreamOf = new Map<Socket, Socket>() // client → upstream: what the client sends
   #paused = false
+  #requestsPaused = false
   port = 0
 
   constructor(
@@ -23,16 +25,19 @@ export class TcpProxy {
       this.#sockets.add(client)
       this.#sockets.add(upstream)
       this.#downstream.set(upstream, client)
+      this.#upstreamOf.set(client, upstream)
       const drop = () => {
         client.destroy()
         upstream.destroy()
         this.#sockets.delete(client)
         this.#sockets.delete(upstream)
         this.#downstream.delete(upstream)
+        this.#upstreamOf.delete(client)
       }
       client.on('error', drop).on('close', drop)
       upstream.on('error', drop).on('close', drop)
-      client.pipe(upstream)
+      if (!this.#requestsPaused) client.pipe(upstream)
+      else client.pause()
       if (!this.#paused) upstream.pipe(client)
       else upstream.pause()
     })
@@ -58,6 +63,23 @@ export class TcpProxy {
     }
   }
 
+  /**
+   * Stops reading what clients send (a server that stops reading its socket, as a broker under a
+   * resource alarm does): the client's writes back up into its own buffers.
+   */
+  pauseRequests(): void {
+    this.#requestsPaused = true
+    for (const [client, up] of this.#upstreamOf) {
+      client.unpipe(up)
+      client.pause()
+    }
+  }
+
+  resumeRequests(): void {
+    this.#requestsPaused = false
+    for (const [client, up] of this.#upstreamOf) client.pipe(up)
+  }
+
   resumeReplies(): void {
     this.#paused = false
     for (const [up, client] of this.#downstream) up.pipe(client)
@@ -69,6 +91,7 @@ export class TcpProxy {
     for (const s of this.#sockets) s.destroy()
     this.#sockets.clear()
     this.#downstream.clear()
+    this.#upstreamOf.clear()
     if (server) await new Promise<void>((r) => server.close(() => r()))
   }
 
