@@ -23,6 +23,30 @@ export interface RoleProcess {
   child: ChildProcess | null
 }
 
+/** A role process that ended; `caused` when the scenario (or the harness) ended it. */
+export interface Exit {
+  name: string
+  role: RoleName
+  pid: number
+  code: number | null
+  signal: NodeJS.Signals | null
+  at: number
+  caused: boolean
+}
+
+/** Lines of a role's log that say why it died (errors first), for a failure message. */
+function whyItDied(logFile: string): string {
+  let text = ''
+  try {
+    text = readFileSync(logFile, 'utf8')
+  } catch {
+    return '(no log)'
+  }
+  const lines = text.trimEnd().split('\n')
+  const errors = lines.filter((l) => /Error|Unhandled|uncaught|FATAL|fatal|panic/.test(l)).slice(-5)
+  return [...errors, ...lines.slice(-5)].map((l) => `    ${l.slice(0, 400)}`).join('\n')
+}
+
 /**
  * Sabt as separate processes, started from the compiled `dist/cli.js` exactly as production runs
  * it (one role per process), sharing one database and queue prefix unique to the scenario.
@@ -31,6 +55,10 @@ export class Cluster {
   readonly id = `chaos_${Date.now().toString(36)}_${randomBytes(2).toString('hex')}`
   readonly env: Record<string, string>
   readonly procs = new Map<string, RoleProcess>()
+  /** Every exit of every role process, in order: a scenario fails on one it did not cause. */
+  readonly exits: Exit[] = []
+  /** Processes the scenario or the harness is ending on purpose (SIGKILL, stop). */
+  readonly #ending = new WeakSet<ChildProcess>()
   simulatorPort = 0
   readonly logDir: string
 
@@ -87,7 +115,16 @@ export class Cluster {
     child.stderr!.pipe(out)
     const proc: RoleProcess = { name, role, port, child }
     this.procs.set(name, proc)
-    child.on('exit', () => {
+    child.on('exit', (code, signal) => {
+      this.exits.push({
+        name,
+        role,
+        pid: child.pid ?? 0,
+        code,
+        signal,
+        at: Date.now(),
+        caused: this.#ending.has(child),
+      })
       if (proc.child === child) proc.child = null
     })
     const health =
@@ -116,16 +153,33 @@ export class Cluster {
     return p
   }
 
+  /** Sends a signal; one that ends the process (anything but SIGSTOP/SIGCONT) counts as caused. */
   signal(name: string, sig: NodeJS.Signals): void {
+    const child = this.procs.get(name)?.child
+    if (child && sig !== 'SIGSTOP' && sig !== 'SIGCONT') this.#ending.add(child)
     process.kill(this.pid(name), sig)
   }
 
   async kill(name: string): Promise<void> {
     const child = this.procs.get(name)?.child
     if (!child) return
+    this.#ending.add(child)
     const exited = once(child, 'exit')
     child.kill('SIGKILL')
     await exited
+  }
+
+  /**
+   * Exits the scenario did not cause: a role that crashed by itself. Each is described with its
+   * exit code or signal and the lines of its log that say why.
+   */
+  crashes(): string[] {
+    return this.exits
+      .filter((e) => !e.caused)
+      .map(
+        (e) =>
+          `${e.name} (${e.role}, pid ${e.pid}) exited by itself with ${e.signal ? `signal ${e.signal}` : `code ${e.code}`}:\n${whyItDied(`${this.logDir}/${e.name}.log`)}`,
+      )
   }
 
   rssMb(name: string): number {
@@ -138,6 +192,7 @@ export class Cluster {
     await Promise.all(
       [...this.procs.values()].map(async (p) => {
         if (!p.child) return
+        this.#ending.add(p.child)
         const exited = once(p.child, 'exit')
         try {
           process.kill(p.child.pid!, 'SIGCONT')

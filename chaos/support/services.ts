@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { promisify } from 'node:util'
+import pg from 'pg'
 
 /**
  * The shared PostgreSQL and RabbitMQ, broken on purpose and ALWAYS brought back. Only this suite
@@ -101,4 +102,41 @@ export async function ensureServicesUp(): Promise<void> {
   if (!(await postgresUp())) {
     await run('pg_ctlcluster', ['--skip-systemctl-redirect', pgVersion(), 'main', 'start']).catch(() => {})
   }
+}
+
+const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres'
+
+async function adminQuery(text: string, values: unknown[] = []): Promise<pg.QueryResultRow[]> {
+  const c = new pg.Client({ connectionString: ADMIN_URL, connectionTimeoutMillis: 5000 })
+  await c.connect()
+  try {
+    return (await c.query(text, values)).rows
+  } finally {
+    await c.end()
+  }
+}
+
+/** Ends every session of one database (what a failover or `pg_terminate_backend` does to Sabt). */
+export async function terminateBackends(database: string): Promise<number> {
+  const rows = await adminQuery(
+    `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+     WHERE datname = $1 AND pid <> pg_backend_pid()`,
+    [database],
+  )
+  return rows[0]!.n as number
+}
+
+/**
+ * A failover's aftermath for one database: every new session starts read-only, and the existing
+ * ones are cut so that they reconnect into it. Only the scenario's own database: the shared
+ * server stays as it is for everyone else.
+ */
+export async function setDatabaseReadOnly(database: string, on: boolean): Promise<void> {
+  const name = pg.escapeIdentifier(database)
+  await adminQuery(
+    on
+      ? `ALTER DATABASE ${name} SET default_transaction_read_only = on`
+      : `ALTER DATABASE ${name} RESET default_transaction_read_only`,
+  )
+  await terminateBackends(database)
 }
