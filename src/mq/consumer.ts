@@ -86,16 +86,43 @@ export class Consumer {
     return d.channel === this.#channel
   }
 
+  /**
+   * Acks (with `allUpTo`, every earlier delivery of the channel too). False when the delivery's
+   * channel is gone or closing: the broker redelivers it, which changes nothing.
+   */
   ack(d: Delivery, allUpTo = false): boolean {
     if (!this.isLive(d)) return false
-    d.channel.ack(d.msg, allUpTo)
-    return true
+    try {
+      d.channel.ack(d.msg, allUpTo)
+      return true
+    } catch {
+      return false // the channel closed under us (amqplib throws): same as not live
+    }
   }
 
+  /**
+   * Gives a delivery back: `requeue` to try it again, or not, to dead-letter it. Sent as
+   * basic.reject, never basic.nack: RabbitMQ 4.3 stopped counting a nack toward a quorum queue's
+   * delivery limit (only a reject counts, as every version did), so a message that keeps failing
+   * would loop forever instead of reaching its dead letters.
+   */
   nack(d: Delivery, requeue: boolean): boolean {
     if (!this.isLive(d)) return false
-    d.channel.nack(d.msg, false, requeue)
-    return true
+    try {
+      d.channel.reject(d.msg, requeue)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /**
+   * Closes the channel so that the broker redelivers everything it holds unacked (a consumer
+   * that lost track of its deliveries); a fresh channel consumes again.
+   */
+  async recover(): Promise<void> {
+    const ch = this.#channel
+    await ch?.close().catch(() => {})
   }
 
   /** Stops new deliveries (those already received stay ours to ack). */

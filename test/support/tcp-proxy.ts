@@ -12,6 +12,7 @@ export class TcpProxy {
   #upstreamOf = new Map<Socket, Socket>() // client → upstream: what the client sends
   #paused = false
   #requestsPaused = false
+  #taps: Array<(chunk: Buffer) => void> = []
   port = 0
 
   constructor(
@@ -26,6 +27,7 @@ export class TcpProxy {
       this.#sockets.add(upstream)
       this.#downstream.set(upstream, client)
       this.#upstreamOf.set(client, upstream)
+      for (const tap of this.#taps) client.on('data', tap)
       const drop = () => {
         client.destroy()
         upstream.destroy()
@@ -61,6 +63,12 @@ export class TcpProxy {
       up.unpipe(client)
       up.pause()
     }
+  }
+
+  /** Sees every byte clients send from now on (new connections included), e.g. to read AMQP frames. */
+  tapRequests(tap: (chunk: Buffer) => void): void {
+    this.#taps.push(tap)
+    for (const client of this.#upstreamOf.keys()) client.on('data', tap)
   }
 
   /**

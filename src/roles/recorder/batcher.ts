@@ -14,7 +14,12 @@ export class Batcher<T> {
   #stopped = false
 
   constructor(
-    readonly opts: { size: number; maxWaitMs: number },
+    readonly opts: {
+      size: number
+      maxWaitMs: number
+      /** A flush that threw (a bug, not a failure it handles itself): told here, and the loop goes on. */
+      onError?: (err: unknown, items: T[]) => void
+    },
     readonly flush: (items: T[], reason: FlushReason) => Promise<void>,
   ) {}
 
@@ -57,7 +62,12 @@ export class Batcher<T> {
     for (;;) {
       const batch = this.#items.splice(0, this.opts.size)
       this.#firstAt = Date.now()
-      await this.flush(batch, reason)
+      try {
+        await this.flush(batch, reason)
+      } catch (err) {
+        // Never an unhandled rejection (it ended the process): the owner decides what it means.
+        this.opts.onError?.(err, batch)
+      }
       if (this.#items.length === 0) return
       if (this.#stopped) reason = 'shutdown'
       else if (this.#items.length >= this.opts.size) reason = 'size'

@@ -67,8 +67,21 @@ export class Recorder {
       (d) => this.batcher.add({ d, row: null, message: null, campaign: null }),
       deps.log,
     )
-    this.batcher = new Batcher({ size: opts.batchSize, maxWaitMs: opts.batchMs }, (items, reason) =>
-      this.#flush(items, reason),
+    this.batcher = new Batcher(
+      {
+        size: opts.batchSize,
+        maxWaitMs: opts.batchMs,
+        // Its deliveries are unacked and nobody holds them any more: close the channel so the
+        // broker gives them to us again (redelivery changes nothing).
+        onError: (err, items) => {
+          deps.log.error(
+            { event: 'recorder.flush_failed', batch: items.length, err: (err as Error).message },
+            'a batch failed unexpectedly; taking its deliveries back from the broker',
+          )
+          this.consumer.recover().catch(() => {})
+        },
+      },
+      (items, reason) => this.#flush(items, reason),
     )
   }
 
