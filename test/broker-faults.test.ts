@@ -132,9 +132,11 @@ describe('gateway when the broker fails', () => {
     proxy.pauseReplies()
     try {
       const pending = [post(s), post(s)]
+      // The bound counts registrations, not messages: the second waits to join the next message
+      // while the first's publish awaits its confirm (group commit).
       await waitFor(
-        () => s.metrics.inFlightSources.get('intake')?.() === 2,
-        'two publishes awaiting confirms',
+        () => s.metrics.inFlightSources.get('intake_registrations')?.() === 2,
+        'two registrations awaiting confirms',
       )
       expect503(await post(s), 'SABT_OVERLOADED')
       proxy.resumeReplies()

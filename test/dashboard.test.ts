@@ -309,13 +309,15 @@ describe('live numbers across processes', () => {
         circuit: string
       }[]
       queues: { name: string; messages: number | null; consumers: number | null }[]
+      intake: { gateways: number; registrations_per_confirm: number | null; batch_p50: number | null }
       processes: { roles: string[]; stale: boolean }[]
       counts: { total: Record<string, number> }
     }>()
 
   it('the status role, in a process of its own, shows the gateway’s, recorder’s and checker’s numbers', async () => {
     expect(status.live).not.toBeNull()
-    for (let i = 0; i < 30; i++) {
+    // 10 one after the other, then 20 at once: group commit puts those into fewer messages.
+    for (let i = 0; i < 10; i++) {
       const res = await workers!.app.inject({
         method: 'POST',
         url: '/v1/registrations',
@@ -323,6 +325,12 @@ describe('live numbers across processes', () => {
       })
       expect(res.statusCode).toBe(202)
     }
+    const together = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        workers!.app.inject({ method: 'POST', url: '/v1/registrations', payload: registration() }),
+      ),
+    )
+    expect(together.map((r) => r.statusCode)).toEqual(Array(20).fill(202))
     const got = await waitFor(async () => {
       const l = await live()
       const done = (l.counts.total.accepted ?? 0) + (l.counts.total.rejected ?? 0)
@@ -332,9 +340,14 @@ describe('live numbers across processes', () => {
         l.series.recorded.some((v) => (v ?? 0) > 0) &&
         l.series.checks.identity!.some((v) => (v ?? 0) > 0) &&
         l.providers[0]!.p50_ms !== null &&
+        l.intake.registrations_per_confirm !== null &&
         l
       )
     }, 'the other process’s numbers in the status role')
+    // 30 registrations in fewer than 30 confirms.
+    expect(got.intake.gateways).toBe(1)
+    expect(got.intake.registrations_per_confirm!).toBeGreaterThan(1)
+    expect(got.intake.batch_p50).not.toBeNull()
     expect(got.processes.map((p) => p.roles.join('+')).sort()).toEqual(['gateway+recorder+checker', 'status'])
     expect(got.providers[0]).toMatchObject({ check: 'identity', checkers: 1, circuit: 'closed' })
     expect(got.queues.map((q) => q.name)).toEqual([

@@ -103,7 +103,11 @@ describe('personal data at rest', () => {
         for (const needle of [r.national_id as string, r.mobile as string, (r.mobile as string).slice(1)])
           for (const b of bodies)
             expect(b.includes(needle), `message holds ${needle.slice(0, 3)}…`).toBe(false)
-        expect(JSON.parse(bodies[i]!)).toMatchObject({ v: 2, first_name: r.first_name })
+        const message = JSON.parse(bodies[i]!)
+        expect(message).toMatchObject({ v: 3, records: [{ first_name: r.first_name }] })
+        expect(Object.keys(message.records[0])).toEqual(
+          expect.arrayContaining(['key_id', 'national_id_index', 'national_id_sealed', 'mobile_sealed']),
+        )
       }
 
       // A recorder stores them, and they open to what was submitted.

@@ -18,49 +18,101 @@ const Attributes = Type.Union([
   Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])),
 ])
 
-/**
- * A registration on its way from the gateway to the recorder, version 1: normalised, not yet
- * sealed — the recorder seals it (the default, SABT_SEAL_AT=recorder).
- */
-export const IntakeMessageV1 = Type.Object({
-  v: Type.Literal(1),
+// A registration's fields in an intake message, clear (the recorder seals them) or sealed at the
+// gateway (SABT_SEAL_AT=gateway). The same fields make a version-1/2 message (one registration)
+// and each record of a version-3 message (many).
+const recordHead = {
   id: Type.String({ pattern: UUID_V7 }),
   received_at: Type.Integer({ minimum: 0 }),
   campaign: Type.String({ minLength: 1, maxLength: 63 }),
+}
+const clearPersonal = {
   national_id: Type.String({ pattern: '^[0-9]{10}$' }),
   mobile: Type.String({ pattern: '^09[0-9]{9}$' }),
-  first_name: Type.String({ minLength: 1, maxLength: 64 }),
-  last_name: Type.String({ minLength: 1, maxLength: 64 }),
-  birth_date: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }),
-  attributes: Attributes,
-})
-
-/**
- * Version 2: sealed at the gateway (SABT_SEAL_AT=gateway). The national id and mobile travel and
- * wait on the broker's disk (the intake queue, its dead letters) only as AES-256-GCM ciphertexts,
- * exactly as they will be stored, with the blind index beside them; the recorder writes them as
- * they are.
- */
-export const IntakeMessageV2 = Type.Object({
-  v: Type.Literal(2),
-  id: Type.String({ pattern: UUID_V7 }),
-  received_at: Type.Integer({ minimum: 0 }),
-  campaign: Type.String({ minLength: 1, maxLength: 63 }),
+}
+const sealedPersonal = {
   key_id: Type.String({ minLength: 1, maxLength: 64 }),
   national_id_index: Type.String({ pattern: BASE64, minLength: 44, maxLength: 44 }),
   national_id_sealed: Type.String({ pattern: BASE64, minLength: 4, maxLength: 128 }),
   mobile_sealed: Type.String({ pattern: BASE64, minLength: 4, maxLength: 128 }),
+}
+const recordTail = {
   first_name: Type.String({ minLength: 1, maxLength: 64 }),
   last_name: Type.String({ minLength: 1, maxLength: 64 }),
   birth_date: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }),
   attributes: Attributes,
-})
-export type IntakeMessage = Static<typeof IntakeMessageV1> | Static<typeof IntakeMessageV2>
+}
+
+/** One registration, normalised, not yet sealed: the recorder seals it (SABT_SEAL_AT=recorder). */
+export const IntakeRecordClear = Type.Object({ ...recordHead, ...clearPersonal, ...recordTail })
+/**
+ * One registration sealed at the gateway (SABT_SEAL_AT=gateway): the national id and mobile travel
+ * and wait on the broker's disk (the intake queue, its dead letters) only as AES-256-GCM
+ * ciphertexts, exactly as they will be stored, with the blind index beside them.
+ */
+export const IntakeRecordSealed = Type.Object({ ...recordHead, ...sealedPersonal, ...recordTail })
+export type IntakeRecord = Static<typeof IntakeRecordClear> | Static<typeof IntakeRecordSealed>
+
+/** Version 1: one clear registration (gateways before group commit; still read). */
+export const IntakeMessageV1 = Type.Object({ v: Type.Literal(1), ...IntakeRecordClear.properties })
+/** Version 2: one sealed registration (gateways before group commit; still read). */
+export const IntakeMessageV2 = Type.Object({ v: Type.Literal(2), ...IntakeRecordSealed.properties })
 
 /**
- * The intake message for a validated, normalised registration: version 1 (clear, the recorder
- * seals it) without a sealer; version 2 (the national id and mobile sealed for record `id`, with
- * the blind index) with one.
+ * Version 3: the registrations one gateway took for one intake shard while its previous publish
+ * there awaited its confirm (group commit) — one message and one confirm for all of them. Each
+ * record is read on its own: one that cannot be understood is dead-lettered alone, never with
+ * the others.
+ */
+export const MAX_RECORDS_PER_INTAKE_MESSAGE = 10_000
+const IntakeEnvelopeV3 = Type.Object({
+  v: Type.Literal(3),
+  records: Type.Array(Type.Unknown(), { minItems: 1, maxItems: MAX_RECORDS_PER_INTAKE_MESSAGE }),
+})
+
+export function isSealedRecord(r: IntakeRecord): r is Static<typeof IntakeRecordSealed> {
+  return 'national_id_sealed' in r
+}
+
+/**
+ * One registration as an intake record (JSON text): clear without a sealer; with one, the
+ * national id and mobile sealed for record `id` and the blind index beside them. Records are
+ * encoded one by one as requests arrive and joined into a message by encodeIntakeBatch.
+ */
+export function encodeIntakeRecord(
+  sealer: Sealer | null,
+  id: string,
+  receivedAt: number,
+  r: Registration,
+): string {
+  const personal = sealer
+    ? {
+        key_id: sealer.currentKeyId,
+        national_id_index: sealer.blindIndex(r.national_id).toString('base64'),
+        national_id_sealed: sealer.seal(r.national_id, `${id}:national_id`).toString('base64'),
+        mobile_sealed: sealer.seal(r.mobile, `${id}:mobile`).toString('base64'),
+      }
+    : { national_id: r.national_id, mobile: r.mobile }
+  return JSON.stringify({
+    id,
+    received_at: receivedAt,
+    campaign: r.campaign,
+    ...personal,
+    first_name: r.first_name,
+    last_name: r.last_name,
+    birth_date: r.birth_date,
+    attributes: r.attributes,
+  })
+}
+
+/** A version-3 intake message from encoded records. */
+export function encodeIntakeBatch(records: readonly string[]): Buffer {
+  return Buffer.from(`{"v":3,"records":[${records.join(',')}]}`)
+}
+
+/**
+ * A version-1 (clear) or version-2 (sealed) message: one registration. Gateways now publish
+ * version 3; tests and tools that stand in for older gateways use this.
  */
 export function encodeIntakeMessage(
   sealer: Sealer | null,
@@ -68,27 +120,8 @@ export function encodeIntakeMessage(
   receivedAt: number,
   r: Registration,
 ): Buffer {
-  const personal = sealer
-    ? {
-        v: 2,
-        key_id: sealer.currentKeyId,
-        national_id_index: sealer.blindIndex(r.national_id).toString('base64'),
-        national_id_sealed: sealer.seal(r.national_id, `${id}:national_id`).toString('base64'),
-        mobile_sealed: sealer.seal(r.mobile, `${id}:mobile`).toString('base64'),
-      }
-    : { v: 1, national_id: r.national_id, mobile: r.mobile }
-  return Buffer.from(
-    JSON.stringify({
-      ...personal,
-      id,
-      received_at: receivedAt,
-      campaign: r.campaign,
-      first_name: r.first_name,
-      last_name: r.last_name,
-      birth_date: r.birth_date,
-      attributes: r.attributes,
-    }),
-  )
+  const record = encodeIntakeRecord(sealer, id, receivedAt, r)
+  return Buffer.from(`{"v":${sealer ? 2 : 1},${record.slice(1)}`)
 }
 
 /** One check of one record (version 1; still read, e.g. from queues written by older code). */
@@ -120,6 +153,9 @@ export interface CheckMessage {
 
 const intakeV1 = Compile(IntakeMessageV1)
 const intakeV2 = Compile(IntakeMessageV2)
+const intakeV3 = Compile(IntakeEnvelopeV3)
+const recordClear = Compile(IntakeRecordClear)
+const recordSealed = Compile(IntakeRecordSealed)
 const checkV1 = Compile(CheckMessageV1)
 const checkV2 = Compile(CheckMessageV2)
 
@@ -133,8 +169,37 @@ function parse<T>(content: Buffer, check: (v: unknown) => boolean): T | null {
   return check(value) ? (value as T) : null
 }
 
-export function parseIntakeMessage(content: Buffer): IntakeMessage | null {
-  return parse<IntakeMessage>(content, (v) => intakeV2.Check(v) || intakeV1.Check(v))
+/** An intake message read: its valid records, and the ones that cannot be understood (as they came). */
+export interface ParsedIntake {
+  v: 1 | 2 | 3
+  records: IntakeRecord[]
+  invalid: unknown[]
+}
+
+/**
+ * Reads an intake message of any version; null when it is not one at all (not JSON, no known
+ * version, or a version-1/2 message whose one registration is malformed).
+ */
+export function parseIntakeMessage(content: Buffer): ParsedIntake | null {
+  let value: unknown
+  try {
+    value = JSON.parse(content.toString('utf8'))
+  } catch {
+    return null
+  }
+  if (intakeV3.Check(value)) {
+    const out: ParsedIntake = { v: 3, records: [], invalid: [] }
+    for (const r of value.records) {
+      if (recordClear.Check(r) || recordSealed.Check(r)) out.records.push(r as IntakeRecord)
+      else out.invalid.push(r)
+    }
+    return out
+  }
+  if (intakeV2.Check(value) || intakeV1.Check(value)) {
+    const { v, ...record } = value as { v: 1 | 2 } & IntakeRecord
+    return { v, records: [record as IntakeRecord], invalid: [] }
+  }
+  return null
 }
 
 export function parseCheckMessage(content: Buffer): CheckMessage | null {
@@ -178,6 +243,9 @@ export function chunk<T>(items: readonly T[], size: number): T[][] {
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
   return out
 }
+
+/** Why the recorder dead-lettered a registration on its own (unparseable, unknown_campaign, unknown_key, data_error). */
+export const DEAD_REASON_HEADER = 'x-sabt-dead-reason'
 
 /** The attempt number a check message carries (0 on its first delivery to a checker). */
 export const ATTEMPT_HEADER = 'x-sabt-attempt'

@@ -42,6 +42,19 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  /** Group commit at the intake: registrations per intake message, and messages confirmed. */
+  readonly intakeBatchSize = new Histogram({
+    name: 'sabt_intake_batch_size',
+    help: 'Registrations per intake message the gateway published (group commit: all of them answered by one confirm)',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000],
+    registers: [this.registry],
+  })
+  readonly intakeMessages = new Counter({
+    name: 'sabt_intake_messages_confirmed_total',
+    help: 'Intake messages the broker confirmed; sabt_intake_accepted_total divided by this is registrations per confirm',
+    registers: [this.registry],
+  })
+
   // Broker
   readonly publishConfirms = new Counter({
     name: 'sabt_publish_confirms_total',
@@ -179,6 +192,8 @@ export class Metrics {
       this.intakeAccepted,
       this.intakeRejected,
       this.intakeShed,
+      this.intakeBatchSize,
+      this.intakeMessages,
       this.publishConfirms,
       this.publishInFlight,
       this.rowsWritten,

@@ -216,6 +216,9 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     const intake = new Intake(mq, p, metrics, sealsAtGateway ? sealer : null, {
       shards: env.SABT_INTAKE_SHARDS,
       retryAfterS: env.SABT_RETRY_AFTER_S,
+      maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT,
+      batchMaxRecords: env.SABT_INTAKE_BATCH_MAX_RECORDS,
+      batchMaxBytes: env.SABT_INTAKE_BATCH_MAX_BYTES,
       log,
     })
     // Partner keys are read in the background: the request path never waits on the database.

@@ -2,7 +2,7 @@ import type { Registration } from '../../domain/registration.js'
 import { newUuidV7 } from '../../domain/uuid7.js'
 import { ApiError, type ErrorCode } from '../../http/errors.js'
 import type { MqClient } from '../../mq/connection.js'
-import { encodeIntakeMessage } from '../../mq/messages.js'
+import { encodeIntakeBatch, encodeIntakeRecord } from '../../mq/messages.js'
 import { PublishError, type Publisher, type PublishFailure } from '../../mq/publisher.js'
 import { shardKey } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
@@ -31,52 +31,140 @@ export function shardOf(campaign: string, nationalId: string, shards: number): n
   return (h >>> 0) % shards
 }
 
+interface Waiting {
+  id: string
+  resolve: (id: string) => void
+  reject: (err: unknown) => void
+}
+
+/** One intake shard's group commit: what waits for the next message, and publishes in flight. */
+class Lane {
+  records: string[] = []
+  waiting: Waiting[] = []
+  bytes = 0
+  publishing = 0
+  constructor(readonly routingKey: string) {}
+}
+
+export interface IntakeOptions {
+  shards: number
+  retryAfterS: number
+  /** Registrations waiting or in flight, in this process: past it, 503 (SABT_PUBLISH_MAX_IN_FLIGHT). */
+  maxInFlight: number
+  /** A message goes out at once when it holds this many registrations… */
+  batchMaxRecords: number
+  /** …or this many bytes, even while the shard's previous publish awaits its confirm. */
+  batchMaxBytes: number
+  log?: Logger
+}
+
 /**
- * Hands a validated registration to the broker: mints its UUIDv7, publishes the intake message
- * (persistent, mandatory) and resolves only when the broker has confirmed it into a queue. With a
- * sealer (SABT_SEAL_AT=gateway) the national id and mobile are sealed first, so they never sit on
- * the broker in clear; without, the recorder seals them (decision 014: the default, because the
- * gateway's CPU is the surge's front door).
+ * Hands validated registrations to the broker with group commit: every registration bound for the
+ * same intake shard that arrives while the shard's previous publish awaits its confirm joins the
+ * next intake message (version 3), and one confirm answers all of them. A lone request on an idle
+ * shard is published at once (no added latency); under load a message holds what arrived during
+ * one confirm round trip, so the batch grows by itself with the load and the broker's latency.
+ * Each request resolves (202) only after its message's confirm, and no return; a nack, return,
+ * timeout or closed channel fails every request of that message (503 + Retry-After).
+ *
+ * With a sealer (SABT_SEAL_AT=gateway) the national id and mobile are sealed first, so they never
+ * sit on the broker in clear; without, the recorder seals them (decision 014).
  */
 export class Intake {
   readonly #accepted = new Map<string, { inc(): void }>()
   /** Decided once: at info level the hot path does not even build the debug line. */
   readonly #debug: Logger | null
+  readonly #lanes: Lane[]
+  /** Registrations taken and not yet answered (waiting for a message, or in one being confirmed). */
+  #held = 0
 
   constructor(
     readonly mq: MqClient,
     readonly publisher: Publisher,
     readonly metrics: Metrics,
     readonly sealer: Sealer | null,
-    readonly opts: { shards: number; retryAfterS: number; log?: Logger },
+    readonly opts: IntakeOptions,
   ) {
     this.#debug = opts.log?.isLevelEnabled('debug') ? opts.log : null
+    this.#lanes = Array.from({ length: opts.shards }, (_, i) => new Lane(shardKey(i)))
+    metrics.inFlightSources.set('intake_registrations', () => this.#held)
   }
 
   get ready(): boolean {
     return this.publisher.ready
   }
 
-  async submit(reg: Registration): Promise<string> {
+  /** Resolves with the registration's id once the broker has confirmed it; rejects with an ApiError (503). */
+  submit(reg: Registration): Promise<string> {
+    if (this.#held >= this.opts.maxInFlight) return this.#shed('overloaded')
     const id = newUuidV7()
-    const body = encodeIntakeMessage(this.sealer, id, Date.now(), reg)
-    const shard = shardOf(reg.campaign, reg.national_id, this.opts.shards)
-    try {
-      await this.publisher.publish(this.mq.names.intakeExchange, shardKey(shard), body, { messageId: id })
-    } catch (err) {
-      if (err instanceof PublishError) {
-        this.metrics.intakeShed.inc({ reason: err.kind })
-        throw new ApiError(FAILURE_CODES[err.kind], undefined, this.opts.retryAfterS)
-      }
-      throw err
-    }
-    let accepted = this.#accepted.get(reg.campaign)
+    const record = encodeIntakeRecord(this.sealer, id, Date.now(), reg)
+    const lane = this.#lanes[shardOf(reg.campaign, reg.national_id, this.opts.shards)]!
+    this.#held++
+    const answered = new Promise<string>((resolve, reject) => lane.waiting.push({ id, resolve, reject }))
+    lane.records.push(record)
+    lane.bytes += Buffer.byteLength(record) + 1
+    if (
+      lane.publishing === 0 ||
+      lane.records.length >= this.opts.batchMaxRecords ||
+      lane.bytes >= this.opts.batchMaxBytes
+    )
+      this.#send(lane)
+    return answered.then((accepted) => {
+      this.#count(reg.campaign, accepted, lane)
+      return accepted
+    })
+  }
+
+  /** Publishes what waits in the lane as one message; when it is confirmed, the next batch goes. */
+  #send(lane: Lane): void {
+    const records = lane.records
+    const waiting = lane.waiting
+    lane.records = []
+    lane.waiting = []
+    lane.bytes = 0
+    lane.publishing++
+    this.metrics.intakeBatchSize.observe(records.length)
+    this.publisher
+      .publish(this.mq.names.intakeExchange, lane.routingKey, encodeIntakeBatch(records), {
+        messageId: `${waiting[0]!.id}+${waiting.length}`,
+      })
+      .then(
+        () => {
+          this.metrics.intakeMessages.inc()
+          for (const w of waiting) w.resolve(w.id)
+        },
+        (err: unknown) => {
+          const kind = err instanceof PublishError ? err.kind : 'closed'
+          this.metrics.intakeShed.inc({ reason: kind }, waiting.length)
+          const failure = new ApiError(FAILURE_CODES[kind], undefined, this.opts.retryAfterS)
+          for (const w of waiting) w.reject(failure)
+        },
+      )
+      .finally(() => {
+        this.#held -= waiting.length
+        lane.publishing--
+        if (lane.records.length > 0 && lane.publishing === 0) this.#send(lane)
+      })
+  }
+
+  #count(campaign: string, id: string, lane: Lane): void {
+    let accepted = this.#accepted.get(campaign)
     if (!accepted) {
-      accepted = this.metrics.intakeAccepted.labels({ campaign: reg.campaign })
-      this.#accepted.set(reg.campaign, accepted)
+      accepted = this.metrics.intakeAccepted.labels({ campaign })
+      this.#accepted.set(campaign, accepted)
     }
     accepted.inc()
-    this.#debug?.debug({ event: 'intake.accepted', registration_id: id, campaign: reg.campaign, shard })
-    return id
+    this.#debug?.debug({ event: 'intake.accepted', registration_id: id, campaign, shard: lane.routingKey })
+  }
+
+  #shed(kind: PublishFailure): Promise<never> {
+    this.metrics.intakeShed.inc({ reason: kind })
+    return Promise.reject(new ApiError(FAILURE_CODES[kind], undefined, this.opts.retryAfterS))
+  }
+
+  /** Publishes whatever still waits (a stopping gateway answers every request it took). */
+  flush(): void {
+    for (const lane of this.#lanes) if (lane.records.length > 0) this.#send(lane)
   }
 }

@@ -10,9 +10,11 @@ import {
   ATTEMPT_HEADER,
   type CheckMessage,
   chunk,
+  DEAD_REASON_HEADER,
   encodeCheckBatch,
-  type IntakeMessage,
+  type IntakeRecord,
   idsPerCheckMessage,
+  isSealedRecord,
   parseIntakeMessage,
 } from '../../mq/messages.js'
 import { PublishError, type Publisher } from '../../mq/publisher.js'
@@ -27,12 +29,39 @@ export interface RecorderOptions {
   batchMs: number
 }
 
+/** Why a registration goes to the intake dead letters (the metric's and the header's reason). */
+type DeadReason = 'unparseable' | 'unknown_campaign' | 'unknown_key' | 'data_error'
+
+/** One registration of an intake message. */
+interface Rec {
+  d: Delivery
+  /** As it came: what goes to the dead letters if this one record cannot be stored. */
+  raw: unknown
+  row: RecordRow | null // sealed once, reused if the write is retried
+  campaign: Campaign | null
+  dead: DeadReason | null
+}
+
+/**
+ * One intake message: a version-1/2 message carries one registration, a version-3 message (the
+ * gateway's group commit) many. It is acked once every one of its registrations is committed (and
+ * its check messages confirmed), or dead-lettered alone.
+ */
 interface Pending {
   d: Delivery
-  row: RecordRow | null // sealed once, reused if the write is retried
-  message: IntakeMessage | null
-  campaign: Campaign | null
+  /** Null until read; 'none' when the message is not an intake message at all. */
+  v: 1 | 2 | 3 | 'none' | null
+  recs: Rec[]
 }
+
+type WriteOutcome =
+  | 'inserted'
+  | 'duplicate'
+  | 'waiting'
+  | 'redelivered-open'
+  | 'redelivered-done'
+  | 'retry'
+  | 'dead'
 
 /**
  * The recorder: consumes the intake queue(s) and writes registrations to PostgreSQL in batches,
@@ -64,13 +93,15 @@ export class Recorder {
     this.consumer = new Consumer(
       deps.mq,
       { name: 'recorder', queues: deps.mq.names.intakeQueues, prefetch: opts.prefetch },
-      (d) => this.batcher.add({ d, row: null, message: null, campaign: null }),
+      (d) => this.batcher.add({ d, v: null, recs: [] }),
       deps.log,
     )
     this.batcher = new Batcher(
       {
         size: opts.batchSize,
         maxWaitMs: opts.batchMs,
+        // A batch is counted in registrations, and a message's registrations stay in one batch.
+        weigh: (p) => this.#read(p).recs.length || 1,
         // Its deliveries are unacked and nobody holds them any more: close the channel so the
         // broker gives them to us again (redelivery changes nothing).
         onError: (err, items) => {
@@ -102,22 +133,31 @@ export class Recorder {
     const { metrics, log } = this.deps
     const started = process.hrtime.bigint()
     metrics.flushes.inc({ reason })
-    metrics.batchSize.observe(items.length)
 
-    const good: Pending[] = []
+    const live: Pending[] = []
+    const good: Rec[] = []
     for (const p of items) {
       if (!this.consumer.isLive(p.d)) continue // its channel is gone: the broker redelivers it
-      if (!p.row) this.#prepare(p)
-      if (p.row) good.push(p)
+      this.#read(p)
+      live.push(p)
+      for (const r of p.recs) if (r.row && !r.dead) good.push(r)
     }
+    metrics.batchSize.observe(good.length)
 
     const written = await this.#write(good)
-    const toCheck: Pending[] = []
-    for (const p of written) {
-      const r = p.outcome
-      if (r === 'inserted' && p.item.row!.status === 'recorded') toCheck.push(p.item)
-      if (r === 'redelivered-open') toCheck.push(p.item)
+    const outcomeOf = new Map<Rec, WriteOutcome>()
+    const toCheck: Rec[] = []
+    for (const w of written) {
+      outcomeOf.set(w.item, w.outcome)
+      if (w.outcome === 'inserted' && w.item.row!.status === 'recorded') toCheck.push(w.item)
+      if (w.outcome === 'redelivered-open') toCheck.push(w.item)
+      if (w.outcome === 'dead') w.item.dead = 'data_error'
     }
+    // A registration of a many-record message that cannot be stored goes to the dead letters on
+    // its own (confirmed before its message is acked); a one-record message goes there whole.
+    const alone: Rec[] = []
+    for (const p of live) if (p.v === 3) for (const r of p.recs) if (r.dead) alone.push(r)
+
     // Pipelined: this batch's check messages are published and confirmed while the next batch is
     // written (the writes stay one at a time, in delivery order). Settling waits for the batch
     // before it, so acks go out in delivery order and a multiple-ack never covers an earlier batch
@@ -125,50 +165,54 @@ export class Recorder {
     // of each flush waiting for check confirms with the database idle.
     const previous = this.#settling
     const settled = (async () => {
-      const published = await this.#publishChecks(toCheck)
+      const [published, parked] = await Promise.all([
+        this.#publishChecks(toCheck),
+        this.#deadLetterAlone(alone),
+      ])
       await previous
       if (log.isLevelEnabled('debug')) {
         // The registration id is the correlation key from the gateway's intake.accepted onwards.
         const checked = new Set(toCheck)
-        for (const p of written)
+        for (const w of written)
           log.debug({
             event: 'recorder.recorded',
-            registration_id: p.item.row!.id,
-            outcome: p.outcome,
-            campaign: p.item.row!.campaign,
-            checks_published: published && checked.has(p.item) ? firstChecks(p.item.campaign!) : [],
+            registration_id: w.item.row!.id,
+            outcome: w.outcome,
+            campaign: w.item.row!.campaign,
+            checks_published: published && checked.has(w.item) ? firstChecks(w.item.campaign!) : [],
           })
       }
 
-      // Settle: failures first (individual nacks), then everything written with one multiple-ack —
-      // unless a delivery on this channel was ever left unacked (its checks unconfirmed): a
-      // multiple-ack would cover it, so from then on this channel acks one by one.
-      const oneByOne = written.length > 0 && this.#holes.has(written[0]!.item.d.channel)
+      // Settle each message: dead-lettered whole (one-record messages), requeued whole when one
+      // of its registrations must be tried again (a redelivery changes nothing for the others),
+      // left unacked when its check messages (or a record's dead letter) went unconfirmed, else
+      // acked — all the acked ones with one multiple-ack, unless a delivery on this channel was
+      // ever left unacked (a multiple-ack would cover it): from then on this channel acks one by one.
+      const oneByOne = live.length > 0 && this.#holes.has(live[0]!.d.channel)
       let maxTag: Delivery | null = null
-      for (const p of written) {
-        if (p.outcome === 'retry') {
-          this.consumer.nack(p.item.d, true)
+      for (const p of live) {
+        if (p.v !== 3 && p.recs.some((r) => r.dead)) {
+          this.consumer.nack(p.d, false) // → sabt.intake.dead (at-least-once dead-lettering)
           continue
         }
-        if (p.outcome === 'dead') {
-          this.consumer.nack(p.item.d, false)
+        if (p.recs.some((r) => outcomeOf.get(r) === 'retry')) {
+          this.consumer.nack(p.d, true)
           continue
         }
-        if (!published) {
-          // Check messages not confirmed: leave it unacked, the broker redelivers it.
-          this.#holes.add(p.item.d.channel)
+        if (!published || !parked) {
+          this.#holes.add(p.d.channel) // the broker redelivers it
           continue
         }
         if (oneByOne) {
-          this.consumer.ack(p.item.d)
+          this.consumer.ack(p.d)
           continue
         }
-        if (!maxTag || p.item.d.msg.fields.deliveryTag > maxTag.msg.fields.deliveryTag) maxTag = p.item.d
+        if (!maxTag || p.d.msg.fields.deliveryTag > maxTag.msg.fields.deliveryTag) maxTag = p.d
       }
       if (maxTag && this.consumer.isLive(maxTag)) this.consumer.ack(maxTag, true)
       metrics.flushSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9)
-      if (!published)
-        log.warn({ event: 'recorder.checks_unconfirmed', batch: items.length }, 'batch left unacked')
+      if (!published || !parked)
+        log.warn({ event: 'recorder.checks_unconfirmed', batch: live.length }, 'batch left unacked')
     })()
     this.#settling = settled.catch((err: unknown) =>
       log.error({ event: 'recorder.settle_failed', err: (err as Error).message }, 'settling a batch failed'),
@@ -177,53 +221,116 @@ export class Recorder {
     await previous
   }
 
-  /** Parses and seals one delivery; a message that cannot be understood goes to the dead letters. */
-  #prepare(p: Pending): void {
-    const { config, sealer, metrics, log } = this.deps
-    const m = parseIntakeMessage(p.d.msg.content)
-    const campaign = m ? config.campaigns.get(m.campaign) : undefined
-    // Sealed at the gateway with a key this recorder cannot open (rotation half rolled out): kept
-    // in the dead letters for a replay once it has the key, never stored unreadable.
-    const unknownKey = m?.v === 2 && !sealer.hasKey(m.key_id)
-    if (!m || !campaign || unknownKey) {
-      const reason = !m ? 'unparseable' : !campaign ? 'unknown_campaign' : 'unknown_key'
-      metrics.intakeDeadLettered.inc({ reason })
+  /** Reads a message once: its registrations, each parsed, its campaign found, sealed. */
+  #read(p: Pending): Pending {
+    if (p.v !== null) return p
+    const { metrics, log } = this.deps
+    const parsed = parseIntakeMessage(p.d.msg.content)
+    if (!parsed) {
+      p.v = 'none'
+      p.recs = [{ d: p.d, raw: null, row: null, campaign: null, dead: 'unparseable' }]
+      metrics.intakeDeadLettered.inc({ reason: 'unparseable' })
       log.warn({
         event: 'recorder.dead_letter',
-        reason,
-        registration_id: m?.id ?? p.d.msg.properties.messageId,
+        reason: 'unparseable',
+        registration_id: p.d.msg.properties.messageId,
       })
-      this.consumer.nack(p.d, false) // → sabt.intake.dead (at-least-once dead-lettering)
-      return
+      return p
     }
-    p.message = m
-    p.campaign = campaign
-    const sealed =
-      m.v === 2
-        ? {
-            nationalIdIndex: Buffer.from(m.national_id_index, 'base64'),
-            nationalIdSealed: Buffer.from(m.national_id_sealed, 'base64'),
-            mobileSealed: Buffer.from(m.mobile_sealed, 'base64'),
-            keyId: m.key_id,
-          }
-        : {
-            // Version 1 (the default, SABT_SEAL_AT=recorder): sealed here.
-            nationalIdIndex: sealer.blindIndex(m.national_id),
-            nationalIdSealed: sealer.seal(m.national_id, `${m.id}:national_id`),
-            mobileSealed: sealer.seal(m.mobile, `${m.id}:mobile`),
-            keyId: sealer.currentKeyId,
-          }
-    p.row = {
-      id: m.id,
-      campaign: m.campaign,
-      ...sealed,
-      firstName: m.first_name,
-      lastName: m.last_name,
-      birthDate: m.birth_date,
-      attributes: m.attributes === null ? null : JSON.stringify(m.attributes),
-      receivedAt: m.received_at,
-      status: campaign.checks.length > 0 ? 'recorded' : 'accepted',
+    p.v = parsed.v
+    for (const raw of parsed.invalid) {
+      metrics.intakeDeadLettered.inc({ reason: 'unparseable' })
+      log.warn({
+        event: 'recorder.dead_letter',
+        reason: 'unparseable',
+        message_id: p.d.msg.properties.messageId,
+      })
+      p.recs.push({ d: p.d, raw, row: null, campaign: null, dead: 'unparseable' })
     }
+    for (const record of parsed.records) p.recs.push(this.#prepare(p.d, record))
+    return p
+  }
+
+  /** One registration: its campaign and key known, sealed into a row; or why it cannot be stored. */
+  #prepare(d: Delivery, m: IntakeRecord): Rec {
+    const { config, sealer, metrics, log } = this.deps
+    const campaign = config.campaigns.get(m.campaign)
+    // Sealed at the gateway with a key this recorder cannot open (rotation half rolled out): kept
+    // in the dead letters for a replay once it has the key, never stored unreadable.
+    const sealed = isSealedRecord(m)
+    const dead: DeadReason | null = !campaign
+      ? 'unknown_campaign'
+      : sealed && !sealer.hasKey(m.key_id)
+        ? 'unknown_key'
+        : null
+    if (dead || !campaign) {
+      metrics.intakeDeadLettered.inc({ reason: dead! })
+      log.warn({ event: 'recorder.dead_letter', reason: dead, registration_id: m.id })
+      return { d, raw: m, row: null, campaign: null, dead }
+    }
+    const personal = sealed
+      ? {
+          nationalIdIndex: Buffer.from(m.national_id_index, 'base64'),
+          nationalIdSealed: Buffer.from(m.national_id_sealed, 'base64'),
+          mobileSealed: Buffer.from(m.mobile_sealed, 'base64'),
+          keyId: m.key_id,
+        }
+      : {
+          // Clear (the default, SABT_SEAL_AT=recorder): sealed here.
+          nationalIdIndex: sealer.blindIndex(m.national_id),
+          nationalIdSealed: sealer.seal(m.national_id, `${m.id}:national_id`),
+          mobileSealed: sealer.seal(m.mobile, `${m.id}:mobile`),
+          keyId: sealer.currentKeyId,
+        }
+    return {
+      d,
+      raw: m,
+      campaign,
+      dead: null,
+      row: {
+        id: m.id,
+        campaign: m.campaign,
+        ...personal,
+        firstName: m.first_name,
+        lastName: m.last_name,
+        birthDate: m.birth_date,
+        attributes: m.attributes === null ? null : JSON.stringify(m.attributes),
+        receivedAt: m.received_at,
+        status: campaign.checks.length > 0 ? 'recorded' : 'accepted',
+      },
+    }
+  }
+
+  /**
+   * Registrations of many-record messages that cannot be stored, each to the intake dead letters
+   * as its own one-record message (replayable alone), published to the dead-letter exchange under
+   * its message's routing key and confirmed. False if any went unconfirmed (its message stays unacked).
+   */
+  async #deadLetterAlone(recs: Rec[]): Promise<boolean> {
+    if (recs.length === 0) return true
+    const { publisher, mq, metrics, log } = this.deps
+    const results = await Promise.allSettled(
+      recs.map((r) => {
+        if (r.dead === 'data_error') metrics.intakeDeadLettered.inc({ reason: 'data_error' })
+        const id = (r.raw as { id?: unknown } | null)?.id
+        return publisher.publish(
+          mq.names.intakeDlx,
+          r.d.msg.fields.routingKey,
+          Buffer.from(`{"v":3,"records":[${JSON.stringify(r.raw)}]}`),
+          {
+            messageId: typeof id === 'string' ? id : `${r.d.msg.properties.messageId}:invalid`,
+            headers: { [DEAD_REASON_HEADER]: r.dead },
+          },
+        )
+      }),
+    )
+    const failed = results.filter((x) => x.status === 'rejected').length
+    if (failed > 0)
+      log.warn(
+        { event: 'recorder.dead_letter_unconfirmed', failed },
+        'dead letters not confirmed; message left unacked',
+      )
+    return failed === 0
   }
 
   /**
@@ -233,12 +340,7 @@ export class Recorder {
    * delivery attempt is spent. A row the database refuses (its data) → write row by row, so the
    * bad one goes to the dead letters alone and never holds back the others.
    */
-  async #write(items: Pending[]): Promise<
-    {
-      item: Pending
-      outcome: 'inserted' | 'duplicate' | 'redelivered-open' | 'redelivered-done' | 'retry' | 'dead'
-    }[]
-  > {
+  async #write(items: Rec[]): Promise<{ item: Rec; outcome: WriteOutcome }[]> {
     if (items.length === 0) return []
     const { pool, metrics, log } = this.deps
     const backoff = new Backoff({ initialMs: 100, maxMs: 5000 })
@@ -321,7 +423,7 @@ export class Recorder {
    * Publishes the first checks of the batch's new records — one message per (campaign, check)
    * carrying their ids, not one per record — and waits for every confirm.
    */
-  async #publishChecks(items: Pending[]): Promise<boolean> {
+  async #publishChecks(items: Rec[]): Promise<boolean> {
     if (items.length === 0) return true
     const { publisher, mq, config, metrics, log } = this.deps
     const groups = new Map<string, CheckMessage & { seen: Set<string> }>()

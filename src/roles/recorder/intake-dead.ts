@@ -1,6 +1,6 @@
 import type { GetMessage } from 'amqplib'
 import type { MqClient } from '../../mq/connection.js'
-import { parseIntakeMessage } from '../../mq/messages.js'
+import { DEAD_REASON_HEADER, parseIntakeMessage } from '../../mq/messages.js'
 import type { Publisher } from '../../mq/publisher.js'
 import { shardKey } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
@@ -12,27 +12,40 @@ import type { Logger } from '../../observability/logger.js'
  * replays it — never dropped.
  */
 export interface IntakeDeadList {
+  /** Messages in the queue (one may carry many registrations: a whole group-commit message). */
   queued: number
-  /** The first messages, without personal data: id, campaign, message version, when received. */
-  items: { id: string; campaign: string; v: number; received_at: string }[]
-  /** Messages that are not intake messages at all (left where they are). */
+  /**
+   * The first registrations, one per entry whatever message it came in, without personal data:
+   * id, campaign, message version, when received, and why it is here when the recorder said so.
+   */
+  items: { id: string; campaign: string; v: number; received_at: string; reason: string | null }[]
+  /** Registrations that cannot be read at all (left where they are). */
   unreadable: number
 }
 
 /** Looks at up to `limit` dead letters without taking them (all are returned to the queue). */
 export async function intakeDeadList(mq: MqClient, opts: { limit?: number } = {}): Promise<IntakeDeadList> {
-  return withDeadLetters(mq, opts.limit ?? 50, async (messages, queued) => {
+  const limit = opts.limit ?? 50
+  return withDeadLetters(mq, limit, async (messages, queued) => {
     const out: IntakeDeadList = { queued, items: [], unreadable: 0 }
     for (const m of messages) {
       const msg = parseIntakeMessage(m.content)
-      if (!msg) out.unreadable++
-      else
+      if (!msg) {
+        out.unreadable++
+        continue
+      }
+      out.unreadable += msg.invalid.length
+      const reason = m.properties.headers?.[DEAD_REASON_HEADER]
+      for (const r of msg.records) {
+        if (out.items.length >= limit) break
         out.items.push({
-          id: msg.id,
-          campaign: msg.campaign,
+          id: r.id,
+          campaign: r.campaign,
           v: msg.v,
-          received_at: new Date(msg.received_at).toISOString(),
+          received_at: new Date(r.received_at).toISOString(),
+          reason: typeof reason === 'string' ? reason : null,
         })
+      }
     }
     return out
   })
@@ -41,14 +54,16 @@ export async function intakeDeadList(mq: MqClient, opts: { limit?: number } = {}
 export interface IntakeReplayResult {
   /** Registrations handed back to the intake queue (the recorder stores them; a redelivery changes nothing). */
   replayed: number
-  /** Left in the dead letters: unreadable, or past the limit (as the queue's depth counted them). */
+  /** Messages left in the dead letters: unreadable, or past the limit (as the queue's depth counted them). */
   kept: number
 }
 
 /**
- * Moves intake dead letters back to the intake exchange, each under its shard's routing key (the
- * one it was published with), confirmed before it is acked from the dead-letter queue. A message
- * that still cannot be stored comes back to the dead letters; none is lost on the way.
+ * Moves intake dead letters back to the intake exchange, registration by registration: each
+ * message is republished under its shard's routing key (the one it was published with) with up
+ * to `limit` of its registrations — the rest of a many-record message goes back to the dead
+ * letters as a message of its own — confirmed before the original is acked. A registration that
+ * still cannot be stored comes back to the dead letters; none is lost on the way.
  */
 export async function replayIntakeDead(
   deps: { mq: MqClient; publisher: Publisher; log: Logger },
@@ -59,19 +74,38 @@ export async function replayIntakeDead(
   // Never more than `limit` held unacked at once.
   const result = await withDeadLetters(mq, limit, async (messages, queued, ack) => {
     let replayed = 0
+    let moved = 0
     for (const m of messages) {
+      if (replayed >= limit) break
       const msg = parseIntakeMessage(m.content)
-      if (!msg) continue
+      if (!msg || msg.records.length === 0) continue
       const key = originalRoutingKey(m) ?? shardKey(0)
-      await publisher.publish(mq.names.intakeExchange, key, m.content, { messageId: msg.id })
+      const take = msg.records.slice(0, limit - replayed)
+      const rest = msg.records.slice(take.length)
+      const whole = rest.length === 0 && msg.invalid.length === 0
+      // A message replayed whole goes as it is (any version); a part of one as a version-3 message.
+      const body = whole ? m.content : encodeRecords(take)
+      await publisher.publish(mq.names.intakeExchange, key, body, {
+        messageId: `${take[0]!.id}+${take.length}`,
+      })
+      if (!whole)
+        await publisher.publish(mq.names.intakeDlx, key, encodeRecords([...rest, ...msg.invalid]), {
+          messageId: `${m.properties.messageId ?? take[0]!.id}:rest`,
+          headers: m.properties.headers,
+        })
       ack(m)
-      replayed++
-      log.debug({ event: 'intake.replay', registration_id: msg.id, campaign: msg.campaign })
+      if (whole) moved++ // a part of it went back to the dead letters: still one message there
+      replayed += take.length
+      for (const r of take) log.debug({ event: 'intake.replay', registration_id: r.id, campaign: r.campaign })
     }
-    return { replayed, kept: queued - replayed }
+    return { replayed, kept: queued - moved }
   })
   log.info({ event: 'intake.replayed', ...result }, `replayed ${result.replayed} intake dead letter(s)`)
   return result
+}
+
+function encodeRecords(records: readonly unknown[]): Buffer {
+  return Buffer.from(`{"v":3,"records":[${records.map((r) => JSON.stringify(r)).join(',')}]}`)
 }
 
 /** The routing key a dead-lettered message was first published with (RabbitMQ's x-death header). */

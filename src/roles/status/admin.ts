@@ -114,6 +114,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
           at: new Date().toISOString(),
           broker: opts.mq.connected ? 'up' : 'down',
           series: live.series(since),
+          intake: live.intake(),
           queues: live.queues(),
           providers: live.providers(),
           processes: live.processes(),

@@ -19,6 +19,7 @@ import {
   dashboardPage,
   deadFragment,
   html,
+  intakeFragment,
   loginPage,
   lookupFragment,
   processesFragment,
@@ -128,6 +129,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
         .send(await render(request)),
     )
 
+  fragment('intake', () => intakeFragment(live.intake()))
   fragment('queues', () => queuesFragment(live.queues(), mq.connected))
   fragment('providers', () => providersFragment(live.providers()))
   fragment('processes', () => processesFragment(live.processes(), mq.connected))

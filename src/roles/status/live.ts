@@ -220,6 +220,19 @@ export interface ProviderRow {
   quota_used: number | null
 }
 
+/** Group commit at the intake, over TABLE_WINDOW_MS: how many registrations each confirm answers. */
+export interface IntakeRow {
+  /** Gateway processes heard from. */
+  gateways: number
+  /** Intake messages the broker confirmed per second. */
+  messages_per_s: number | null
+  /** Registrations answered 202 per confirmed message (the group commit's gain). */
+  registrations_per_confirm: number | null
+  /** Registrations per published message, interpolated from the histogram's buckets. */
+  batch_p50: number | null
+  batch_p99: number | null
+}
+
 export interface QueueRow {
   name: string
   queue: string
@@ -523,6 +536,31 @@ export class LiveStats {
     })
   }
 
+  intake(now = Date.now()): IntakeRow {
+    const n = this.#n
+    const W = TABLE_WINDOW_MS
+    const rings = this.store.fresh(now).filter((r) => r.snaps.at(-1)!.roles.includes('gateway'))
+    const les = new Set<number>()
+    for (const r of rings)
+      for (const v of metricValues(r.snaps.at(-1)!, n.batch))
+        if (v.metricName === `${n.batch}_bucket`) les.add(num(v.labels.le))
+    const buckets: [number, number][] = [...les]
+      .sort((a, b) => a - b)
+      .map((le) => [
+        le,
+        delta(rings, W, (s) => sumWhere(s, n.batch, (l) => num(l.le) === le, `${n.batch}_bucket`)) ?? 0,
+      ])
+    const confirmed = delta(rings, W, (s) => sumWhere(s, n.messages))
+    const accepted = delta(rings, W, (s) => sumWhere(s, n.accepted))
+    return {
+      gateways: rings.length,
+      messages_per_s: rate(rings, W, (s) => sumWhere(s, n.messages)),
+      registrations_per_confirm: confirmed && accepted !== null ? accepted / confirmed : null,
+      batch_p50: histogramQuantile(0.5, buckets),
+      batch_p99: histogramQuantile(0.99, buckets),
+    }
+  }
+
   queues(): QueueRow[] {
     return this.watched.map((w) => {
       const d = this.#latestDepths.get(w.queue) ?? null
@@ -577,6 +615,8 @@ function names(m: Metrics) {
   return {
     http: nameOf(m.httpRequests),
     accepted: nameOf(m.intakeAccepted),
+    batch: nameOf(m.intakeBatchSize),
+    messages: nameOf(m.intakeMessages),
     rows: nameOf(m.rowsWritten),
     checks: nameOf(m.checks),
     attempts: nameOf(m.checkAttempts),

@@ -1,6 +1,6 @@
 import type { StatusCounts } from '../../db/dashboard.js'
 import type { DeadList } from '../checker/dead-letters.js'
-import type { ProcessRow, ProviderRow, QueueRow } from './live.js'
+import type { IntakeRow, ProcessRow, ProviderRow, QueueRow } from './live.js'
 import type { OperatorLookup, OperatorRecord } from './operator-lookup.js'
 
 /**
@@ -139,6 +139,10 @@ export function dashboardPage(opts: { checks: string[]; queues: { name: string }
   <figure><figcaption>Queue depths (messages)</figcaption><div class="chart" id="chart-queues"></div></figure>
 </section>
 <section>
+  <h2>Intake <span class="sub">group commit, last 10 s</span></h2>
+  <div id="intake" ${poll('intake', '1s')}></div>
+</section>
+<section>
   <h2>Queues</h2>
   <div id="queues" ${poll('queues', '1s')}></div>
 </section>
@@ -195,6 +199,16 @@ ${rows.map((q) => {
       ? html`<p class="note" data-hint="intake_dead">Intake dead letters are registrations answered 202 that the recorder could not store (a campaign or key it does not know, a row the database refused). They are kept: fix the cause, then <code>sabt dead list --intake</code> and <code>sabt dead replay --intake</code>.</p>`
       : ''
   }`.s
+}
+
+export function intakeFragment(r: IntakeRow): string {
+  const fmtN = (v: number | null) => (v === null ? DASH : v < 10 ? v.toFixed(1) : fmtCount(Math.round(v)))
+  return html`<table class="num">
+<thead><tr><th><bdi>gateways</bdi></th><th><bdi>messages confirmed/s</bdi></th><th><bdi>registrations per confirm</bdi></th><th><bdi>batch p50</bdi></th><th><bdi>batch p99</bdi></th></tr></thead>
+<tbody><tr><td>${r.gateways}</td><td>${fmtRate(r.messages_per_s)}</td><td data-col="per-confirm">${fmtN(r.registrations_per_confirm)}</td><td>${fmtN(r.batch_p50)}</td><td>${fmtN(r.batch_p99)}</td></tr></tbody>
+</table>
+<p class="note">Each gateway puts the registrations that arrive for a shard while its previous publish awaits the broker's confirm into one intake message: one confirm answers them all. Registrations per confirm = 202s ÷ confirmed intake messages; batch sizes from the histogram's buckets.</p>`
+    .s
 }
 
 const CIRCUIT_CLASS = { closed: 'ok', 'half-open': 'warn', open: 'bad' } as const

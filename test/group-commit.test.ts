@@ -1,0 +1,273 @@
+import amqp from 'amqplib'
+import { v7 as uuidv7 } from 'uuid'
+import { afterEach, describe, expect, it } from 'vitest'
+import { encodeIntakeBatch } from '../src/mq/messages.js'
+import { Publisher } from '../src/mq/publisher.js'
+import { shardKey } from '../src/mq/topology.js'
+import { createLogger } from '../src/observability/logger.js'
+import { Metrics } from '../src/observability/metrics.js'
+import { intakeDeadList, replayIntakeDead } from '../src/roles/recorder/intake-dead.js'
+import {
+  AMQP_URL,
+  queueDepth,
+  registration,
+  sql,
+  startTestSabt,
+  type TestSabt,
+  testConfig,
+  testEnv,
+  waitFor,
+} from './support/harness.js'
+import { TcpProxy } from './support/tcp-proxy.js'
+
+// Group commit at the intake (issue 11): the registrations a gateway takes for one shard while
+// its previous publish awaits its confirm travel in one message, answered by one confirm — and
+// every guarantee holds per registration.
+
+type Reply = { statusCode: number; headers: Record<string, unknown>; json: () => Record<string, unknown> }
+
+function record(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const r = registration({ campaign: 'nocheck', attributes: null })
+  return { id: uuidv7(), received_at: Date.now(), ...r, ...overrides }
+}
+
+async function publishRaw(exchange: string, bodies: Buffer[]): Promise<void> {
+  const conn = await amqp.connect(AMQP_URL)
+  try {
+    const ch = await conn.createConfirmChannel()
+    for (const b of bodies) ch.publish(exchange, shardKey(0), b, { persistent: true, mandatory: true })
+    await ch.waitForConfirms()
+  } finally {
+    await conn.close()
+  }
+}
+
+const idsIn = async (s: TestSabt, table: string, ids: string[]) =>
+  (
+    await sql<{ id: string }>(s.env.DATABASE_URL, `SELECT id::text FROM ${table} WHERE id = ANY($1)`, [ids])
+  ).map((r) => r.id)
+
+describe('group commit at the intake', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {})
+  })
+
+  async function gateway(env: Record<string, string>, proxy?: TcpProxy): Promise<TestSabt> {
+    const s = await startTestSabt({
+      roles: ['gateway'],
+      env: testEnv(proxy ? { AMQP_URL: proxy.url('amqp'), ...env } : env),
+    })
+    cleanups.push(() => s.cleanup())
+    return s
+  }
+  async function proxied(): Promise<TcpProxy> {
+    const proxy = new TcpProxy('127.0.0.1', 5672)
+    await proxy.start()
+    cleanups.push(async () => {
+      proxy.resumeReplies()
+      await proxy.close()
+    })
+    return proxy
+  }
+  const post = (s: TestSabt, body: Record<string, unknown> = registration()) =>
+    s.app.inject({ method: 'POST', url: '/v1/registrations', payload: body }) as unknown as Promise<Reply>
+  const batchSizes = async (s: TestSabt) => {
+    const h = (await s.metrics.intakeBatchSize.get()).values
+    return {
+      count: h.find((v) => v.metricName === 'sabt_intake_batch_size_count')?.value ?? 0,
+      sum: h.find((v) => v.metricName === 'sabt_intake_batch_size_sum')?.value ?? 0,
+    }
+  }
+
+  /**
+   * One request goes out at once; while the broker holds its confirm back, `n` more wait and go
+   * together in the next message when the first is confirmed.
+   */
+  async function holdABatch(
+    s: TestSabt,
+    proxy: TcpProxy,
+    n: number,
+  ): Promise<{ first: Promise<Reply>; rest: Promise<Reply>[] }> {
+    proxy.pauseReplies()
+    const first = post(s)
+    await waitFor(() => s.metrics.inFlightSources.get('intake')?.() === 1, 'the first publish in flight')
+    const rest = Array.from({ length: n }, () => post(s))
+    await waitFor(
+      () => s.metrics.inFlightSources.get('intake_registrations')?.() === n + 1,
+      'the others waiting for the next message',
+    )
+    expect(s.metrics.inFlightSources.get('intake')?.()).toBe(1) // still one message in flight
+    return { first, rest }
+  }
+
+  it('publishes a lone request at once, and the ones that arrive during its confirm in one message', async () => {
+    const proxy = await proxied()
+    const s = await gateway({}, proxy)
+    expect((await post(s)).statusCode).toBe(202)
+    expect(await batchSizes(s)).toEqual({ count: 1, sum: 1 }) // idle: no waiting for company
+
+    const { first, rest } = await holdABatch(s, proxy, 20)
+    proxy.resumeReplies()
+    expect((await first).statusCode).toBe(202)
+    const answers = await Promise.all(rest)
+    expect(answers.map((a) => a.statusCode)).toEqual(Array(20).fill(202))
+    expect(await batchSizes(s)).toEqual({ count: 3, sum: 22 }) // 1, then 1, then 20 in one message
+    const messages = (await s.metrics.intakeMessages.get()).values[0]!.value
+    expect(messages).toBe(3)
+    expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(3)
+  })
+
+  it('a batch refused by the broker (queue at its bound: nack) is a 503 for every request in it', async () => {
+    const proxy = await proxied()
+    const s = await gateway({ SABT_INTAKE_MAX_LENGTH: '2' }, proxy)
+    // Fill the queue (a quorum queue enforces its bound a message or so late).
+    await waitFor(
+      async () => (await post(s)).json().code === 'SABT_QUEUE_FULL',
+      'the intake queue at its bound',
+    )
+    const depth = await queueDepth(s.mq!.names.intakeQueues[0]!)
+    const { first, rest } = await holdABatch(s, proxy, 10)
+    proxy.resumeReplies()
+    expect((await first).json()).toMatchObject({ code: 'SABT_QUEUE_FULL' })
+    for (const r of await Promise.all(rest)) {
+      expect(r.statusCode).toBe(503)
+      expect(r.headers['retry-after']).toMatch(/^[0-9]+$/)
+      expect(r.json()).toMatchObject({ code: 'SABT_QUEUE_FULL' })
+    }
+    expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(depth) // nothing of the refused batch
+  })
+
+  it('a batch returned unroutable (binding removed) is a 503 for every request in it', async () => {
+    const proxy = await proxied()
+    const s = await gateway({}, proxy)
+    const { first, rest } = await holdABatch(s, proxy, 10)
+    const conn = await amqp.connect(AMQP_URL)
+    const ch = await conn.createChannel()
+    await ch.unbindQueue(s.mq!.names.intakeQueues[0]!, s.mq!.names.intakeExchange, shardKey(0))
+    proxy.resumeReplies()
+    expect((await first).statusCode).toBe(202) // published before the binding went
+    for (const r of await Promise.all(rest)) expect(r.json()).toMatchObject({ code: 'SABT_UNROUTABLE' })
+    await ch.bindQueue(s.mq!.names.intakeQueues[0]!, s.mq!.names.intakeExchange, shardKey(0))
+    await conn.close()
+    expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(1)
+  })
+
+  it('a batch whose confirm never comes is a 503 (timeout) for every request in it', async () => {
+    const proxy = await proxied()
+    const s = await gateway({ SABT_CONFIRM_TIMEOUT_MS: '400' }, proxy)
+    proxy.pauseReplies()
+    const answers = await Promise.all(Array.from({ length: 15 }, () => post(s)))
+    expect(answers.map((a) => a.json().code)).toEqual(Array(15).fill('SABT_CONFIRM_TIMEOUT'))
+    expect((await batchSizes(s)).count).toBeLessThan(15) // they did travel together
+    proxy.resumeReplies()
+  })
+
+  it('the partner batch endpoint goes the same way: one request, one message', async () => {
+    const s = await gateway({})
+    const { partnerKey } = await import('./support/harness.js')
+    const key = await partnerKey(s)
+    const before = await batchSizes(s)
+    const records = Array.from({ length: 50 }, () => registration())
+    const r = await s.app.inject({
+      method: 'POST',
+      url: '/v1/registrations/batch',
+      headers: { authorization: `Bearer ${key}` },
+      payload: { records },
+    })
+    expect(r.statusCode).toBe(202)
+    const after = await batchSizes(s)
+    expect(after.sum - before.sum).toBe(50)
+    expect(after.count - before.count).toBeLessThanOrEqual(2) // the first alone, then the rest together
+  })
+
+  it('records every registration of a many-record message and dead-letters a poisoned one alone', async () => {
+    const s = await startTestSabt({ roles: ['recorder'], config: testConfig() })
+    cleanups.push(() => s.cleanup())
+    const good = [record(), record(), record()]
+    const stranger = record({ campaign: 'spring' }) // a campaign this recorder does not know
+    const broken = { ...record(), national_id: 'not-an-id' }
+    const body = encodeIntakeBatch(
+      [good[0], stranger, good[1], broken, good[2]].map((r) => JSON.stringify(r)),
+    )
+    await publishRaw(s.mq!.names.intakeExchange, [body])
+    await waitFor(
+      async () =>
+        (
+          await idsIn(
+            s,
+            'registrations',
+            good.map((g) => g.id as string),
+          )
+        ).length === 3,
+      'the good ones recorded',
+    )
+    await waitFor(
+      async () => (await queueDepth(s.mq!.names.intakeDead)) === 2,
+      'the two bad ones dead-lettered, each alone',
+    )
+    await waitFor(async () => (await queueDepth(s.mq!.names.intakeQueues[0]!)) === 0, 'the message acked')
+    const list = await intakeDeadList(s.mq!)
+    expect(list.unreadable).toBe(1)
+    expect(list.items).toEqual([
+      expect.objectContaining({ id: stranger.id, campaign: 'spring', v: 3, reason: 'unknown_campaign' }),
+    ])
+    expect(JSON.stringify(list)).not.toContain(stranger.national_id as string)
+  })
+
+  it('a redelivered many-record message changes nothing, and one person twice in it is one record and one duplicate', async () => {
+    const s = await startTestSabt({ roles: ['recorder'], config: testConfig() })
+    cleanups.push(() => s.cleanup())
+    const a = record()
+    const again = record({ national_id: a.national_id, mobile: a.mobile }) // the same person, later
+    const b = record()
+    const body = encodeIntakeBatch([a, again, b].map((r) => JSON.stringify(r)))
+    await publishRaw(s.mq!.names.intakeExchange, [body])
+    await waitFor(
+      async () => (await idsIn(s, 'registrations', [a.id as string, b.id as string])).length === 2,
+      'recorded',
+    )
+    const snapshot = async () => ({
+      registrations: await sql(s.env.DATABASE_URL, 'SELECT * FROM registrations ORDER BY id'),
+      duplicates: await sql(s.env.DATABASE_URL, 'SELECT id, original_id FROM duplicates ORDER BY id'),
+    })
+    const before = await snapshot()
+    expect(before.duplicates).toEqual([{ id: again.id, original_id: a.id }])
+    await publishRaw(s.mq!.names.intakeExchange, [body, body]) // delivered again, twice
+    await waitFor(
+      async () =>
+        (await s.metrics.rowsWritten.get()).values.find((v) => v.labels.kind === 'redelivered')?.value === 4,
+      'both redeliveries seen',
+    )
+    await waitFor(async () => (await queueDepth(s.mq!.names.intakeQueues[0]!)) === 0, 'acked')
+    expect(await snapshot()).toEqual(before)
+  })
+
+  it('replays a many-record dead letter registration by registration, up to the limit', async () => {
+    const s = await startTestSabt({ roles: ['recorder'], config: testConfig() })
+    cleanups.push(() => s.cleanup())
+    // A whole message the broker dead-lettered (e.g. past its delivery limit).
+    const records = [record(), record(), record()]
+    await publishRaw(s.mq!.names.intakeDlx, [encodeIntakeBatch(records.map((r) => JSON.stringify(r)))])
+    expect((await intakeDeadList(s.mq!)).items.map((i) => i.id)).toEqual(records.map((r) => r.id))
+    const log = createLogger({ level: 'silent' })
+    const publisher = new Publisher(
+      s.mq!,
+      { name: 'replay', confirmTimeoutMs: 3000, maxInFlight: 10 },
+      new Metrics({ defaultMetrics: false }),
+      log,
+    )
+    await publisher.start()
+    try {
+      expect(await replayIntakeDead({ mq: s.mq!, publisher, log }, { limit: 2 })).toEqual({
+        replayed: 2,
+        kept: 1,
+      })
+    } finally {
+      await publisher.close()
+    }
+    const ids = records.map((r) => r.id as string)
+    await waitFor(async () => (await idsIn(s, 'registrations', ids)).length === 2, 'two recorded')
+    expect((await intakeDeadList(s.mq!)).items.map((i) => i.id)).toEqual([ids[2]])
+  })
+})
