@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid'
 import type { RecordRow } from '../../src/db/registrations.js'
 import { writeRecordBatch } from '../../src/db/registrations.js'
 import { parseDataKeys, Sealer } from '../../src/privacy/sealing.js'
-import { intakeBody, intakeMessage } from '../lib/bodies.js'
+import { intakeBodies, intakeMessage } from '../lib/bodies.js'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
 import { BenchSabt } from '../lib/sabt.js'
 import { fmt, over } from '../lib/stats.js'
@@ -53,25 +53,19 @@ export const drain: Scenario = {
         await sabt.purgeAll()
         base += 10_000_000
         const ids: string[] = []
-        const msgs: {
-          id: string
-          campaign: string
-          nationalId: string
-          body: Buffer
-          m: Record<string, unknown>
-        }[] = []
+        const records: Record<string, unknown>[] = []
         for (let i = 0; i < n; i++) {
           const id = uuidv7()
-          const m = intakeMessage(id, CAMPAIGN, base + i)
           ids.push(id)
-          msgs.push({
-            id,
-            campaign: CAMPAIGN,
-            nationalId: m.national_id as string,
-            body: intakeBody(sealer, m),
-            m,
-          })
+          records.push(intakeMessage(id, CAMPAIGN, base + i))
         }
+        // One shard (the default): messages of many registrations, as gateways publish them now.
+        const msgs = intakeBodies(sealer, records).map((body, i) => ({
+          id: `${ids[i]}+`,
+          campaign: CAMPAIGN,
+          nationalId: '',
+          body,
+        }))
         const fill = await sabt.fillIntake(msgs)
         ctx.log(
           `  drain run ${run}: backlog of ${fill.published} filled at ${fill.per_s} msg/s (one confirmed publisher)`,
@@ -130,7 +124,7 @@ export const drain: Scenario = {
         )
         // Bare: the same rows (sealed beforehand, not timed), the recorder's statement, batch after batch.
         await sabt.truncate()
-        const rows: RecordRow[] = msgs.map(({ m: x }) => ({
+        const rows: RecordRow[] = records.map((x) => ({
           id: x.id as string,
           campaign: CAMPAIGN,
           nationalIdIndex: sealer.blindIndex(x.national_id as string),
