@@ -3,7 +3,10 @@ import type { Pool } from './pool.js'
 /** Registrations by campaign and status, and duplicates by campaign: the dashboard's counts. */
 export interface StatusCounts {
   at: string
-  /** campaign → status → count; `duplicate` counts the later submissions kept as duplicates. */
+  /**
+   * campaign → status → count; `duplicate` counts the later submissions kept as duplicates,
+   * `waiting` those kept beside a record still being checked (decision 015).
+   */
   byCampaign: Record<string, Record<string, number>>
   total: Record<string, number>
 }
@@ -13,7 +16,9 @@ export async function countByStatus(pool: Pool): Promise<StatusCounts> {
     name: 'sabt_dashboard_counts',
     text: `SELECT campaign, status, count(*)::int AS n FROM registrations GROUP BY 1, 2
            UNION ALL
-           SELECT campaign, 'duplicate', count(*)::int FROM duplicates GROUP BY 1`,
+           SELECT campaign, 'duplicate', count(*)::int FROM duplicates GROUP BY 1
+           UNION ALL
+           SELECT campaign, 'waiting', count(*)::int FROM waiting GROUP BY 1`,
   })
   const byCampaign: Record<string, Record<string, number>> = {}
   const total: Record<string, number> = {}
@@ -58,7 +63,7 @@ export async function findRecordDetail(pool: Pool, id: string): Promise<RecordDe
   return r.rows[0] ?? null
 }
 
-/** Every record of one person (one per campaign), found by the blind index of their national id. */
+/** Every record of one person (in each campaign, the one holding the place and any it replaced), by the blind index of their national id. */
 export async function findRecordsByNationalIdIndex(
   pool: Pool,
   index: Buffer,

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { SabtConfig } from '../../config/campaigns.js'
 import { findRecordDetail, findRecordsByNationalIdIndex, type RecordDetail } from '../../db/dashboard.js'
+import { findPlaceHolder } from '../../db/places.js'
 import type { Pool } from '../../db/pool.js'
 import { checkNationalId, toAsciiDigits } from '../../domain/index.js'
 import { type Logger, maskDigits } from '../../observability/logger.js'
@@ -38,6 +39,13 @@ export type OperatorLookup =
       original_id: string
       received_at: string
       original: OperatorRecord | null
+    }
+  | {
+      kind: 'waiting'
+      id: string
+      received_at: string
+      /** The person's record being checked, whose place this submission waits for. */
+      holder: OperatorRecord | null
     }
   | { kind: 'records'; by: 'id' | 'national_id'; records: OperatorRecord[] }
 
@@ -101,6 +109,16 @@ export async function lookupForOperator(deps: OperatorLookupDeps, query: string)
         original: original ? await operatorRecord(deps, original, null) : null,
       }
     }
+    if (view.kind === 'waiting') {
+      const holderId = await findPlaceHolder(deps.pool, view.id)
+      const holder = holderId ? await findRecordDetail(deps.pool, holderId) : null
+      return {
+        kind: 'waiting',
+        id: view.id,
+        received_at: view.received_at,
+        holder: holder ? await operatorRecord(deps, holder, null) : null,
+      }
+    }
     if (view.kind === 'queued') return { kind: 'queued', id: view.id, received_at: view.received_at }
     return { kind: 'not_found', by: 'id' }
   }
@@ -129,7 +147,7 @@ export function auditLookup(log: Logger, request: FastifyRequest, found: Operato
     registration_ids:
       found.kind === 'records'
         ? found.records.map((r) => r.id)
-        : found.kind === 'duplicate' || found.kind === 'queued'
+        : found.kind === 'duplicate' || found.kind === 'queued' || found.kind === 'waiting'
           ? [found.id]
           : [],
   })

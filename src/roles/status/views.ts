@@ -213,7 +213,7 @@ ${rows.map(
     .s
 }
 
-const STATUSES = ['recorded', 'verifying', 'accepted', 'rejected', 'failed', 'duplicate'] as const
+const STATUSES = ['recorded', 'verifying', 'accepted', 'rejected', 'failed', 'waiting', 'duplicate'] as const
 
 export function countsFragment(c: StatusCounts): string {
   const campaigns = Object.keys(c.byCampaign).sort()
@@ -305,8 +305,11 @@ export function lookupFragment(l: OperatorLookup): string {
     case 'duplicate':
       return html`<p class="notice">Registration <span class="mono">${l.id}</span> (${l.received_at}) is a <strong>duplicate</strong> of <span class="mono">${l.original_id}</span>:</p>${l.original ? recordView(l.original) : ''}`
         .s
+    case 'waiting':
+      return html`<p class="notice">Registration <span class="mono">${l.id}</span> (${l.received_at}) is <strong>waiting</strong> beside the person's record being checked; it takes that record's place if it is rejected or fails:</p>${l.holder ? recordView(l.holder) : ''}`
+        .s
     case 'records':
-      return html`${l.records.length > 1 ? html`<p class="note">${l.records.length} records (one per campaign).</p>` : ''}${l.records.map(recordView)}`
+      return html`${l.records.length > 1 ? html`<p class="note">${l.records.length} records.</p>` : ''}${l.records.map(recordView)}`
         .s
   }
 }
