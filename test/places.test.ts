@@ -1,6 +1,7 @@
 import amqp from 'amqplib'
 import { v7 as uuidv7 } from 'uuid'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { recordAttempt, recordOutcomes } from '../src/db/checks.js'
 import { eraseCampaign } from '../src/db/personal-data.js'
 import { shardKey } from '../src/mq/topology.js'
 import { identityMatches } from '../src/roles/simulator/answers.js'
@@ -109,6 +110,20 @@ describe('one standing registration per person per campaign', () => {
     expect(await row(s, second)).toMatchObject({ holds_place: true, promoted_from: first })
     expect(await row(s, first)).toMatchObject({ holds_place: false })
     expect(asked(s, 'identity', second)).toBe(true)
+    // Operators see both records of the person, and which took whose place.
+    const lookup = await s.sabt.app.inject({
+      method: 'POST',
+      url: '/admin/lookup',
+      headers: { authorization: `Bearer ${s.adminToken}` },
+      payload: { q: p.right.national_id },
+    })
+    expect(lookup.json()).toMatchObject({
+      kind: 'records',
+      records: [
+        { id: first, status: 'rejected', holds_place: false, promoted_from: null },
+        { id: second, status: 'accepted', holds_place: true, promoted_from: first },
+      ],
+    })
     // The third waited beside a record that was then accepted: a duplicate, never checked, its
     // personal data dropped.
     await statusIs(s, third, 'duplicate')
@@ -288,6 +303,48 @@ describe('redelivered intake messages are recognised by their id', () => {
     await waitFor(async () => (await queueDepth(s.mq!.names.intakeQueues[0]!)) === 0, 'acked')
     expect(await queueDepth(s.mq!.names.intakeDead)).toBe(0)
     expect(await stored()).toEqual(before)
+  })
+
+  it('a redelivered answer that gave the place away hands back the promoted record until its checks start', async () => {
+    const nid = nationalId()
+    const [first, second] = [intakeMessage({ national_id: nid }), intakeMessage({ national_id: nid })]
+    await publishIntake(s, [first, second])
+    await waitFor(
+      async () => (await sql(s.env.DATABASE_URL, 'SELECT 1 FROM waiting WHERE id = $1', [second.id])).length,
+      'the second waiting beside the first',
+    )
+    const campaign = s.config.campaigns.get('demo')!
+    const answer = {
+      id: first.id as string,
+      check: 'identity',
+      outcome: 'failed' as const,
+      attempts: 1,
+      latencyMs: 5,
+      detail: null,
+      required: campaign.checks,
+      hasCallback: false,
+      maxRecordsPerPerson: campaign.maxRecordsPerPerson,
+    }
+    const promoted = [{ id: second.id, campaign: 'demo', promotedFrom: first.id }]
+    const [once] = await recordOutcomes(s.pool!, [answer])
+    expect(once).toMatchObject({ status: 'rejected', becameFinal: true, promoted })
+    // The checker died before publishing the second's checks: the redelivered answer says it again.
+    const [again] = await recordOutcomes(s.pool!, [answer])
+    expect(again).toMatchObject({ status: 'rejected', becameFinal: false, stored: false, promoted })
+    // Once its checks have started, nothing more.
+    await recordAttempt(s.pool!, second.id as string, 'identity', 1, 'timeout')
+    const [late] = await recordOutcomes(s.pool!, [answer])
+    expect(late!.promoted).toEqual([])
+    const rows = await sql<{ id: string; holds_place: boolean; received_at: Date }>(
+      s.env.DATABASE_URL,
+      'SELECT id::text, holds_place, received_at FROM registrations WHERE id = ANY($1) ORDER BY id',
+      [[first.id, second.id]],
+    )
+    expect(rows.map((r) => [r.id, r.holds_place])).toEqual([
+      [first.id, false],
+      [second.id, true],
+    ])
+    expect(rows[1]!.received_at.getTime()).toBe(second.received_at)
   })
 
   it('a redelivered waiting submission or duplicate is stored once', async () => {

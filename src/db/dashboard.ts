@@ -46,11 +46,15 @@ export interface RecordDetail {
   verdict_at: Date | null
   erased_at: Date | null
   duplicates: number
+  /** Whether it holds the person's place in the campaign (decision 015). */
+  holds_place: boolean
+  /** The record whose place it took, if it was promoted from the waiting submissions. */
+  promoted_from: string | null
 }
 
 const DETAIL = `SELECT r.id::text, r.campaign, r.status, r.first_name, r.last_name,
        to_char(r.birth_date, 'YYYY-MM-DD') AS birth_date, r.national_id_sealed, r.mobile_sealed, r.key_id,
-       r.received_at, r.recorded_at, r.verdict_at, r.erased_at,
+       r.received_at, r.recorded_at, r.verdict_at, r.erased_at, r.holds_place, r.promoted_from::text,
        (SELECT count(*)::int FROM duplicates d WHERE d.original_id = r.id) AS duplicates
 FROM registrations r`
 

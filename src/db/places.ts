@@ -43,31 +43,42 @@ export async function settlePlaces(
       settled.set(r.id, { status: r.status, cap: r.maxRecordsPerPerson })
   if (settled.size === 0) return []
 
-  const holders = await client.query<{
+  // One read for the whole batch: each record's place (if it holds one) and the records already
+  // promoted from it that have not started their checks (a redelivery after a crash).
+  const places = await client.query<{
     id: string
     campaign: string
-    nidx: Buffer
+    nidx: Buffer | null
     status: string
+    holds_place: boolean
     records: number | null
     first_waiting: string | null
+    unstarted: string[] | null
   }>({
     name: 'sabt_places_of_settled',
-    text: `SELECT r.id::text, r.campaign, r.national_id_index AS nidx, r.status,
-                  CASE WHEN r.status <> 'accepted' THEN
+    text: `SELECT r.id::text, r.campaign, r.national_id_index AS nidx, r.status, r.holds_place,
+                  CASE WHEN r.holds_place AND r.status <> 'accepted' THEN
                     (SELECT count(*)::int FROM registrations x
                      WHERE x.campaign = r.campaign AND x.national_id_index = r.national_id_index) END AS records,
-                  (SELECT w.id::text FROM waiting w
-                   WHERE w.campaign = r.campaign AND w.national_id_index = r.national_id_index
-                   ORDER BY w.id LIMIT 1) AS first_waiting
+                  CASE WHEN r.holds_place THEN
+                    (SELECT w.id::text FROM waiting w
+                     WHERE w.campaign = r.campaign AND w.national_id_index = r.national_id_index
+                     ORDER BY w.id LIMIT 1) END AS first_waiting,
+                  CASE WHEN NOT r.holds_place AND r.status <> 'accepted' THEN
+                    (SELECT array_agg(p.id::text) FROM registrations p
+                     WHERE p.promoted_from = r.id AND p.status = 'recorded') END AS unstarted
            FROM registrations r
-           WHERE r.id = ANY($1::uuid[]) AND r.holds_place AND r.national_id_index IS NOT NULL`,
+           WHERE r.id = ANY($1::uuid[]) AND r.national_id_index IS NOT NULL`,
     values: [[...settled.keys()]],
   })
 
   const release: string[] = []
   const promote: { id: string; from: string }[] = []
   const accepted: { campaign: string; nidx: Buffer; original: string }[] = []
-  for (const h of holders.rows) {
+  const promoted: Promoted[] = []
+  for (const h of places.rows) {
+    for (const id of h.unstarted ?? []) promoted.push({ id, campaign: h.campaign, promotedFrom: h.id })
+    if (!h.holds_place || h.nidx === null) continue
     if (h.status === 'accepted') {
       if (h.first_waiting) accepted.push({ campaign: h.campaign, nidx: h.nidx, original: h.id })
     } else if (h.status === 'rejected' || h.status === 'failed') {
@@ -75,6 +86,7 @@ export async function settlePlaces(
         // Admitted beside it under the cap already: it takes the place whatever the count.
         release.push(h.id)
         promote.push({ id: h.first_waiting, from: h.id })
+        promoted.push({ id: h.first_waiting, campaign: h.campaign, promotedFrom: h.id })
       } else if ((h.records ?? 0) < settled.get(h.id)!.cap) release.push(h.id)
       // else: the person's last record under the cap keeps the place.
     }
@@ -113,16 +125,7 @@ export async function settlePlaces(
              ON CONFLICT (id) DO NOTHING`,
       values: [accepted.map((a) => a.campaign), accepted.map((a) => a.nidx), accepted.map((a) => a.original)],
     })
-
-  const gaveUp = [...settled].filter(([, s]) => s.status !== 'accepted').map(([id]) => id)
-  if (gaveUp.length === 0) return []
-  const started = await client.query<{ id: string; campaign: string; promoted_from: string }>({
-    name: 'sabt_places_promoted_unstarted',
-    text: `SELECT id::text, campaign, promoted_from::text FROM registrations
-           WHERE promoted_from = ANY($1::uuid[]) AND status = 'recorded'`,
-    values: [gaveUp],
-  })
-  return started.rows.map((r) => ({ id: r.id, campaign: r.campaign, promotedFrom: r.promoted_from }))
+  return promoted
 }
 
 /**

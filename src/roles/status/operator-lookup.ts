@@ -26,6 +26,9 @@ export interface OperatorRecord {
   recorded_at: string
   verdict_at: string | null
   duplicates: number
+  /** Holds the person's place in its campaign; false once it gave it up (rejected or failed, decision 015). */
+  holds_place: boolean
+  promoted_from: string | null
   checks: CheckView[]
 }
 
@@ -87,6 +90,8 @@ async function operatorRecord(
     recorded_at: r.recorded_at.toISOString(),
     verdict_at: r.verdict_at ? r.verdict_at.toISOString() : null,
     duplicates: r.duplicates,
+    holds_place: r.holds_place,
+    promoted_from: r.promoted_from,
     checks: view.kind === 'record' ? view.checks : [],
   }
 }

@@ -281,6 +281,8 @@ function recordView(r: OperatorRecord): Raw {
   <dt>recorded</dt><dd class="ltr">${r.recorded_at}</dd>
   <dt>verdict</dt><dd class="ltr">${r.verdict_at ?? DASH}</dd>
   ${r.duplicates ? html`<dt>duplicates</dt><dd>${r.duplicates} later submission(s) kept as duplicates</dd>` : ''}
+  ${r.promoted_from ? html`<dt>took the place of</dt><dd class="mono">${r.promoted_from}</dd>` : ''}
+  ${r.holds_place || r.national_id === null ? '' : html`<dt>place</dt><dd>given up: a later submission of the person may be checked</dd>`}
 </dl>
 ${
   r.checks.length
