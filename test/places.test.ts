@@ -4,7 +4,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { recordAttempt, recordOutcomes } from '../src/db/checks.js'
 import { eraseCampaign } from '../src/db/personal-data.js'
 import { shardKey } from '../src/mq/topology.js'
+import { createLogger } from '../src/observability/logger.js'
 import { identityMatches } from '../src/roles/simulator/answers.js'
+import { startSabt } from '../src/runtime/start.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
 import {
   AMQP_URL,
@@ -14,6 +16,7 @@ import {
   sql,
   startTestSabt,
   type TestSabt,
+  testEnv,
   waitFor,
 } from './support/harness.js'
 
@@ -368,5 +371,57 @@ describe('redelivered intake messages are recognised by their id', () => {
     await waitFor(async () => (await queueDepth(s.mq!.names.intakeQueues[0]!)) === 0, 'acked')
     expect(await tables()).toEqual(before)
     expect(await queueDepth(s.mq!.names.intakeDead)).toBe(0)
+  })
+})
+
+describe('the cap holds across recorders writing at once', () => {
+  it('two recorders taking 20 people’s 8 submissions each admit at most max_records_per_person of each', async () => {
+    // Tiny batches, so both recorders resolve the same people's submissions at the same time.
+    const env = testEnv({ SABT_RECORDER_PREFETCH: '2', SABT_BATCH_SIZE: '2', SABT_BATCH_MS: '2' })
+    const a = await startTestSabt({ roles: ['recorder'], env })
+    const b = await startSabt({
+      roles: ['recorder'],
+      env,
+      config: a.config,
+      log: createLogger({ level: 'error' }),
+      migrate: false,
+      listen: false,
+    })
+    try {
+      const people = Array.from({ length: 20 }, () => nationalId())
+      const msgs: Record<string, unknown>[] = []
+      // Each person's submissions one after the other: the two recorders' batches hold the same person.
+      for (const nid of people) for (let n = 0; n < 8; n++) msgs.push(intakeMessage({ national_id: nid }))
+      await publishIntake(a, msgs)
+      const ids = msgs.map((m) => m.id as string)
+      await waitFor(async () => {
+        const [c] = await sql<{ n: number }>(
+          env.DATABASE_URL,
+          `SELECT (SELECT count(*) FROM registrations WHERE id = ANY($1)) + (SELECT count(*) FROM waiting WHERE id = ANY($1))
+                  + (SELECT count(*) FROM duplicates WHERE id = ANY($1))::int AS n`,
+          [ids],
+        )
+        return Number(c!.n) === ids.length
+      }, 'all written')
+      // Per person: one record, two waiting beside it (the cap is 3), the other five duplicates.
+      const perPerson = await sql<{ records: number; waiting: number; duplicates: number }>(
+        env.DATABASE_URL,
+        `SELECT count(*) FILTER (WHERE kind = 'r')::int AS records, count(*) FILTER (WHERE kind = 'w')::int AS waiting,
+                count(*) FILTER (WHERE kind = 'd')::int AS duplicates
+         FROM (SELECT 'r' AS kind, national_id_index AS nidx FROM registrations
+               UNION ALL SELECT 'w', national_id_index FROM waiting
+               UNION ALL SELECT 'd', r.national_id_index FROM duplicates d JOIN registrations r ON r.id = d.original_id) x
+         GROUP BY nidx`,
+      )
+      expect(perPerson).toHaveLength(20)
+      for (const p of perPerson) expect(p).toEqual({ records: 1, waiting: 2, duplicates: 5 })
+      const written = async (s: { metrics: TestSabt['metrics'] }) =>
+        (await s.metrics.rowsWritten.get()).values.reduce((n, v) => n + v.value, 0)
+      expect(await written(a)).toBeGreaterThan(0)
+      expect(await written(b)).toBeGreaterThan(0) // both took part
+    } finally {
+      await b.stop()
+      await a.cleanup()
+    }
   })
 })
