@@ -185,6 +185,70 @@ describe('one standing registration per person per campaign', () => {
     ])
   })
 
+  it('many people submitting three times at once, with answers arriving meanwhile: each ends with one place holder, and every verdict is its own data’s', async () => {
+    const s = await system(identityOnly)
+    const subs: { id: string; reg: Reg }[] = []
+    await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const base = registration({ national_id: nationalId() }) as Reg
+        const regs = [0, 1, 2].map(() => ({
+          ...base,
+          birth_date: birthDate(base, Math.random() < 0.5),
+        })) as Reg[]
+        const ids = await Promise.all(regs.map((r) => submit(s, r)))
+        ids.forEach((id, i) => subs.push({ id, reg: regs[i]! }))
+      }),
+    )
+    const ids = subs.map((x) => x.id)
+    const db = s.sabt.env.DATABASE_URL
+    await waitFor(
+      async () => {
+        const [c] = await sql<{ settled: number; waiting: number }>(
+          db,
+          `SELECT (SELECT count(*)::int FROM registrations WHERE id = ANY($1) AND status IN ('accepted', 'rejected'))
+                + (SELECT count(*)::int FROM duplicates WHERE id = ANY($1)) AS settled,
+                  (SELECT count(*)::int FROM waiting) AS waiting`,
+          [ids],
+        )
+        return c!.settled === ids.length && c!.waiting === 0
+      },
+      'every submission settled, none waiting',
+      40_000,
+    )
+    const records = await sql<{ id: string; status: string; holds_place: boolean; nidx: string }>(
+      db,
+      `SELECT id::text, status, holds_place, encode(national_id_index, 'hex') AS nidx
+       FROM registrations WHERE id = ANY($1) ORDER BY id`,
+      [ids],
+    )
+    const byId = new Map(subs.map((x) => [x.id, x.reg]))
+    for (const r of records)
+      expect({ id: r.id, status: r.status }).toEqual({
+        id: r.id,
+        status: identityMatches(byId.get(r.id) as never) ? 'accepted' : 'rejected',
+      })
+    const people = new Map<string, typeof records>()
+    for (const r of records) people.set(r.nidx, [...(people.get(r.nidx) ?? []), r])
+    expect(people.size).toBe(30)
+    for (const recs of people.values()) {
+      const holders = recs.filter((r) => r.holds_place)
+      expect(holders).toHaveLength(1)
+      // The holder is the accepted one, or the person's third record, rejected like the others.
+      if (holders[0]!.status === 'rejected')
+        expect(recs.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected'])
+      else expect(recs.filter((r) => r.status === 'accepted')).toHaveLength(1)
+    }
+    // A submission never checked is a duplicate of an accepted record, or of a person at the cap.
+    const dups = await sql<{ status: string; records: number }>(
+      db,
+      `SELECT o.status, (SELECT count(*)::int FROM registrations x WHERE x.national_id_index = o.national_id_index) AS records
+       FROM duplicates d JOIN registrations o ON o.id = d.original_id WHERE d.id = ANY($1)`,
+      [ids],
+    )
+    expect(records.length + dups.length).toBe(90)
+    for (const d of dups) expect(d.status === 'accepted' || d.records === 3).toBe(true)
+  })
+
   it('a record failed on a dead-lettered check gives up its place; replaying it later asks nothing for a person whose place is taken', async () => {
     const s = await system({
       checks: {
