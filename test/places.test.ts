@@ -196,7 +196,7 @@ describe('one standing registration per person per campaign', () => {
           birth_date: birthDate(base, Math.random() < 0.5),
         })) as Reg[]
         const ids = await Promise.all(regs.map((r) => submit(s, r)))
-        ids.forEach((id, i) => subs.push({ id, reg: regs[i]! }))
+        for (const [i, id] of ids.entries()) subs.push({ id, reg: regs[i]! })
       }),
     )
     const ids = subs.map((x) => x.id)
