@@ -2,9 +2,10 @@ import amqp from 'amqplib'
 import { v7 as uuidv7 } from 'uuid'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { recordAttempt, recordOutcomes } from '../src/db/checks.js'
-import { eraseCampaign } from '../src/db/personal-data.js'
+import { eraseCampaign, resealAll } from '../src/db/personal-data.js'
 import { shardKey } from '../src/mq/topology.js'
 import { createLogger } from '../src/observability/logger.js'
+import { newKey, parseDataKeys, Sealer } from '../src/privacy/sealing.js'
 import { identityMatches } from '../src/roles/simulator/answers.js'
 import { startSabt } from '../src/runtime/start.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
@@ -435,6 +436,36 @@ describe('redelivered intake messages are recognised by their id', () => {
     await waitFor(async () => (await queueDepth(s.mq!.names.intakeQueues[0]!)) === 0, 'acked')
     expect(await tables()).toEqual(before)
     expect(await queueDepth(s.mq!.names.intakeDead)).toBe(0)
+  })
+
+  it('re-sealing covers waiting submissions; erasure turns them into duplicates, dropping their personal data', async () => {
+    const nid = nationalId()
+    const [first, second] = [
+      intakeMessage({ national_id: nid, campaign: 'demo' }),
+      intakeMessage({ national_id: nid, campaign: 'demo' }),
+    ]
+    await publishIntake(s, [first, second])
+    await waitFor(
+      async () => (await sql(s.env.DATABASE_URL, 'SELECT 1 FROM waiting WHERE id = $1', [second.id])).length,
+      'the second waiting',
+    )
+    const both = new Sealer(
+      parseDataKeys(`${s.env.SABT_DATA_KEYS},k2:${newKey()}`, 'k2', s.env.SABT_INDEX_KEY!),
+    )
+    expect(await resealAll(s.pool!, both)).toBeGreaterThanOrEqual(2)
+    const [w] = await sql<{ nid: Buffer; key_id: string }>(
+      s.env.DATABASE_URL,
+      'SELECT national_id_sealed AS nid, key_id FROM waiting WHERE id = $1',
+      [second.id],
+    )
+    expect(w!.key_id).toBe('k2')
+    expect(both.open(w!.nid, 'k2', `${second.id}:national_id`)).toBe(nid)
+
+    await eraseCampaign(s.pool!, 'demo', { retentionDays: null, all: true })
+    expect(await sql(s.env.DATABASE_URL, 'SELECT 1 FROM waiting WHERE id = $1', [second.id])).toEqual([])
+    expect(
+      await sql(s.env.DATABASE_URL, 'SELECT original_id::text FROM duplicates WHERE id = $1', [second.id]),
+    ).toEqual([{ original_id: first.id }])
   })
 })
 
