@@ -1,6 +1,6 @@
 import { v7 as uuidv7 } from 'uuid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { identityMatches } from '../src/roles/simulator/answers.js'
+import { expectedVerdict, identityMatches } from '../src/roles/simulator/answers.js'
 import { lookupRegistration } from '../src/roles/status/lookup.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
 import { registration, waitFor } from './support/harness.js'
@@ -33,7 +33,11 @@ describe('public status of a registration', () => {
     }, `${id} settled`)
 
   it("shows a duplicate as a duplicate and nothing of the person's other registration", async () => {
-    const victim = registration()
+    // Someone the providers accept: had they been rejected, the stranger's submission would take
+    // their place and be checked itself (decision 015), not be a duplicate.
+    let victim = registration()
+    while (expectedVerdict(victim as never, ['identity', 'eligibility']) !== 'accepted')
+      victim = registration()
     const original = await submit(victim)
     await settled(original)
     // A stranger submits the same national id with made-up details, then reads their own status.

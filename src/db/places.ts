@@ -37,11 +37,12 @@ export async function settlePlaces(
   client: Queryable,
   records: readonly { id: string; status: string; maxRecordsPerPerson: number }[],
 ): Promise<Promoted[]> {
-  const settled = new Map<string, { status: string; cap: number }>()
+  // Records whose status is final or failed, with their campaign's cap.
+  const capOf = new Map<string, number>()
   for (const r of records)
     if (r.status === 'accepted' || r.status === 'rejected' || r.status === 'failed')
-      settled.set(r.id, { status: r.status, cap: r.maxRecordsPerPerson })
-  if (settled.size === 0) return []
+      capOf.set(r.id, r.maxRecordsPerPerson)
+  if (capOf.size === 0) return []
 
   // One read for the whole batch: each record's place (if it holds one) and the records already
   // promoted from it that have not started their checks (a redelivery after a crash).
@@ -69,7 +70,7 @@ export async function settlePlaces(
                      WHERE p.promoted_from = r.id AND p.status = 'recorded') END AS unstarted
            FROM registrations r
            WHERE r.id = ANY($1::uuid[]) AND r.national_id_index IS NOT NULL`,
-    values: [[...settled.keys()]],
+    values: [[...capOf.keys()]],
   })
 
   const release: string[] = []
@@ -87,7 +88,7 @@ export async function settlePlaces(
         release.push(h.id)
         promote.push({ id: h.first_waiting, from: h.id })
         promoted.push({ id: h.first_waiting, campaign: h.campaign, promotedFrom: h.id })
-      } else if ((h.records ?? 0) < settled.get(h.id)!.cap) release.push(h.id)
+      } else if ((h.records ?? 0) < capOf.get(h.id)!) release.push(h.id)
       // else: the person's last record under the cap keeps the place.
     }
   }
