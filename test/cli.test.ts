@@ -77,6 +77,7 @@ describe('the sabt command', () => {
       'pgmigrations',
       'rate_schedules',
       'registrations',
+      'waiting',
     ])
     const campaigns = await sql<{ slug: string }>(env.DATABASE_URL, 'SELECT slug FROM campaigns')
     expect(campaigns).toEqual([{ slug: 'demo' }])

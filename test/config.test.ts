@@ -17,6 +17,16 @@ describe('configuration', () => {
     expect(c.checks.get('identity')!.url).toBe('http://127.0.0.1:8090/identity')
   })
 
+  it('caps the records per person of a campaign: 3 unless the campaign says otherwise', () => {
+    const c = buildConfig(
+      { campaigns: { a: { title: 'A' }, b: { title: 'B', max_records_per_person: 1 } } },
+      {},
+    )
+    expect(c.campaigns.get('a')!.maxRecordsPerPerson).toBe(3)
+    expect(c.campaigns.get('b')!.maxRecordsPerPerson).toBe(1)
+    expect(loadConfigFile(defaultConfigPath(), {}).campaigns.get('demo')!.maxRecordsPerPerson).toBe(3)
+  })
+
   it('reads ${VAR} and ${VAR:-default} from the environment', () => {
     const c = loadConfigFile(defaultConfigPath(), {
       SABT_SIMULATOR_URL: 'http://sim:9000',
@@ -61,6 +71,14 @@ describe('configuration', () => {
     [
       { checks: { a: { provider: 'identity', url: '${NOPE}' } }, campaigns: { demo: { title: 'x' } } },
       /NOPE is not set/,
+    ],
+    [
+      { campaigns: { demo: { title: 'x', max_records_per_person: 0 } } },
+      /campaigns\.demo\.max_records_per_person/,
+    ],
+    [
+      { campaigns: { demo: { title: 'x', max_records_per_person: 'three' } } },
+      /campaigns\.demo\.max_records_per_person/,
     ],
   ])('refuses a bad file, naming the key (%#)', (doc, message) => {
     expect(() => buildConfig(doc, {})).toThrow(ConfigError)

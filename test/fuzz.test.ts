@@ -356,7 +356,10 @@ describe('hostile input: the intake refuses clearly, accepts only what is valid,
     attributes: Record<string, unknown> | null
   }
 
-  /** Waits for these ids to be written (records or duplicates) and opens the records' sealed fields. */
+  /**
+   * Waits for these ids to be written (records, duplicates, or submissions waiting beside a record:
+   * no checker runs here) and opens the sealed fields of the records and the waiting ones.
+   */
   async function recordsOf(ids: string[]): Promise<Map<string, StoredRecord>> {
     const db = sabt.env.DATABASE_URL
     const dead = sabt.mq!.names.intakeDead
@@ -367,7 +370,8 @@ describe('hostile input: the intake refuses clearly, accepts only what is valid,
         const n = await sql<{ n: number }>(
           db,
           `SELECT (SELECT count(*) FROM registrations WHERE id = ANY($1)) +
-                  (SELECT count(*) FROM duplicates WHERE id = ANY($1))::int AS n`,
+                  (SELECT count(*) FROM duplicates WHERE id = ANY($1)) +
+                  (SELECT count(*) FROM waiting WHERE id = ANY($1))::int AS n`,
           [ids],
         )
         return Number(n[0]!.n) === ids.length && 'written'
@@ -392,7 +396,11 @@ describe('hostile input: the intake refuses clearly, accepts only what is valid,
       db,
       `SELECT id::text, campaign, national_id_sealed, mobile_sealed, key_id, first_name, last_name,
               to_char(birth_date, 'YYYY-MM-DD') AS birth_date, attributes
-       FROM registrations WHERE id = ANY($1)`,
+       FROM registrations WHERE id = ANY($1)
+       UNION ALL
+       SELECT id::text, campaign, national_id_sealed, mobile_sealed, key_id, first_name, last_name,
+              to_char(birth_date, 'YYYY-MM-DD') AS birth_date, attributes
+       FROM waiting WHERE id = ANY($1)`,
       [ids],
     )
     return new Map(

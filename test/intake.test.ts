@@ -62,24 +62,53 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
     ])
   })
 
-  it('stores a second submission of the same person as a duplicate pointing at the first', async () => {
+  it('keeps a second submission of the same person waiting beside the unchecked first, showing nothing of it', async () => {
     const nid = registration().national_id
     const first = (await post(registration({ national_id: nid }))).json<{ id: string }>().id
     await waitFor(() => status(first).then((r) => r.statusCode === 200), 'first recorded')
     const second = (await post(registration({ national_id: nid, mobile: '09350000000' }))).json<{
       id: string
     }>().id
-    const dup = await waitFor(
-      () => status(second).then((r) => r.statusCode === 200 && r.json()),
-      'the duplicate to be recorded',
+    const waiting = await waitFor(
+      () => status(second).then((r) => r.statusCode === 200 && r),
+      'the second to be recorded',
     )
-    expect(dup).toMatchObject({ id: second, status: 'duplicate', original_id: first, campaign: 'demo' })
+    expect(waiting.json()).toEqual({
+      id: second,
+      campaign: 'demo',
+      status: 'waiting',
+      received_at: expect.any(String),
+      recorded_at: expect.any(String),
+    })
+    expect(waiting.body).not.toContain(first)
     const count = await sql<{ n: number }>(
       sabt.env.DATABASE_URL,
       'SELECT count(*)::int AS n FROM registrations WHERE id = ANY($1)',
       [[first, second]],
     )
     expect(count[0]!.n).toBe(1)
+  })
+
+  it('stores a later submission of a person already accepted as a duplicate pointing at the first, showing nothing of it', async () => {
+    const nid = registration().national_id
+    const first = (await post(registration({ national_id: nid, campaign: 'nocheck' }))).json<{ id: string }>()
+      .id
+    await waitFor(() => status(first).then((r) => r.statusCode === 200), 'first recorded')
+    const second = (await post(registration({ national_id: nid, campaign: 'nocheck' }))).json<{
+      id: string
+    }>().id
+    const dup = await waitFor(
+      () => status(second).then((r) => r.statusCode === 200 && r),
+      'the duplicate to be recorded',
+    )
+    expect(dup.json()).toMatchObject({ id: second, status: 'duplicate', campaign: 'nocheck' })
+    expect(dup.body).not.toContain(first)
+    const original = await sql<{ original_id: string }>(
+      sabt.env.DATABASE_URL,
+      'SELECT original_id::text FROM duplicates WHERE id = $1',
+      [second],
+    )
+    expect(original).toEqual([{ original_id: first }])
   })
 
   it('keeps the earliest when one person submits many times at once (first come, first served)', async () => {
@@ -90,14 +119,20 @@ describe.each([1, 4])('intake → recorder → PostgreSQL (intake shards: %i)', 
       ),
     )
     const sorted = [...ids].sort() // UUIDv7 order is arrival order
-    await waitFor(async () => {
-      const r = await sql<{ n: number }>(
-        sabt.env.DATABASE_URL,
-        'SELECT count(*)::int AS n FROM duplicates WHERE id = ANY($1)',
-        [ids],
-      )
-      return r[0]!.n === 4
-    }, 'four duplicates')
+    const n = async (table: string) =>
+      (
+        await sql<{ n: number }>(
+          sabt.env.DATABASE_URL,
+          `SELECT count(*)::int AS n FROM ${table} WHERE id = ANY($1)`,
+          [ids],
+        )
+      )[0]!.n
+    // The record is unchecked here (no checker): two more wait beside it (max_records_per_person
+    // is 3), the rest are duplicates.
+    await waitFor(
+      async () => (await n('waiting')) === 2 && (await n('duplicates')) === 2,
+      'two waiting, two duplicates',
+    )
     const rec = await sql<{ id: string }>(
       sabt.env.DATABASE_URL,
       'SELECT id::text FROM registrations WHERE id = ANY($1)',

@@ -255,19 +255,29 @@ describe('recorder', () => {
     expect(await count(s, 'registrations', [bad.id as string])).toBe(0)
   })
 
-  it('resolves duplicates inside one batch to the earliest submission', async () => {
+  it('resolves a person submitting twice inside one batch to the earliest submission', async () => {
     const s = await start(testEnv({ SABT_BATCH_MS: '300' }))
     const nid = nationalId()
     const early = intakeMessage({ national_id: nid })
     const late = intakeMessage({ national_id: nid })
-    await publishIntake(s, [late, early]) // delivered out of order, in the same batch
-    await waitFor(async () => (await count(s, 'duplicates', [late.id as string])) === 1, 'the duplicate')
+    // Delivered out of order, in the same batch: the earlier one is the record, the later one waits
+    // beside it while it is checked (decision 015).
+    await publishIntake(s, [late, early])
+    await waitFor(async () => (await count(s, 'waiting', [late.id as string])) === 1, 'the later one waiting')
+    expect(await count(s, 'registrations', [early.id as string, late.id as string])).toBe(1)
+    expect(await count(s, 'registrations', [early.id as string])).toBe(1)
+    // In a campaign without checks the earlier is accepted at once: the later is its duplicate.
+    const nid2 = nationalId()
+    const early2 = intakeMessage({ national_id: nid2, campaign: 'nocheck' })
+    const late2 = intakeMessage({ national_id: nid2, campaign: 'nocheck' })
+    await publishIntake(s, [late2, early2])
+    await waitFor(async () => (await count(s, 'duplicates', [late2.id as string])) === 1, 'the duplicate')
     const dup = await sql<{ original_id: string }>(
       s.env.DATABASE_URL,
       'SELECT original_id::text FROM duplicates WHERE id = $1',
-      [late.id],
+      [late2.id],
     )
-    expect(dup[0]!.original_id).toBe(early.id)
+    expect(dup[0]!.original_id).toBe(early2.id)
   })
 
   it('holds its batch while PostgreSQL is unreachable and writes it when it is back', async () => {

@@ -177,7 +177,7 @@ export class BenchSabt {
   }
 
   async truncate(): Promise<void> {
-    await this.sql('TRUNCATE registrations, duplicates, check_results CASCADE')
+    await this.sql('TRUNCATE registrations, duplicates, waiting, check_results CASCADE')
   }
 
   /** PostgreSQL backends serving this database (their CPU is the database's share of a run). */

@@ -1,4 +1,5 @@
 import { v7 as uuidv7 } from 'uuid'
+import { CAMPAIGN_DEFAULTS } from '../../src/config/campaigns.js'
 import type { RecordRow } from '../../src/db/registrations.js'
 import { writeRecordBatch } from '../../src/db/registrations.js'
 import { parseDataKeys, Sealer } from '../../src/privacy/sealing.js'
@@ -137,6 +138,7 @@ export const drain: Scenario = {
           attributes: JSON.stringify(x.attributes),
           receivedAt: x.received_at as number,
           status: 'recorded',
+          maxRecordsPerPerson: CAMPAIGN_DEFAULTS.max_records_per_person,
         }))
         await ctx.idle()
         const client = await sabt.pool.connect()

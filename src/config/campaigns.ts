@@ -56,6 +56,7 @@ export const CampaignConfigSchema = Type.Object(
     checks: Type.Optional(Type.Array(CampaignCheckRef)),
     retention_days: Type.Optional(Type.Integer({ minimum: 1 })),
     callback_url: Type.Optional(Type.String({ minLength: 1 })),
+    max_records_per_person: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
   },
   { additionalProperties: false },
 )
@@ -94,6 +95,14 @@ export const CHECK_DEFAULTS = {
   breaker: { consecutive_failures: 10, half_open_after_ms: 5000 },
 } as const
 
+export const CAMPAIGN_DEFAULTS = {
+  /**
+   * Records (each one checked, each one spending provider quota) one person may have in a campaign:
+   * a typo gets another chance, a stranger holding someone's national id cannot spend without bound.
+   */
+  max_records_per_person: 3,
+} as const
+
 export interface CampaignCheck {
   name: string
   /** Checks that must have passed before this one is asked (spend paid quota only when it matters). */
@@ -108,6 +117,8 @@ export interface Campaign {
   checks: CampaignCheck[]
   retentionDays: number | null
   callbackUrl: string | null
+  /** Past this many records of one person, a submission is a plain duplicate (decision 015). */
+  maxRecordsPerPerson: number
 }
 
 export interface SabtConfig {
@@ -231,6 +242,7 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
       checks: refs,
       retentionDays: c.retention_days ?? null,
       callbackUrl: c.callback_url ?? null,
+      maxRecordsPerPerson: c.max_records_per_person ?? CAMPAIGN_DEFAULTS.max_records_per_person,
     })
   }
 

@@ -1,5 +1,6 @@
 import type { RequiredCheck } from '../domain/verdict.js'
 import { decideStatus, isFinal, type Outcome, unlockedBy } from '../domain/verdict.js'
+import { type Promoted, reclaimPlace, settlePlaces } from './places.js'
 import type { Pool } from './pool.js'
 
 /** What the checker reads to ask a provider: the record (sealed fields still sealed) and this check's row. */
@@ -45,6 +46,8 @@ export interface OutcomeWritten {
   unlocked: string[]
   /** False when the check already had a final answer (a redelivery): nothing was written. */
   stored: boolean
+  /** Records that took the place this record gave up (decision 015): their first checks are to be asked. */
+  promoted: Promoted[]
 }
 
 export interface OutcomeArgs {
@@ -59,6 +62,8 @@ export interface OutcomeArgs {
   hasCallback: boolean
   /** A fresh provider answer for a cached check: kept under this key (a hash of the question). */
   cacheKey?: Buffer | null
+  /** The campaign's max_records_per_person (decision 015). */
+  maxRecordsPerPerson: number
 }
 
 /**
@@ -165,12 +170,20 @@ export async function recordOutcomes(
          FROM unnest($1::uuid[], $2::text[], $3::bool[]) AS t(id, status, callback) WHERE r.id = t.id`,
         [changed.map(([id]) => id), changed.map(([, n]) => n.status), changed.map(([, n]) => n.callback)],
       )
+    // The person's place, in the same transaction (decision 015).
+    const capOf = new Map(rows.map((r) => [r.id, r.maxRecordsPerPerson]))
+    const promoted = await settlePlaces(
+      client,
+      [...next].map(([id, n]) => ({ id, status: n.status, maxRecordsPerPerson: capOf.get(id)! })),
+    )
     await client.query('COMMIT')
 
     // Each answer's view: a verdict becomes final once (the first answer of its record says so),
     // and a check unlocked by two answers of one record is asked once.
     const finalAnnounced = new Set<string>()
     const unlockedGiven = new Set<string>()
+    const promotedBy = new Map<string, Promoted[]>()
+    for (const p of promoted) promotedBy.set(p.promotedFrom, [...(promotedBy.get(p.promotedFrom) ?? []), p])
     return items.map((i) => {
       const n = next.get(i.id)
       if (!n) return null // no such record (erased, never recorded)
@@ -188,7 +201,9 @@ export async function recordOutcomes(
       const key = `${i.id}:${i.check}`
       const wasStored = stored.has(key)
       stored.delete(key) // a duplicate answer in the same batch did not store it again
-      return { status: n.status, becameFinal, stored: wasStored, unlocked }
+      const promotedHere = promotedBy.get(i.id) ?? []
+      promotedBy.delete(i.id) // announced once per record
+      return { status: n.status, becameFinal, stored: wasStored, unlocked, promoted: promotedHere }
     })
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {})
@@ -281,7 +296,11 @@ export async function recordAttempt(
   })
 }
 
-/** The last attempt failed: the check is dead-lettered (`error`) and the record `failed` until replayed. */
+/**
+ * The last attempt failed: the check is dead-lettered (`error`) and the record `failed` until
+ * replayed. Returns the records that took the place it gave up (decision 015): the caller asks
+ * their first checks.
+ */
 export async function recordDead(
   pool: Pool,
   args: {
@@ -290,8 +309,9 @@ export async function recordDead(
     attempts: number
     lastError: string
     required: readonly RequiredCheck[]
+    maxRecordsPerPerson: number
   },
-): Promise<void> {
+): Promise<Promoted[]> {
   const client = await pool.connect()
   try {
     await client.query('BEGIN')
@@ -301,7 +321,7 @@ export async function recordDead(
     )
     if (reg.rowCount === 0) {
       await client.query('ROLLBACK')
-      return
+      return []
     }
     await client.query(
       `INSERT INTO check_results (registration_id, check_name, outcome, attempts, last_error, updated_at)
@@ -311,8 +331,13 @@ export async function recordDead(
          WHERE check_results.outcome IS NULL OR check_results.outcome = 'error'`,
       [args.id, args.check, args.attempts, args.lastError],
     )
-    await finishStatus(client, args.id, reg.rows[0]!.status, args.required)
+    const { status } = await finishStatus(client, args.id, reg.rows[0]!.status, args.required)
+    // The person's place, in the same transaction (decision 015).
+    const promoted = await settlePlaces(client, [
+      { id: args.id, status, maxRecordsPerPerson: args.maxRecordsPerPerson },
+    ])
     await client.query('COMMIT')
+    return promoted
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {})
     throw err
@@ -321,13 +346,17 @@ export async function recordDead(
   }
 }
 
-/** Replay: the check is asked again with fresh attempts; a `failed` record goes back to `verifying`. */
+/**
+ * Replay: the check is asked again with fresh attempts; a `failed` record goes back to `verifying`.
+ * False when the record is not to be asked again: failed, and another record of the person has
+ * taken its place meanwhile (decision 015) — it stays as it is.
+ */
 export async function resetForReplay(
   pool: Pool,
   id: string,
   check: string,
   required: readonly RequiredCheck[],
-): Promise<void> {
+): Promise<boolean> {
   const client = await pool.connect()
   try {
     await client.query('BEGIN')
@@ -337,7 +366,11 @@ export async function resetForReplay(
     )
     if (reg.rowCount === 0) {
       await client.query('ROLLBACK')
-      return
+      return false
+    }
+    if (reg.rows[0]!.status === 'failed' && !(await reclaimPlace(client, id))) {
+      await client.query('COMMIT')
+      return false
     }
     await client.query(
       `UPDATE check_results SET outcome = NULL, attempts = 0, updated_at = now()
@@ -355,6 +388,7 @@ export async function resetForReplay(
       await client.query('UPDATE registrations SET status = $2 WHERE id = $1', [id, next])
     }
     await client.query('COMMIT')
+    return true
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {})
     throw err

@@ -3,7 +3,10 @@ import type { Pool } from './pool.js'
 /** Registrations by campaign and status, and duplicates by campaign: the dashboard's counts. */
 export interface StatusCounts {
   at: string
-  /** campaign → status → count; `duplicate` counts the later submissions kept as duplicates. */
+  /**
+   * campaign → status → count; `duplicate` counts the later submissions kept as duplicates,
+   * `waiting` those kept beside a record still being checked (decision 015).
+   */
   byCampaign: Record<string, Record<string, number>>
   total: Record<string, number>
 }
@@ -13,7 +16,9 @@ export async function countByStatus(pool: Pool): Promise<StatusCounts> {
     name: 'sabt_dashboard_counts',
     text: `SELECT campaign, status, count(*)::int AS n FROM registrations GROUP BY 1, 2
            UNION ALL
-           SELECT campaign, 'duplicate', count(*)::int FROM duplicates GROUP BY 1`,
+           SELECT campaign, 'duplicate', count(*)::int FROM duplicates GROUP BY 1
+           UNION ALL
+           SELECT campaign, 'waiting', count(*)::int FROM waiting GROUP BY 1`,
   })
   const byCampaign: Record<string, Record<string, number>> = {}
   const total: Record<string, number> = {}
@@ -41,11 +46,15 @@ export interface RecordDetail {
   verdict_at: Date | null
   erased_at: Date | null
   duplicates: number
+  /** Whether it holds the person's place in the campaign (decision 015). */
+  holds_place: boolean
+  /** The record whose place it took, if it was promoted from the waiting submissions. */
+  promoted_from: string | null
 }
 
 const DETAIL = `SELECT r.id::text, r.campaign, r.status, r.first_name, r.last_name,
        to_char(r.birth_date, 'YYYY-MM-DD') AS birth_date, r.national_id_sealed, r.mobile_sealed, r.key_id,
-       r.received_at, r.recorded_at, r.verdict_at, r.erased_at,
+       r.received_at, r.recorded_at, r.verdict_at, r.erased_at, r.holds_place, r.promoted_from::text,
        (SELECT count(*)::int FROM duplicates d WHERE d.original_id = r.id) AS duplicates
 FROM registrations r`
 
@@ -58,7 +67,7 @@ export async function findRecordDetail(pool: Pool, id: string): Promise<RecordDe
   return r.rows[0] ?? null
 }
 
-/** Every record of one person (one per campaign), found by the blind index of their national id. */
+/** Every record of one person (in each campaign, the one holding the place and any it replaced), by the blind index of their national id. */
 export async function findRecordsByNationalIdIndex(
   pool: Pool,
   index: Buffer,

@@ -14,6 +14,22 @@ export async function eraseCampaign(
 ): Promise<number> {
   if (!opts.all && opts.retentionDays === null) return 0
   const batch = opts.batch ?? 5000
+  // Submissions still waiting beside a record (decision 015) hold personal data too: past the
+  // retention period they become plain duplicates of the record holding the place (or go, if
+  // none holds it any more), before that record loses the blind index that finds them.
+  await pool.query(
+    `WITH gone AS (
+       DELETE FROM waiting w WHERE w.campaign = $1
+         AND ($2::boolean OR w.recorded_at < now() - make_interval(days => $3))
+       RETURNING w.id, w.campaign, w.national_id_index, w.received_at, w.recorded_at
+     )
+     INSERT INTO duplicates (id, original_id, campaign, received_at, recorded_at)
+     SELECT g.id, r.id, g.campaign, g.received_at, g.recorded_at
+     FROM gone g JOIN registrations r
+       ON r.campaign = g.campaign AND r.national_id_index = g.national_id_index AND r.holds_place
+     ON CONFLICT (id) DO NOTHING`,
+    [campaign, opts.all ?? false, opts.retentionDays ?? 0],
+  )
   let erased = 0
   for (;;) {
     const r = await pool.query(
@@ -56,7 +72,20 @@ export async function withSweepLock<T>(pool: Pool, name: string, fn: () => Promi
  * The blind index is keyed separately (SABT_INDEX_KEY) and stays as it is.
  */
 export async function resealAll(pool: Pool, sealer: Sealer, opts: { batch?: number } = {}): Promise<number> {
-  const batch = opts.batch ?? 1000
+  // Records, and the submissions waiting beside them (decision 015): both may become records.
+  return (
+    (await resealTable(pool, sealer, 'registrations', opts.batch ?? 1000)) +
+    (await resealTable(pool, sealer, 'waiting', opts.batch ?? 1000))
+  )
+}
+
+async function resealTable(
+  pool: Pool,
+  sealer: Sealer,
+  table: 'registrations' | 'waiting',
+  batch: number,
+): Promise<number> {
+  const erasedClause = table === 'registrations' ? 'AND erased_at IS NULL' : ''
   let last = '00000000-0000-0000-0000-000000000000'
   let total = 0
   for (;;) {
@@ -69,8 +98,8 @@ export async function resealAll(pool: Pool, sealer: Sealer, opts: { batch?: numb
         mobile_sealed: Buffer
         key_id: string
       }>(
-        `SELECT id::text, national_id_sealed, mobile_sealed, key_id FROM registrations
-         WHERE id > $1 AND erased_at IS NULL AND key_id <> $2
+        `SELECT id::text, national_id_sealed, mobile_sealed, key_id FROM ${table}
+         WHERE id > $1 ${erasedClause} AND key_id <> $2
          ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`,
         [last, sealer.currentKeyId, batch],
       )
@@ -92,7 +121,7 @@ export async function resealAll(pool: Pool, sealer: Sealer, opts: { batch?: numb
         mobs.push(sealer.seal(sealer.open(r.mobile_sealed, r.key_id, `${r.id}:mobile`), `${r.id}:mobile`))
       }
       await client.query(
-        `UPDATE registrations r SET national_id_sealed = t.nids, mobile_sealed = t.mobs, key_id = $4
+        `UPDATE ${table} r SET national_id_sealed = t.nids, mobile_sealed = t.mobs, key_id = $4
          FROM unnest($1::uuid[], $2::bytea[], $3::bytea[]) AS t(id, nids, mobs) WHERE r.id = t.id`,
         [ids, nids, mobs, sealer.currentKeyId],
       )

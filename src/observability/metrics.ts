@@ -119,7 +119,7 @@ export class Metrics {
   })
   readonly rowsWritten = new Counter({
     name: 'sabt_recorder_rows_written_total',
-    help: 'Intake messages written, by kind (registration, duplicate, redelivered)',
+    help: 'Intake messages written, by kind (registration, duplicate, waiting, redelivered)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   })

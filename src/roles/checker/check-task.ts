@@ -10,6 +10,7 @@ import {
 } from 'cockatiel'
 import { Pool as HttpPool } from 'undici'
 import type { Campaign, CheckConfig, SabtConfig } from '../../config/campaigns.js'
+import { CAMPAIGN_DEFAULTS, firstChecks } from '../../config/campaigns.js'
 import {
   type CheckSubjectRow,
   cachedOutcomes,
@@ -21,10 +22,11 @@ import {
   recordDead,
   recordOutcomes,
 } from '../../db/checks.js'
+import type { Promoted } from '../../db/places.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
 import type { MqClient } from '../../mq/connection.js'
-import { idsPerCheckMessage } from '../../mq/messages.js'
+import { ATTEMPT_HEADER, chunk, encodeCheckBatch, idsPerCheckMessage } from '../../mq/messages.js'
 import type { Publisher } from '../../mq/publisher.js'
 import { CALLBACK } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
@@ -349,6 +351,7 @@ export class CheckTask implements Task {
       required: campaign.checks,
       hasCallback: campaign.callbackUrl !== null,
       cacheKey, // a fresh answer is kept for the cache's TTL, in the same transaction
+      maxRecordsPerPerson: campaign.maxRecordsPerPerson,
     })
     if (!written) return []
     if (written.stored) metrics.checks.inc({ check: this.name, outcome })
@@ -366,6 +369,9 @@ export class CheckTask implements Task {
     const next: FollowUp[] = written.unlocked.map((check) => ({ check, campaign: campaign.slug, id }))
     if (written.becameFinal && campaign.callbackUrl)
       next.push({ check: CALLBACK, campaign: campaign.slug, id })
+    // A record that took the place this one gave up (decision 015): its first checks.
+    for (const p of written.promoted)
+      for (const check of firstChecks(campaign)) next.push({ check, campaign: p.campaign, id: p.id })
     return next
   }
 
@@ -376,13 +382,38 @@ export class CheckTask implements Task {
   async onDead(id: string, campaignSlug: string, attempts: number, error: string): Promise<void> {
     const campaign = this.deps.config.campaigns.get(campaignSlug)
     this.deps.metrics.checks.inc({ check: this.name, outcome: 'error' })
-    await recordDead(this.deps.pool, {
+    const promoted = await recordDead(this.deps.pool, {
       id,
       check: this.name,
       attempts,
       lastError: error,
       required: campaign?.checks ?? [],
+      maxRecordsPerPerson: campaign?.maxRecordsPerPerson ?? CAMPAIGN_DEFAULTS.max_records_per_person,
     })
+    if (campaign) await this.#askFirstChecks(campaign, promoted)
+  }
+
+  /**
+   * The first checks of records that took the place a failed one gave up (decision 015), each
+   * confirmed; a failure throws, the dead-lettering message is redelivered, and recordDead
+   * returns the same records again.
+   */
+  async #askFirstChecks(campaign: Campaign, promoted: readonly Promoted[]): Promise<void> {
+    if (promoted.length === 0) return
+    const { publisher, mq, config } = this.deps
+    const ids = promoted.map((p) => p.id)
+    await Promise.all(
+      firstChecks(campaign).flatMap((check) =>
+        chunk(ids, idsPerCheckMessage(config.checks.get(check)!)).map((part) =>
+          publisher.publish(
+            mq.names.checkExchange,
+            check,
+            encodeCheckBatch({ check, campaign: campaign.slug, ids: part }),
+            { messageId: `${part[0]}:${check}:first`, headers: { [ATTEMPT_HEADER]: 0 } },
+          ),
+        ),
+      ),
+    )
   }
 
   async close(): Promise<void> {

@@ -53,6 +53,11 @@ export interface ReplayResult {
   kept: number
   /** Dead-letter messages that could not be read (left where they are). */
   unreadable: number
+  /**
+   * Failed records not asked again: another record of the same person has taken their place since
+   * (decision 015). Taken out of the dead letters; they stay failed.
+   */
+  superseded: number
 }
 
 /**
@@ -70,7 +75,7 @@ export async function replayDead(
   const limit = opts.limit ?? Number.POSITIVE_INFINITY
   const ch = await model.createChannel()
   const held: GetMessage[] = []
-  const result: ReplayResult = { replayed: 0, kept: 0, unreadable: 0 }
+  const result: ReplayResult = { replayed: 0, kept: 0, unreadable: 0, superseded: 0 }
   try {
     const depth = (await ch.checkQueue(mq.names.dead)).messageCount
     // Look at each message at most once: skipped ones stay unacked (held) until the end.
@@ -91,15 +96,20 @@ export async function replayDead(
       const take = msg.ids.slice(0, limit - result.replayed)
       const rest = msg.ids.slice(take.length)
       const campaign = config.campaigns.get(msg.campaign)
+      const asked: string[] = []
       for (const id of take) {
-        if (msg.check === CALLBACK) await recordCallback(pool, id, 'pending', 0, null)
-        else await resetForReplay(pool, id, msg.check, campaign?.checks ?? [])
+        if (msg.check === CALLBACK) {
+          await recordCallback(pool, id, 'pending', 0, null)
+          asked.push(id)
+        } else if (await resetForReplay(pool, id, msg.check, campaign?.checks ?? [])) asked.push(id)
+        else result.superseded++
       }
-      const replay = { check: msg.check, campaign: msg.campaign, ids: take }
-      await publisher.publish(mq.names.checkExchange, msg.check, encodeCheckBatch(replay), {
-        messageId: `${take[0]}:${msg.check}:replay:${Date.now()}`,
-        headers: { [ATTEMPT_HEADER]: 0 },
-      })
+      const replay = { check: msg.check, campaign: msg.campaign, ids: asked }
+      if (asked.length > 0)
+        await publisher.publish(mq.names.checkExchange, msg.check, encodeCheckBatch(replay), {
+          messageId: `${asked[0]}:${msg.check}:replay:${Date.now()}`,
+          headers: { [ATTEMPT_HEADER]: 0 },
+        })
       if (rest.length > 0) {
         await publisher.publish(
           mq.names.deadExchange,
@@ -113,8 +123,8 @@ export async function replayDead(
         result.kept += rest.length
       }
       ch.ack(m)
-      result.replayed += take.length
-      for (const id of take) log.debug({ event: 'dead.replay', registration_id: id, check: msg.check })
+      result.replayed += asked.length
+      for (const id of asked) log.debug({ event: 'dead.replay', registration_id: id, check: msg.check })
     }
   } finally {
     for (const m of held) {

@@ -297,6 +297,7 @@ export class Recorder {
         attributes: m.attributes === null ? null : JSON.stringify(m.attributes),
         receivedAt: m.received_at,
         status: campaign.checks.length > 0 ? 'recorded' : 'accepted',
+        maxRecordsPerPerson: campaign.maxRecordsPerPerson,
       },
     }
   }
@@ -353,12 +354,16 @@ export class Recorder {
         metrics.rowsWritten.inc({ kind: 'registration' }, out.inserted.length)
         metrics.rowsWritten.inc({ kind: 'duplicate' }, out.duplicates.size)
         metrics.rowsWritten.inc({ kind: 'redelivered' }, out.redelivered.length)
+        metrics.rowsWritten.inc({ kind: 'waiting' }, out.waiting.length)
         const inserted = new Set(out.inserted)
+        const waiting = new Set(out.waiting)
         const redelivered = new Map(out.redelivered.map((r) => [r.id, r.status]))
         return items.map((item) => {
           const id = item.row!.id
           if (inserted.has(id)) return { item, outcome: 'inserted' as const }
           if (out.duplicates.has(id)) return { item, outcome: 'duplicate' as const }
+          // Kept beside the person's record being checked: checked only if that one gives up its place.
+          if (waiting.has(id)) return { item, outcome: 'waiting' as const }
           const st = redelivered.get(id)
           if (st !== undefined)
             return {

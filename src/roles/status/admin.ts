@@ -77,7 +77,15 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
           { additionalProperties: false },
         ),
         response: {
-          200: Type.Object({ replayed: Type.Integer(), kept: Type.Integer(), unreadable: Type.Integer() }),
+          200: Type.Object({
+            replayed: Type.Integer(),
+            kept: Type.Integer(),
+            unreadable: Type.Integer(),
+            superseded: Type.Integer({
+              description:
+                'failed records not asked again: another record of the same person holds their place',
+            }),
+          }),
           401: { $ref: 'ErrorBody#' },
           503: { $ref: 'ErrorBody#' },
         },

@@ -160,7 +160,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
     else if (!mq.connected) note = 'RabbitMQ is not reachable: nothing was replayed.'
     else {
       const r = await replayDead({ mq, pool, publisher: opts.publisher, config, log }, { check })
-      note = `Replayed ${r.replayed} dead letter(s)${r.kept ? `; ${r.kept} left` : ''}.`
+      note = `Replayed ${r.replayed} dead letter(s)${r.kept ? `; ${r.kept} left` : ''}${r.superseded ? `; ${r.superseded} not asked again (another record of the same person holds the place)` : ''}.`
     }
     return reply
       .type('text/html; charset=utf-8')

@@ -431,7 +431,11 @@ export class LiveStats {
       shed_req: http((st) => st >= 500),
       accepted_reg: rate(rings, CHART_WINDOW_MS, (s) => sumWhere(s, n.accepted)),
       recorded: rate(rings, CHART_WINDOW_MS, (s) =>
-        sumWhere(s, n.rows, (l) => l.kind === 'registration' || l.kind === 'duplicate'),
+        sumWhere(
+          s,
+          n.rows,
+          (l) => l.kind === 'registration' || l.kind === 'duplicate' || l.kind === 'waiting',
+        ),
       ),
       checks,
       depth,

@@ -1,4 +1,5 @@
 import type { SabtConfig } from '../../config/campaigns.js'
+import { findWaiting } from '../../db/places.js'
 import type { Pool } from '../../db/pool.js'
 import { findCheckResults, findDuplicate, findRecord } from '../../db/registrations.js'
 import { isUuidV7, uuidV7Time } from '../../domain/uuid7.js'
@@ -33,6 +34,14 @@ export type RegistrationView =
       received_at: string
       recorded_at: string
     }
+  | {
+      kind: 'waiting'
+      id: string
+      campaign: string
+      status: 'waiting'
+      received_at: string
+      recorded_at: string
+    }
   | { kind: 'queued'; id: string; status: 'queued'; received_at: string }
   | { kind: 'unknown'; id: string }
 
@@ -43,9 +52,11 @@ export function isUuid(id: string): boolean {
 }
 
 /**
- * What Sabt knows of a registration id: its record (with each check), a duplicate pointing at the
- * original, "queued" (a UUIDv7 minted in the last few minutes: the gateway took it, the recorder
- * has not written it yet), or unknown.
+ * What Sabt knows of a registration id — everything, for operators (`sabt status`, the admin
+ * lookup); the public status API shows only `publicStatus` of it. Its record (with each check), a
+ * duplicate pointing at the original, a submission waiting beside the person's record being
+ * checked (decision 015), "queued" (a UUIDv7 minted in the last few minutes: the gateway took it,
+ * the recorder has not written it yet), or unknown.
  */
 export async function lookupRegistration(
   pool: Pool,
@@ -92,6 +103,16 @@ export async function lookupRegistration(
       received_at: dup.received_at.toISOString(),
       recorded_at: dup.recorded_at.toISOString(),
     }
+  const waiting = await findWaiting(pool, lower)
+  if (waiting)
+    return {
+      kind: 'waiting',
+      id: waiting.id,
+      campaign: waiting.campaign,
+      status: 'waiting',
+      received_at: waiting.received_at.toISOString(),
+      recorded_at: waiting.recorded_at.toISOString(),
+    }
   if (isUuidV7(lower)) {
     const t = uuidV7Time(lower)
     // Minted recently (allowing a little clock skew between gateway and status hosts).
@@ -99,4 +120,65 @@ export async function lookupRegistration(
       return { kind: 'queued', id: lower, status: 'queued', received_at: new Date(t).toISOString() }
   }
   return { kind: 'unknown', id: lower }
+}
+
+/** A check as the public sees it: where it stands, nothing of how (attempts, latency, errors). */
+export interface PublicCheck {
+  check: string
+  /** A dead-lettered check (`error`) is `pending`: it is asked again once replayed. */
+  outcome: 'pending' | 'passed' | 'failed' | 'skipped'
+}
+
+export type PublicStatus =
+  | {
+      id: string
+      campaign: string
+      status: string
+      received_at: string
+      recorded_at: string
+      verdict_at: string | null
+      checks: PublicCheck[]
+    }
+  | {
+      id: string
+      campaign: string
+      status: 'duplicate' | 'waiting'
+      received_at: string
+      recorded_at: string
+    }
+  | { id: string; status: 'queued'; received_at: string }
+
+/**
+ * What anyone holding a registration id may read: the registration's own state. A duplicate or a
+ * waiting submission says so and nothing of the person's other record (its id, status or checks
+ * would tell a stranger who submitted someone's national id whether, and how, that person
+ * registered); a check says only pending / passed / failed (or skipped: not needed for the verdict).
+ */
+export function publicStatus(view: Exclude<RegistrationView, { kind: 'unknown' }>): PublicStatus {
+  switch (view.kind) {
+    case 'record':
+      return {
+        id: view.id,
+        campaign: view.campaign,
+        status: view.status,
+        received_at: view.received_at,
+        recorded_at: view.recorded_at,
+        verdict_at: view.verdict_at,
+        checks: view.checks.map((c) => ({
+          check: c.check,
+          outcome: c.outcome === 'error' ? 'pending' : c.outcome,
+        })),
+      }
+    case 'duplicate':
+    case 'waiting':
+      return {
+        id: view.id,
+        campaign: view.campaign,
+        status: view.status,
+        received_at: view.received_at,
+        recorded_at: view.recorded_at,
+      }
+    case 'queued':
+      return { id: view.id, status: 'queued', received_at: view.received_at }
+  }
 }

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { SabtConfig } from '../../config/campaigns.js'
 import { findRecordDetail, findRecordsByNationalIdIndex, type RecordDetail } from '../../db/dashboard.js'
+import { findPlaceHolder } from '../../db/places.js'
 import type { Pool } from '../../db/pool.js'
 import { checkNationalId, toAsciiDigits } from '../../domain/index.js'
 import { type Logger, maskDigits } from '../../observability/logger.js'
@@ -25,6 +26,9 @@ export interface OperatorRecord {
   recorded_at: string
   verdict_at: string | null
   duplicates: number
+  /** Holds the person's place in its campaign; false once it gave it up (rejected or failed, decision 015). */
+  holds_place: boolean
+  promoted_from: string | null
   checks: CheckView[]
 }
 
@@ -38,6 +42,13 @@ export type OperatorLookup =
       original_id: string
       received_at: string
       original: OperatorRecord | null
+    }
+  | {
+      kind: 'waiting'
+      id: string
+      received_at: string
+      /** The person's record being checked, whose place this submission waits for. */
+      holder: OperatorRecord | null
     }
   | { kind: 'records'; by: 'id' | 'national_id'; records: OperatorRecord[] }
 
@@ -79,6 +90,8 @@ async function operatorRecord(
     recorded_at: r.recorded_at.toISOString(),
     verdict_at: r.verdict_at ? r.verdict_at.toISOString() : null,
     duplicates: r.duplicates,
+    holds_place: r.holds_place,
+    promoted_from: r.promoted_from,
     checks: view.kind === 'record' ? view.checks : [],
   }
 }
@@ -99,6 +112,16 @@ export async function lookupForOperator(deps: OperatorLookupDeps, query: string)
         original_id: view.original_id,
         received_at: view.received_at,
         original: original ? await operatorRecord(deps, original, null) : null,
+      }
+    }
+    if (view.kind === 'waiting') {
+      const holderId = await findPlaceHolder(deps.pool, view.id)
+      const holder = holderId ? await findRecordDetail(deps.pool, holderId) : null
+      return {
+        kind: 'waiting',
+        id: view.id,
+        received_at: view.received_at,
+        holder: holder ? await operatorRecord(deps, holder, null) : null,
       }
     }
     if (view.kind === 'queued') return { kind: 'queued', id: view.id, received_at: view.received_at }
@@ -129,7 +152,7 @@ export function auditLookup(log: Logger, request: FastifyRequest, found: Operato
     registration_ids:
       found.kind === 'records'
         ? found.records.map((r) => r.id)
-        : found.kind === 'duplicate' || found.kind === 'queued'
+        : found.kind === 'duplicate' || found.kind === 'queued' || found.kind === 'waiting'
           ? [found.id]
           : [],
   })

@@ -3,7 +3,7 @@ import Type from 'typebox'
 import type { SabtConfig } from '../../config/campaigns.js'
 import type { Pool } from '../../db/pool.js'
 import { ApiError } from '../../http/errors.js'
-import { isUuid, lookupRegistration } from './lookup.js'
+import { isUuid, lookupRegistration, publicStatus } from './lookup.js'
 
 export interface StatusRouteOptions {
   pool: Pool
@@ -11,35 +11,56 @@ export interface StatusRouteOptions {
   queuedWindowMs: number
 }
 
-const CheckView = Type.Object({
-  check: Type.String(),
-  outcome: Type.Union([
-    Type.Literal('passed'),
-    Type.Literal('failed'),
-    Type.Literal('error'),
-    Type.Literal('pending'),
-    Type.Literal('skipped'),
-  ]),
-  attempts: Type.Integer(),
-  latency_ms: Type.Union([Type.Integer(), Type.Null()]),
-  last_error: Type.Union([Type.String(), Type.Null()]),
-  finished_at: Type.Union([Type.String(), Type.Null()]),
-})
+const PublicCheckView = Type.Object(
+  {
+    check: Type.String(),
+    outcome: Type.Union(
+      [Type.Literal('pending'), Type.Literal('passed'), Type.Literal('failed'), Type.Literal('skipped')],
+      {
+        description:
+          'pending until answered (also while a dead-lettered check waits for its replay); skipped: not needed, the verdict came first',
+      },
+    ),
+  },
+  { additionalProperties: false },
+)
 
-const RegistrationStatus = Type.Object({
-  id: Type.String(),
-  campaign: Type.Optional(Type.String()),
-  status: Type.String({
-    description: 'queued | recorded | verifying | accepted | rejected | failed | duplicate',
-  }),
-  original_id: Type.Optional(Type.String({ description: 'For a duplicate: the registration it repeats' })),
-  received_at: Type.Optional(Type.String()),
-  recorded_at: Type.Optional(Type.String()),
-  verdict_at: Type.Optional(Type.Union([Type.String(), Type.Null()])),
-  checks: Type.Optional(Type.Array(CheckView)),
-})
+const RegistrationStatus = Type.Object(
+  {
+    id: Type.String(),
+    campaign: Type.Optional(Type.String()),
+    status: Type.Union(
+      [
+        Type.Literal('queued'),
+        Type.Literal('recorded'),
+        Type.Literal('verifying'),
+        Type.Literal('accepted'),
+        Type.Literal('rejected'),
+        Type.Literal('failed'),
+        Type.Literal('waiting'),
+        Type.Literal('duplicate'),
+      ],
+      {
+        description:
+          'queued → recorded → verifying → accepted | rejected | failed; waiting: kept beside an earlier submission of the same person that is still being checked (checked itself if that one is rejected or fails); duplicate: the person already holds a registration in this campaign',
+      },
+    ),
+    received_at: Type.Optional(Type.String()),
+    recorded_at: Type.Optional(Type.String()),
+    verdict_at: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    checks: Type.Optional(Type.Array(PublicCheckView)),
+  },
+  { additionalProperties: false },
+)
 
 export async function statusRoutes(app: FastifyInstance, opts: StatusRouteOptions): Promise<void> {
+  // Every answer is about one person's registration: never kept by a cache, never sniffed.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('cache-control', 'no-store')
+    reply.header('x-content-type-options', 'nosniff')
+    return payload
+  })
+
   app.get(
     '/v1/registrations/:id',
     {
@@ -47,7 +68,7 @@ export async function statusRoutes(app: FastifyInstance, opts: StatusRouteOption
         tags: ['status'],
         summary: 'Follow a registration',
         description:
-          '200 with its status and checks once recorded (a duplicate answers `duplicate` with the original id); 202 `queued` when the id was minted minutes ago and is not recorded yet; 404 otherwise.',
+          "200 with its own status and, per check, pending / passed / failed once recorded; a duplicate or a waiting submission says so and nothing of the person's other registration; 202 `queued` when the id was minted minutes ago and is not recorded yet; 404 otherwise.",
         params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
         response: {
           200: RegistrationStatus,
@@ -65,8 +86,7 @@ export async function statusRoutes(app: FastifyInstance, opts: StatusRouteOption
       if (view.kind === 'unknown')
         throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'No such registration')
       if (view.kind === 'queued') reply.code(202)
-      const { kind: _kind, ...body } = view
-      return body
+      return publicStatus(view)
     },
   )
 }

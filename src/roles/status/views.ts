@@ -227,7 +227,7 @@ ${rows.map(
     .s
 }
 
-const STATUSES = ['recorded', 'verifying', 'accepted', 'rejected', 'failed', 'duplicate'] as const
+const STATUSES = ['recorded', 'verifying', 'accepted', 'rejected', 'failed', 'waiting', 'duplicate'] as const
 
 export function countsFragment(c: StatusCounts): string {
   const campaigns = Object.keys(c.byCampaign).sort()
@@ -295,6 +295,8 @@ function recordView(r: OperatorRecord): Raw {
   <dt>recorded</dt><dd class="ltr">${r.recorded_at}</dd>
   <dt>verdict</dt><dd class="ltr">${r.verdict_at ?? DASH}</dd>
   ${r.duplicates ? html`<dt>duplicates</dt><dd>${r.duplicates} later submission(s) kept as duplicates</dd>` : ''}
+  ${r.promoted_from ? html`<dt>took the place of</dt><dd class="mono">${r.promoted_from}</dd>` : ''}
+  ${r.holds_place || r.national_id === null ? '' : html`<dt>place</dt><dd>given up: a later submission of the person may be checked</dd>`}
 </dl>
 ${
   r.checks.length
@@ -319,8 +321,11 @@ export function lookupFragment(l: OperatorLookup): string {
     case 'duplicate':
       return html`<p class="notice">Registration <span class="mono">${l.id}</span> (${l.received_at}) is a <strong>duplicate</strong> of <span class="mono">${l.original_id}</span>:</p>${l.original ? recordView(l.original) : ''}`
         .s
+    case 'waiting':
+      return html`<p class="notice">Registration <span class="mono">${l.id}</span> (${l.received_at}) is <strong>waiting</strong> beside the person's record being checked; it takes that record's place if it is rejected or fails:</p>${l.holder ? recordView(l.holder) : ''}`
+        .s
     case 'records':
-      return html`${l.records.length > 1 ? html`<p class="note">${l.records.length} records (one per campaign).</p>` : ''}${l.records.map(recordView)}`
+      return html`${l.records.length > 1 ? html`<p class="note">${l.records.length} records.</p>` : ''}${l.records.map(recordView)}`
         .s
   }
 }
