@@ -37,7 +37,8 @@ describe('status reads through a replica', () => {
     expect(posted.statusCode).toBe(202)
     const { id } = posted.json() as { id: string }
     await waitFor(
-      async () => (await sql(env.DATABASE_URL, 'SELECT 1 FROM registrations WHERE id = $1', [id])).length === 1,
+      async () =>
+        (await sql(env.DATABASE_URL, 'SELECT 1 FROM registrations WHERE id = $1', [id])).length === 1,
       'the record on the primary',
     )
     expect(await sql(replicaUrl, 'SELECT 1 FROM registrations WHERE id = $1', [id])).toHaveLength(0)
@@ -53,7 +54,8 @@ describe('status reads through a replica', () => {
     const posted = await s.app.inject({ method: 'POST', url: '/v1/registrations', payload: registration() })
     const { id } = posted.json() as { id: string }
     await waitFor(
-      async () => (await sql(env.DATABASE_URL, 'SELECT 1 FROM registrations WHERE id = $1', [id])).length === 1,
+      async () =>
+        (await sql(env.DATABASE_URL, 'SELECT 1 FROM registrations WHERE id = $1', [id])).length === 1,
       'the record on the primary',
     )
     const res = await s.app.inject({ method: 'GET', url: `/v1/registrations/${id}` })
