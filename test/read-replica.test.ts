@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { migrate } from '../src/db/migrate.js'
+import { lsnBytes } from '../src/db/replica.js'
 import { createLogger } from '../src/observability/logger.js'
 import {
   dropDatabase,
@@ -61,5 +62,24 @@ describe('status reads through a replica', () => {
     const res = await s.app.inject({ method: 'GET', url: `/v1/registrations/${id}` })
     expect(res.statusCode, res.body).toBe(200)
     expect(res.json()).toMatchObject({ id })
+  })
+
+  it('shows the replica on the dashboard (a read database that is not a standby says so), and no section without one', async () => {
+    replicaUrl = testDatabaseUrl(uniqueName('replica'))
+    await migrate(replicaUrl, createLogger({ level: 'error' }))
+    s = await startTestSabt({ roles: ['status'], env: testEnv({ DATABASE_READ_URL: replicaUrl }) })
+    const auth = { authorization: `Bearer ${s.env.SABT_ADMIN_TOKEN}` }
+    const page = await s.app.inject({ method: 'GET', url: '/dashboard', headers: auth })
+    expect(page.body).toContain('hx-get="/dashboard/fragments/replica"')
+    const frag = await s.app.inject({ method: 'GET', url: '/dashboard/fragments/replica', headers: auth })
+    expect(frag.statusCode).toBe(200)
+    expect(frag.body).toContain('is not a standby')
+    await s.cleanup()
+    s = await startTestSabt({ roles: ['status'] })
+    const plain = await s.app.inject({ method: 'GET', url: '/dashboard', headers: auth })
+    expect(plain.body).not.toContain('fragments/replica')
+    expect(lsnBytes('0/0')).toBe(0)
+    expect(lsnBytes('16/B374D848') - lsnBytes('16/B374D000')).toBe(0x848)
+    expect(lsnBytes('1/0')).toBe(2 ** 32)
   })
 })
