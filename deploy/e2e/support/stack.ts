@@ -7,6 +7,8 @@ import { newKey } from '../../../src/privacy/sealing.js'
 import { ROOT } from './paths.js'
 import { run, runOk, until } from './run.js'
 
+const hex = () => randomBytes(18).toString('hex')
+
 /** What global-setup.ts hands every test file: the engine, the images, the open-files cap. */
 export interface E2E {
   env: Record<string, string>
@@ -47,16 +49,19 @@ export function scaleArgs(): string[] {
  * and break its containers. Only `docker` and `docker compose` are used, as an operator would.
  */
 export class Stack {
-  readonly secrets: Record<string, string> = {
-    SABT_ADMIN_TOKEN: randomBytes(24).toString('base64url'),
-    SABT_DATA_KEYS: `k1:${newKey()}`,
-    SABT_INDEX_KEY: newKey(),
-    SABT_CALLBACK_SECRET: randomBytes(24).toString('base64url'),
-    POSTGRES_PASSWORD: randomBytes(18).toString('hex'),
-    RABBITMQ_PASSWORD: randomBytes(18).toString('hex'),
-    RABBITMQ_ERLANG_COOKIE: randomBytes(24).toString('hex'),
-    POSTGRES_REPLICATION_PASSWORD: randomBytes(18).toString('hex'),
-  }
+  /** Fresh secrets for every variable the compose files require (`${VAR:?…}`), made at run time. */
+  readonly secrets: Record<string, string> = Object.fromEntries(
+    [
+      ['SABT_ADMIN_TOKEN', () => randomBytes(24).toString('base64url')],
+      ['SABT_DATA_KEYS', () => `k1:${newKey()}`],
+      ['SABT_INDEX_KEY', newKey],
+      ['SABT_CALLBACK_SECRET', () => randomBytes(24).toString('base64url')],
+      ['POSTGRES_PASSWORD', hex],
+      ['RABBITMQ_PASSWORD', hex],
+      ['RABBITMQ_ERLANG_COOKIE', hex],
+      ['POSTGRES_REPLICATION_PASSWORD', hex],
+    ].map(([name, make]) => [name as string, (make as () => string)()]),
+  )
 
   constructor(
     readonly project: string,

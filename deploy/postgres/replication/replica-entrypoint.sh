@@ -9,8 +9,9 @@ set -euo pipefail
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   until pg_isready -q -h "$PRIMARY_HOST" -p 5432; do sleep 1; done
   find "$PGDATA" -mindepth 1 -delete # a copy cut short last time
-  PGPASSWORD=$POSTGRES_REPLICATION_PASSWORD pg_basebackup -h "$PRIMARY_HOST" -U replicator \
-    -D "$PGDATA" -X stream -S sabt_replica -R --checkpoint=fast
+  export PGPASSWORD="${POSTGRES_REPLICATION_PASSWORD}"
+  pg_basebackup -h "$PRIMARY_HOST" -U replicator -D "$PGDATA" -X stream -S sabt_replica -R --checkpoint=fast
+  unset PGPASSWORD
   chmod 700 "$PGDATA"
 fi
 exec "$@"
