@@ -55,8 +55,9 @@ export class MqClient extends EventEmitter {
   async start(): Promise<void> {
     const conn = await amqp.connect(this.#urlWithDefaults(), {
       clientProperties: { connection_name: this.name },
-      // The TCP connect and the AMQP handshake (amqplib clears it once the connection is open).
-      timeout: this.setupTimeoutMs,
+      // The TCP connect and the AMQP handshake (amqplib clears it once the connection is open):
+      // in the cluster run a reconnection through HAProxy to a node going down hung here.
+      timeout: Math.min(10_000, this.setupTimeoutMs),
       recovery: {
         waitForConnect: false,
         initialDelay: 100,
