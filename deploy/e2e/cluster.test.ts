@@ -117,7 +117,7 @@ async function clusterFault(
   const row = await settle(stack, scenario, burst.sent, {
     before,
     recoverMs: gap,
-    notes: `${what}; ${qs.length} intake/check queues with 3 online replicas after; ${refusedNote(burst.sent) || 'no request refused'}`,
+    notes: `${what}; slowest answer ${(burst.slowestAfter(faultAt) / 1000).toFixed(1)} s; ${qs.length} intake/check queues with 3 online replicas after; ${refusedNote(burst.sent) || 'no request refused'}`,
   })
   rows.push(row)
   console.log(
@@ -126,18 +126,19 @@ async function clusterFault(
   return { row, sent: burst.sent }
 }
 
+// One stack for the whole file: the cluster scenarios, then the replica's.
+beforeAll(async () => {
+  await stack.down({ volumes: true }).catch(() => {})
+  await stack.up()
+  await stack.waitHealthy(300_000)
+})
+
+afterAll(async () => {
+  report('cluster', 'Three-node RabbitMQ cluster and a PostgreSQL replica', rows)
+  if (process.env.SABT_E2E_KEEP_STACK !== '1') await stack.down({ volumes: true })
+})
+
 describe('three RabbitMQ nodes (docker-compose.cluster.yml), broken on purpose', () => {
-  beforeAll(async () => {
-    await stack.down({ volumes: true }).catch(() => {})
-    await stack.up()
-    await stack.waitHealthy(300_000)
-  })
-
-  afterAll(async () => {
-    report('cluster', 'Three-node RabbitMQ cluster and a PostgreSQL replica', rows)
-    if (process.env.SABT_E2E_KEEP_STACK !== '1') await stack.down({ volumes: true })
-  })
-
   it('forms one cluster of three nodes, and every intake and check queue has a replica on each', async () => {
     await until(
       'a 202 through the edge',

@@ -59,12 +59,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // CLI has BuildKit built in; the newer CLI on PATH would want buildx, which is not here.
   const build = await run(
     '/usr/bin/docker',
-    ['build', '--progress=plain', '--target', 'runtime', '-t', 'sabt:e2e', '.'],
+    ['build', '--progress=plain', '--target', 'runtime', '-t', 'sabt:local', '.'],
     { env: { ...env, DOCKER_BUILDKIT: '1' }, cwd: ROOT, timeoutMs: 900_000 },
   )
   if (build.code !== 0) throw new Error(`docker build failed:\n${build.err.slice(-4000)}`)
   const tBuild = Date.now()
-  env.SABT_IMAGE = 'sabt:e2e'
+  // The tag docker-compose.yml uses by default (SABT_IMAGE unset), as docs/deployment.md builds it.
 
   // The machine's cap on open files (a hard limit no process may raise): compose.e2e.yml lowers
   // the compose files' ulimits to it.

@@ -133,4 +133,11 @@ export class Burst {
     }
     return worst
   }
+
+  /** The longest any request that was answered after t waited for its answer (ms). */
+  slowestAfter(t: number): number {
+    let worst = 0
+    for (const s of this.sent) if (s.end >= t) worst = Math.max(worst, s.end - s.at)
+    return worst
+  }
 }

@@ -25,14 +25,6 @@ export interface ContainerState {
   exitCode: number
 }
 
-// An empty env file: a developer's own .env in the repository must not change what is tested.
-const emptyEnvFile = (() => {
-  const dir = mkdtempSync(join(tmpdir(), 'sabt-e2e-'))
-  const f = join(dir, 'empty.env')
-  writeFileSync(f, '')
-  return f
-})()
-
 /** Replica counts from docker-compose.yml's deploy.replicas: compose v1 ignores them, so they become --scale. */
 export function scaleArgs(): string[] {
   const file = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
@@ -63,19 +55,34 @@ export class Stack {
     ].map(([name, make]) => [name as string, (make as () => string)()]),
   )
 
+  /**
+   * The operator's `.env`: a copy of .env.example with the secrets filled in (kept outside the
+   * repository, so a developer's own .env is neither used nor touched).
+   */
+  readonly envFile: string
+
   constructor(
     readonly project: string,
     readonly files: string[],
     readonly e2e: E2E,
     readonly port: number,
-  ) {}
+  ) {
+    let text = readFileSync(join(ROOT, '.env.example'), 'utf8')
+    for (const [k, v] of Object.entries(this.secrets)) {
+      const line = new RegExp(`^${k}=$`, 'm')
+      if (!line.test(text)) throw new Error(`.env.example has no empty ${k}= line to fill`)
+      text = text.replace(line, `${k}=${v}`)
+    }
+    this.envFile = join(mkdtempSync(join(tmpdir(), 'sabt-e2e-')), '.env')
+    writeFileSync(this.envFile, text, { mode: 0o600 })
+  }
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`
   }
 
   get env(): Record<string, string> {
-    return { ...this.e2e.env, ...this.secrets, SABT_E2E_HTTP_PORT: String(this.port) }
+    return { ...this.e2e.env, SABT_E2E_HTTP_PORT: String(this.port) }
   }
 
   /** The arguments before a compose subcommand (`docker compose <these> up …`). */
@@ -83,7 +90,7 @@ export class Stack {
     return [
       'compose',
       '--env-file',
-      emptyEnvFile,
+      this.envFile,
       '-p',
       this.project,
       ...this.files.flatMap((f) => ['-f', f]),
@@ -157,15 +164,15 @@ export class Stack {
     )
   }
 
-  /** psql on the primary, as the compose file's database user; stdin is the whole script. */
+  /** `docker compose exec -T <service> psql` as the compose file's database user; stdin is the whole script. */
   async psql(script: string, service = 'postgres'): Promise<string[][]> {
-    const name = await this.container(service)
     const out = await runOk(
       'docker',
       [
+        ...this.composeArgs,
         'exec',
-        '-i',
-        name,
+        '-T',
+        service,
         'psql',
         '-X',
         '-q',
@@ -179,7 +186,7 @@ export class Stack {
         '-F',
         '\t',
       ],
-      { env: this.env, input: script, timeoutMs: 120_000 },
+      { env: this.env, cwd: ROOT, input: script, timeoutMs: 120_000 },
     )
     return out
       .split('\n')
@@ -187,13 +194,13 @@ export class Stack {
       .map((l) => l.split('\t'))
   }
 
-  /** The rabbitmqctl of a node (by compose service), JSON output parsed. */
+  /** `docker compose exec -T <node> rabbitmqctl …`, JSON output parsed. */
   async rabbitmqctl<T>(service: string, args: string[]): Promise<T> {
-    const name = await this.container(service)
-    const out = await runOk('docker', ['exec', name, 'rabbitmqctl', '-q', '--formatter', 'json', ...args], {
-      env: this.env,
-      timeoutMs: 60_000,
-    })
+    const out = await runOk(
+      'docker',
+      [...this.composeArgs, 'exec', '-T', service, 'rabbitmqctl', '-q', '--formatter', 'json', ...args],
+      { env: this.env, cwd: ROOT, timeoutMs: 60_000 },
+    )
     return JSON.parse(out) as T
   }
 
