@@ -177,28 +177,19 @@ describe('single host: docker-compose.yml', () => {
   it('loses nothing when a recorder is killed (docker kill -s KILL) mid-burst', async () => {
     const before = await totalRecords(stack)
     const victim = await stack.container('recorder', 1)
-    let backAt = 0
     const { burst, faultAt } = await underLoad(stack, {}, async () => {
       await stack.docker(['kill', '-s', 'KILL', victim])
     })
     // Docker counts `docker kill` as a manual stop (no restart policy): start it again, as an
-    // operator would, and count the time until it is healthy and every 202 is recorded.
+    // operator would. Recovered: every 202 recorded.
     await stack.docker(['start', victim])
-    await until(
-      'the recorder healthy again',
-      async () => {
-        const [c] = (await stack.containers('recorder')).filter((x) => x.name === victim)
-        return c?.health === 'healthy' ? true : undefined
-      },
-      120_000,
-    )
-    backAt = Date.now()
     promised.push(...burst.accepted())
     const row = await settle(stack, '`docker kill -s KILL` a recorder mid-burst', burst.sent, {
       before,
-      recoverMs: backAt - faultAt,
+      recoverMs: null,
       notes: `the other recorder went on; ${refusedNote(burst.sent) || 'no request refused'}`,
     })
+    row.recoverMs = Date.now() - faultAt // from the kill until every 202 was recorded
     rows.push(row)
     expect(row.lost).toBe(0)
     expect(row.duplicates).toBe(0)
@@ -232,10 +223,19 @@ describe('single host: docker-compose.yml', () => {
       restartedAt = Date.now()
     })
     promised.push(...burst.accepted())
+    // When each gateway had its broker connection back (its own log).
+    const reconnected = [
+      ...(await stack.logs('gateway', 200)).matchAll(/"time":"([^"]+)"[^\n]*"event":"mq\.connected"/g),
+    ]
+      .map((m) => Date.parse(m[1]!))
+      .filter((t) => t > faultAt)
+    const back = reconnected.length
+      ? `gateways reconnected ${((Math.max(...reconnected) - faultAt) / 1000).toFixed(1)} s after the restart began; `
+      : ''
     const row = await settle(stack, '`docker restart` RabbitMQ mid-burst', burst.sent, {
       before,
       recoverMs: burst.refusedFor(faultAt),
-      notes: `restart took ${((restartedAt - faultAt) / 1000).toFixed(1)} s; ${refusedNote(burst.sent)}`,
+      notes: `docker restart returned after ${((restartedAt - faultAt) / 1000).toFixed(1)} s; ${back}${refusedNote(burst.sent)}`,
     })
     rows.push(row)
     expect(row.lost).toBe(0)

@@ -34,7 +34,7 @@ export async function underLoad(
   fault: () => Promise<void>,
 ): Promise<{ burst: Burst; faultAt: number; undoneAt: number }> {
   const burst = new Burst(stack.url, { concurrency: opts.concurrency ?? 256, total: opts.total ?? 200_000 })
-  await burst.answered(opts.faultAfter ?? 1500)
+  await burst.answered(opts.faultAfter ?? 1000)
   const faultAt = Date.now()
   await fault()
   const undoneAt = Date.now()
@@ -45,9 +45,9 @@ export async function underLoad(
     120_000,
     200,
   )
-  const target = burst.accepted().length + (opts.tail ?? 1500)
+  const target = burst.accepted().length + (opts.tail ?? 1000)
   await until(
-    `${opts.tail ?? 1500} more 202s`,
+    `${opts.tail ?? 1000} more 202s`,
     async () => (burst.accepted().length >= target ? true : undefined),
     120_000,
     200,
