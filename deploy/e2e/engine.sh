@@ -55,8 +55,9 @@ SHIM
     echo "engine: already running on $SOCK"
     return 0
   fi
-  # Remember whether docker0 existed, so `stop` removes only a bridge this daemon made.
+  # Remember whether docker0 existed and what the firewall held, so `stop` puts back what it found.
   if ip link show docker0 >/dev/null 2>&1; then : >"$RUN/bridge-existed"; else rm -f "$RUN/bridge-existed"; fi
+  iptables-save >"$RUN/iptables.before" 2>/dev/null || rm -f "$RUN/iptables.before"
   /usr/sbin/dockerd \
     --host "$SOCK" \
     --data-root "$STATE/docker" \
@@ -81,22 +82,13 @@ stop() {
     for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -0 "$pid" 2>/dev/null && { echo "engine: dockerd $pid ignored SIGTERM for 30 s: SIGKILL"; kill -KILL "$pid"; }
   fi
-  # dockerd leaves its default bridge and its iptables chains behind; remove what it made.
+  # dockerd leaves its default bridge, its iptables chains, NAT rules and a FORWARD policy of DROP
+  # behind: put back what was there before it started.
   if [ ! -f "$RUN/bridge-existed" ] && ip link show docker0 >/dev/null 2>&1; then ip link delete docker0 || true; fi
-  for table in nat filter; do
-    for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N DOCKER/ {print $2}'); do
-      iptables -t "$table" -S 2>/dev/null | grep -- "-j $chain\$" | sed 's/^-A/-D/' | while read -r rule; do
-        # shellcheck disable=SC2086
-        iptables -t "$table" $rule 2>/dev/null || true
-      done
-    done
-    for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N DOCKER/ {print $2}'); do
-      iptables -t "$table" -F "$chain" 2>/dev/null || true
-    done
-    for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N DOCKER/ {print $2}'); do
-      iptables -t "$table" -X "$chain" 2>/dev/null || true
-    done
-  done
+  if [ -f "$RUN/iptables.before" ]; then
+    iptables-restore <"$RUN/iptables.before" || echo "engine: could not restore the iptables rules"
+    rm -f "$RUN/iptables.before"
+  fi
   rm -f "$RUN/started"
   echo "engine: stopped"
 }
