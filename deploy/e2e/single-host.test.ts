@@ -289,5 +289,12 @@ describe('single host: docker-compose.yml', () => {
       2000,
     )
     expect(verdicted.verdicted).toBe(promised.length)
+    // The look an operator takes (docs/deployment.md), as it is written there.
+    const byStatus = await stack.exec(
+      'postgres',
+      ['psql', '-U', 'sabt', '-d', 'sabt', '-c', 'SELECT status, count(*) FROM registrations GROUP BY 1'],
+      { viaCompose: true },
+    )
+    expect(byStatus).toMatch(/accepted/)
   })
 })
