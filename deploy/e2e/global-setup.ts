@@ -79,7 +79,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('e2e', { env, setupSeconds })
 
   return async () => {
-    for (const p of PROJECTS) {
+    const keepStack = process.env.SABT_E2E_KEEP_STACK === '1'
+    for (const p of keepStack ? [] : PROJECTS) {
       const ids = (
         await run('docker', ['ps', '-aq', '--filter', `label=com.docker.compose.project=${p}`], { env })
       ).out
@@ -98,9 +99,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const nets = (await run('docker', ['network', 'ls', '-q', '--filter', 'name=sabt_'], { env })).out
       .split('\n')
       .filter(Boolean)
-    if (nets.length) await run('docker', ['network', 'rm', ...nets], { env })
+    if (nets.length && !keepStack) await run('docker', ['network', 'rm', ...nets], { env })
     const left = (await run('docker', ['ps', '-aq'], { env })).out.trim()
-    if (process.env.SABT_E2E_KEEP_ENGINE !== '1') {
+    if (process.env.SABT_E2E_KEEP_ENGINE !== '1' && !keepStack) {
       const stop = await run('bash', [join(ROOT, 'deploy/e2e/engine.sh'), 'stop'], { env: hostEnv })
       process.stdout.write(stop.out + stop.err)
     }
