@@ -88,8 +88,15 @@ build() {
   echo "$tag"
 }
 
-bookworm=$(debian bookworm)
-trixie=$(debian trixie)
+# The two debootstraps wait mostly on the mirror: run them side by side.
+debian bookworm >"$WORK/tag-bookworm" &
+b_pid=$!
+debian trixie >"$WORK/tag-trixie" &
+t_pid=$!
+wait "$b_pid" || { echo "images: the bookworm base failed" >&2; exit 1; }
+wait "$t_pid" || { echo "images: the trixie base failed" >&2; exit 1; }
+bookworm=$(cat "$WORK/tag-bookworm")
+trixie=$(cat "$WORK/tag-trixie")
 
 # Node: the binary and npm from their npm packages, and this machine's CA bundle (the npm registry
 # is reached through a proxy with its own authority). Test base only: production's node image
