@@ -1,11 +1,13 @@
-# syntax=docker/dockerfile:1
-#
 # One image, every role: `docker run sabt start --roles gateway` (or recorder, checker, status,
 # simulator, all), `docker run sabt migrate`. See docs/deployment.md.
 #
 # test/deploy.test.ts reads this file: it runs the build stage's RUN lines in a copy of the
 # repository and starts every role from what the runtime stage's COPY lines take, so what is
-# tested is what is shipped. Keep RUN lines plain shell (no heredocs).
+# tested is what is shipped. Keep RUN lines plain shell (no heredocs). npm run test:deploy builds it
+# for real with BuildKit.
+#
+# No `# syntax=` line: the builder's own frontend has everything used here (RUN --mount), and a
+# syntax line makes every BuildKit build pull a frontend image first, which fails without a registry.
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 

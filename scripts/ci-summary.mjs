@@ -1,12 +1,13 @@
 #!/usr/bin/env node
-// Prints "N passed, N failed" from vitest's JSON report(s). A failure before vitest ran
-// (typecheck, lint) or a test file that could not load counts as a failure too.
+// Prints "N passed, N failed" from vitest's JSON reports (npm test, the chaos suite, the deploy
+// suite). A failure before vitest ran (typecheck, lint) or a test file that could not load counts
+// as a failure too.
 import { existsSync, readFileSync } from 'node:fs'
 
 const rc = Number(process.argv[2] ?? 0)
 let passed = 0
 let failed = 0
-for (const file of ['test-results/vitest.json', 'test-results/chaos.json']) {
+for (const file of ['test-results/vitest.json', 'test-results/chaos.json', 'test-results/deploy.json']) {
   if (!existsSync(file)) continue
   const r = JSON.parse(readFileSync(file, 'utf8'))
   passed += r.numPassedTests ?? 0

@@ -92,4 +92,29 @@ describe('configuration', () => {
     expect(loadEnv({}).AMQP_URL).toBe('amqp://guest:guest@127.0.0.1:5672')
     expect(loadEnv({}).PORT).toBe(8080)
   })
+
+  it('takes an empty variable as unset, as docker-compose.yml passes `${VAR:-}` (found by npm run test:deploy)', () => {
+    // Compose sets PUBLIC_URL, SABT_DATA_KEY_ID, SABT_CHECKS… to '' when .env leaves them empty;
+    // every container refused to start ("must NOT have fewer than 1 characters").
+    const empty = [
+      'PUBLIC_URL',
+      'SABT_DATA_KEY_ID',
+      'SABT_CHECKS',
+      'DATABASE_READ_URL',
+      'SABT_SIMULATOR_KNOBS',
+    ]
+    const saved = Object.fromEntries([...empty, 'SABT_MQ_PREFIX'].map((k) => [k, process.env[k]]))
+    try {
+      for (const k of empty) process.env[k] = ''
+      const env = loadEnv()
+      for (const k of empty) expect(env[k as keyof typeof env], k).toBeUndefined()
+      // A record given to loadEnv is the whole environment: process.env does not leak into it.
+      process.env.SABT_MQ_PREFIX = 'from-process-env'
+      expect(loadEnv({}).SABT_MQ_PREFIX).toBe('sabt')
+    } finally {
+      for (const [k, v] of Object.entries(saved))
+        if (v === undefined) delete process.env[k]
+        else process.env[k] = v
+    }
+  })
 })

@@ -74,6 +74,7 @@ interface ComposeFile {
 
 const compose = parse(read('docker-compose.yml'), { merge: true }) as ComposeFile
 const cluster = parse(read('docker-compose.cluster.yml'), { merge: true }) as ComposeFile
+const replica = parse(read('docker-compose.replica.yml'), { merge: true }) as ComposeFile
 const traefik = parse(read('deploy/traefik/traefik.yml')) as {
   entryPoints: Record<
     string,
@@ -254,13 +255,14 @@ describe('docker-compose.yml', () => {
   it('follows the Compose Specification (no version key) in both files', () => {
     expect(compose.version).toBeUndefined()
     expect(cluster.version).toBeUndefined()
+    expect(replica.version).toBeUndefined()
     expect(Object.keys(services).length).toBeGreaterThan(5)
   })
 
   it('every service has an image or a build, and a health check (the one-shot migrate job excepted)', () => {
-    for (const f of [compose, cluster])
+    for (const f of [compose, cluster, replica])
       for (const [name, s] of Object.entries(f.services)) {
-        if (f === cluster && services[name]) continue // an override of a base service
+        if (f !== compose && services[name]) continue // an override of a base service
         expect(s.image ?? s.build, `${name}: image or build`).toBeTruthy()
         if (name === 'migrate') {
           expect(s.healthcheck?.disable).toBe(true)
@@ -308,7 +310,9 @@ describe('docker-compose.yml', () => {
     }
     for (const role of ['gateway', 'recorder', 'checker'])
       expect(env(services[role]!, 'AMQP_URL'), role).toBeDefined()
-    for (const role of ['recorder', 'checker', 'status'])
+    // The gateway too: it reads the partner keys of batch intake from PostgreSQL (without it,
+    // batch intake answered 503 forever in the real compose run).
+    for (const role of ['recorder', 'checker', 'status', 'gateway'])
       expect(env(services[role]!, 'DATABASE_URL'), role).toBeDefined()
   })
 
@@ -346,8 +350,33 @@ describe('docker-compose.yml', () => {
         expect(cluster.services[name]?.depends_on?.amqp?.condition, name).toBe('service_healthy')
       }
     const haproxy = read('deploy/rabbitmq/haproxy.cfg')
+    expect(cluster.services.amqp?.image).toMatch(/^\$\{HAPROXY_IMAGE:-haproxy:/)
     for (const n of ['rabbitmq-1', 'rabbitmq-2', 'rabbitmq-3'])
       expect(haproxy).toContain(`server ${n} ${n}:5672 check`)
+  })
+})
+
+describe('docker-compose.replica.yml', () => {
+  it('gives the status role (only) a streaming replica to read, made from the primary with its own login', () => {
+    const r = replica.services['postgres-replica']!
+    expect(r.image).toBe(services.postgres!.image)
+    expect(r.ports).toBeUndefined()
+    expect(r.depends_on?.postgres?.condition).toBe('service_healthy')
+    expect(r.volumes).toContain('./deploy/postgres/postgresql.conf:/etc/postgresql/postgresql.conf:ro')
+    expect(String(env(replica.services.status!, 'DATABASE_READ_URL'))).toMatch(/@postgres-replica:5432\//)
+    expect(replica.services.status!.depends_on?.['postgres-replica']?.condition).toBe('service_healthy')
+    for (const [name, s] of Object.entries(replica.services))
+      if (name !== 'status') expect(env(s, 'DATABASE_READ_URL'), name).toBeUndefined()
+    for (const s of [r, replica.services.postgres!])
+      expect(String(env(s, 'POSTGRES_REPLICATION_PASSWORD'))).toMatch(/^\$\{POSTGRES_REPLICATION_PASSWORD:\?/)
+    expect(replica.services.postgres!.volumes).toContain(
+      './deploy/postgres/replication/primary-init.sh:/docker-entrypoint-initdb.d/20-replication.sh:ro',
+    )
+    for (const f of ['primary-init.sh', 'replica-entrypoint.sh'])
+      expect(
+        statSync(join(ROOT, 'deploy/postgres/replication', f)).mode & 0o111,
+        `${f} is executable`,
+      ).not.toBe(0)
   })
 })
 
@@ -540,6 +569,7 @@ describe('no secret is committed', () => {
   const scanned = [
     'docker-compose.yml',
     'docker-compose.cluster.yml',
+    'docker-compose.replica.yml',
     '.env.example',
     'Dockerfile',
     ...files('deploy'),
@@ -686,6 +716,7 @@ describe('RabbitMQ and PostgreSQL settings', () => {
       POSTGRES_PASSWORD: 'x',
       RABBITMQ_PASSWORD: 'x',
       RABBITMQ_ERLANG_COOKIE: 'x',
+      POSTGRES_REPLICATION_PASSWORD: 'x',
     }
     const run = (args: string[]) =>
       spawnSync('docker-compose', [...args, 'config', '-q'], {
@@ -696,6 +727,8 @@ describe('RabbitMQ and PostgreSQL settings', () => {
     for (const args of [
       ['-f', 'docker-compose.yml'],
       ['-f', 'docker-compose.yml', '-f', 'docker-compose.cluster.yml'],
+      ['-f', 'docker-compose.yml', '-f', 'docker-compose.replica.yml'],
+      ['-f', 'docker-compose.yml', '-f', 'docker-compose.cluster.yml', '-f', 'docker-compose.replica.yml'],
       ['--profile', 'dev', '-f', 'docker-compose.yml'],
     ]) {
       const r = run(args)

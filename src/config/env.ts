@@ -69,7 +69,10 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-/** Reads and validates the environment (or a given record, for tests). Unknown variables are ignored. */
+/**
+ * Reads and validates the environment (or a given record, for tests). Unknown variables are
+ * ignored, and so is an empty one: compose passes `${VAR:-}` as '' when .env leaves it empty.
+ */
 export function loadEnv(source: Record<string, string | undefined> = process.env): Env {
   const data: Record<string, string> = {}
   for (const key of Object.keys(EnvSchema.properties)) {
@@ -77,7 +80,8 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
     if (v !== undefined && v !== '') data[key] = v
   }
   try {
-    return envSchema<Env>({ schema: EnvSchema, data })
+    // env: false — env-schema would otherwise read process.env itself, empty strings included.
+    return envSchema<Env>({ schema: EnvSchema, data, env: false })
   } catch (err) {
     throw new ConfigError(`invalid environment: ${(err as Error).message}`)
   }

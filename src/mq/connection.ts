@@ -26,6 +26,14 @@ export class MqClient extends EventEmitter {
     readonly topology: TopologyOptions,
     readonly log: Logger,
     readonly name = 'sabt',
+    /**
+     * How long a (re)connection may take: the AMQP handshake, and then declaring the topology and
+     * every component's `onConnect`. amqplib's recovery awaits both with no limit and tries
+     * nothing else meanwhile, so one broker call that never answers (seen when a cluster node was
+     * killed: the gateways' reconnection hung in its setup for good, every /readyz 503) would
+     * keep the process off the broker forever. Past this, the attempt is dropped and retried.
+     */
+    readonly setupTimeoutMs = 15_000,
   ) {
     super()
     this.names = topologyNames(topology)
@@ -47,20 +55,15 @@ export class MqClient extends EventEmitter {
   async start(): Promise<void> {
     const conn = await amqp.connect(this.#urlWithDefaults(), {
       clientProperties: { connection_name: this.name },
+      // The TCP connect and the AMQP handshake (amqplib clears it once the connection is open):
+      // in the cluster run a reconnection through HAProxy to a node going down hung here.
+      timeout: Math.min(10_000, this.setupTimeoutMs),
       recovery: {
         waitForConnect: false,
         initialDelay: 100,
         maxDelay: 5000,
         maxRetries: Number.POSITIVE_INFINITY,
-        setup: async (model: ChannelModel) => {
-          const ch = await model.createChannel()
-          try {
-            await declareTopology(ch, this.topology)
-          } finally {
-            await ch.close().catch(() => {})
-          }
-          for (const h of this.#handlers) await h(model)
-        },
+        setup: (model: ChannelModel) => this.#setup(model),
       },
     })
     this.#conn = conn
@@ -92,6 +95,53 @@ export class MqClient extends EventEmitter {
     conn.on('error', (err: Error) => {
       this.log.warn({ event: 'mq.error', err: err.message }, 'RabbitMQ connection error')
     })
+  }
+
+  /** Topology, then each component's onConnect, within setupTimeoutMs; else this connection is cut and retried. */
+  async #setup(model: ChannelModel): Promise<void> {
+    const work = (async () => {
+      const ch = await model.createChannel()
+      try {
+        await declareTopology(ch, this.topology)
+      } finally {
+        await ch.close().catch(() => {})
+      }
+      for (const h of this.#handlers) await h(model)
+    })()
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`setup did not finish in ${this.setupTimeoutMs} ms`)),
+        this.setupTimeoutMs,
+      )
+    })
+    try {
+      await Promise.race([work, timedOut])
+    } catch (err) {
+      work.catch(() => {}) // it may still settle, on a connection that is gone by then
+      this.log.warn(
+        { event: 'mq.setup_failed', err: (err as Error).message },
+        'RabbitMQ connection setup failed; reconnecting',
+      )
+      // Close this connection ourselves, briefly: amqplib closes the model next and awaits that
+      // too, so a close the broker does not answer would hang the recovery just the same.
+      const m = model as ChannelModel & { connection?: { stream?: { destroy(): void } } }
+      m.on('error', () => {})
+      let closeTimer: NodeJS.Timeout | undefined
+      await Promise.race([
+        model.close().catch(() => {}),
+        new Promise<void>((resolve) => {
+          closeTimer = setTimeout(() => {
+            m.connection?.stream?.destroy()
+            resolve()
+          }, 2000)
+        }),
+      ])
+      clearTimeout(closeTimer)
+      throw err
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   #urlWithDefaults(): string {

@@ -246,6 +246,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   if (has('status') && readPool && pool && mq && sealer) {
     await app.register(statusRoutes, {
       pool: readPool,
+      primary: pool,
       config,
       queuedWindowMs: env.SABT_QUEUED_WINDOW_S * 1000,
     })

@@ -6,6 +6,7 @@ import fastifyStatic from '@fastify/static'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { SabtConfig } from '../../config/campaigns.js'
 import type { Pool } from '../../db/pool.js'
+import { replicaLag } from '../../db/replica.js'
 import { type AdminAuth, csrfProblem } from '../../http/auth.js'
 import type { MqClient } from '../../mq/connection.js'
 import type { Publisher } from '../../mq/publisher.js'
@@ -25,6 +26,7 @@ import {
   processesFragment,
   providersFragment,
   queuesFragment,
+  replicaFragment,
 } from './views.js'
 
 export interface DashboardOptions {
@@ -117,6 +119,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
       dashboardPage({
         checks: [...config.checks.keys()],
         queues: live.watched,
+        replica: opts.readPool !== opts.pool,
       }),
     )
   })
@@ -134,6 +137,10 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
   fragment('providers', () => providersFragment(live.providers()))
   fragment('processes', () => processesFragment(live.processes(), mq.connected))
   fragment('counts', async () => countsFragment(await live.statusCounts()))
+  if (opts.readPool !== opts.pool)
+    fragment('replica', async () =>
+      replicaFragment(await replicaLag(opts.pool, opts.readPool).catch(() => null)),
+    )
   fragment('dead', async () => deadFragment(await deadList(mq, pool, { limit: 50 })))
 
   // A national id in a URL would end up in proxy logs and browser history: the lookup is a POST.

@@ -181,4 +181,22 @@ export function publicStatus(view: Exclude<RegistrationView, { kind: 'unknown' }
     case 'queued':
       return { id: view.id, status: 'queued', received_at: view.received_at }
   }
+/**
+ * A lookup through a streaming replica (DATABASE_READ_URL): what the replica cannot tell yet (a
+ * registration recorded a moment ago is "queued" or unknown there) is asked of the primary, and
+ * so is everything while the replica is unreachable. A status read through the replica is never
+ * a 404, nor "queued", for a registration the primary has recorded.
+ */
+export async function lookupThroughReplica(
+  replica: Pool,
+  primary: Pool,
+  config: SabtConfig,
+  id: string,
+  queuedWindowMs: number,
+  now = Date.now(),
+): Promise<RegistrationView> {
+  if (replica === primary) return lookupRegistration(primary, config, id, queuedWindowMs, now)
+  const view = await lookupRegistration(replica, config, id, queuedWindowMs, now).catch(() => null)
+  if (view && view.kind !== 'queued' && view.kind !== 'unknown') return view
+  return lookupRegistration(primary, config, id, queuedWindowMs, now)
 }

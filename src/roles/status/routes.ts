@@ -3,10 +3,12 @@ import Type from 'typebox'
 import type { SabtConfig } from '../../config/campaigns.js'
 import type { Pool } from '../../db/pool.js'
 import { ApiError } from '../../http/errors.js'
-import { isUuid, lookupRegistration, publicStatus } from './lookup.js'
+import { isUuid, lookupThroughReplica, publicStatus } from './lookup.js'
 
 export interface StatusRouteOptions {
   pool: Pool
+  /** The primary, when `pool` is a replica: asked what the replica does not know yet. */
+  primary?: Pool
   config: SabtConfig
   queuedWindowMs: number
 }
@@ -82,7 +84,13 @@ export async function statusRoutes(app: FastifyInstance, opts: StatusRouteOption
       const { id } = request.params as { id: string }
       if (!isUuid(id))
         throw new ApiError('SABT_INVALID_ID', [{ field: 'id', rule: 'uuid', message: 'must be a UUID' }])
-      const view = await lookupRegistration(opts.pool, opts.config, id, opts.queuedWindowMs)
+      const view = await lookupThroughReplica(
+        opts.pool,
+        opts.primary ?? opts.pool,
+        opts.config,
+        id,
+        opts.queuedWindowMs,
+      )
       if (view.kind === 'unknown')
         throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'No such registration')
       if (view.kind === 'queued') reply.code(202)

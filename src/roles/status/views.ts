@@ -1,4 +1,5 @@
 import type { StatusCounts } from '../../db/dashboard.js'
+import type { ReplicaLag } from '../../db/replica.js'
 import type { DeadList } from '../checker/dead-letters.js'
 import type { IntakeRow, ProcessRow, ProviderRow, QueueRow } from './live.js'
 import type { OperatorLookup, OperatorRecord } from './operator-lookup.js'
@@ -111,7 +112,11 @@ export function loginPage(opts: { error?: string } = {}): string {
 }
 
 /** The page: charts drawn by dashboard.js, tables polled by htmx. */
-export function dashboardPage(opts: { checks: string[]; queues: { name: string }[] }): string {
+export function dashboardPage(opts: {
+  checks: string[]
+  queues: { name: string }[]
+  replica?: boolean
+}): string {
   const poll = (path: string, every: string) =>
     raw(`hx-get="/dashboard/fragments/${path}" hx-trigger="load, every ${every}" hx-swap="innerHTML"`)
   return layout(
@@ -165,6 +170,14 @@ export function dashboardPage(opts: { checks: string[]; queues: { name: string }
   <div id="lookup-result" aria-live="polite"></div>
 </section>
 </div>
+${
+  opts.replica
+    ? html`<section>
+  <h2>Read replica <span class="sub">status lookups and this page read it</span></h2>
+  <div id="replica" ${poll('replica', '2s')}></div>
+</section>`
+    : ''
+}
 <section>
   <h2>Dead letters</h2>
   <p id="dead-note" role="status"></p>
@@ -242,6 +255,23 @@ ${campaigns.map(
 </tbody>
 </table>
 <p class="note">From PostgreSQL at ${c.at.slice(11, 19)} UTC. Registrations not yet recorded are in the intake queue above.</p>`
+    .s
+}
+
+export function replicaFragment(l: ReplicaLag | null): string {
+  if (!l)
+    return html`<p class="error">The read replica is not reachable; lookups are answered by the primary.</p>`
+      .s
+  if (!l.standby)
+    return html`<p class="error">DATABASE_READ_URL is not a standby (pg_is_in_recovery() is false).</p>`.s
+  const kb = l.bytes === null ? DASH : l.bytes < 1024 ? `${l.bytes} B` : `${(l.bytes / 1024).toFixed(0)} KiB`
+  const behind = l.seconds === null ? DASH : `${l.seconds.toFixed(1)} s`
+  return html`<table id="replica-lag"><tbody>
+<tr><th>behind the primary</th><td class="num" data-field="lag_bytes">${kb}</td></tr>
+<tr><th>last replayed change</th><td class="num" data-field="lag_seconds">${behind}</td></tr>
+<tr class="${l.replaying ? '' : 'bad'}"><th>replay</th><td data-field="replaying">${l.replaying ? 'running' : 'paused'}</td></tr>
+</tbody></table>
+<p class="note">At ${l.at.slice(11, 19)} UTC. A lookup the replica cannot answer yet is asked of the primary.</p>`
     .s
 }
 
