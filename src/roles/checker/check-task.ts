@@ -17,8 +17,7 @@ import {
   loadCheckSubjects,
   type OutcomeArgs,
   type OutcomeWritten,
-  recordAttempt,
-  recordDead,
+  recordAttempts,
   recordOutcomes,
 } from '../../db/checks.js'
 import type { Pool } from '../../db/pool.js'
@@ -31,6 +30,7 @@ import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Sealer } from '../../privacy/sealing.js'
 import { Batcher } from '../recorder/batcher.js'
+import { configuredFor, Holds } from './held.js'
 import {
   classifyStatus,
   PermanentError,
@@ -124,6 +124,7 @@ export class CheckTask implements Task {
   readonly http: HttpPool
   readonly #path: string
   readonly #outcomes: OutcomeWriter
+  readonly #holds: Holds
 
   constructor(
     readonly check: CheckConfig,
@@ -138,6 +139,7 @@ export class CheckTask implements Task {
     this.bucket = new TokenBucket(check.rate_per_second)
     this.rate = new SharedRate(deps.pool, check.name, this.bucket)
     this.#outcomes = new OutcomeWriter(deps.pool)
+    this.#holds = new Holds(deps.metrics, deps.log)
     const url = new URL(check.url)
     this.#path = `${url.pathname}${url.search}`
     this.http = new HttpPool(url.origin, {
@@ -165,12 +167,6 @@ export class CheckTask implements Task {
       )
     })
     deps.metrics.rateLimitPerSecond.set({ check: check.name }, check.rate_per_second)
-  }
-
-  #campaign(slug: string): Campaign {
-    const c = this.deps.config.campaigns.get(slug)
-    if (!c) throw new PermanentError(`campaign ${slug} is not configured`)
-    return c
   }
 
   /**
@@ -216,10 +212,17 @@ export class CheckTask implements Task {
 
   async perform(id: string, campaignSlug: string, attempt: number, prepared?: unknown): Promise<FollowUp[]> {
     const { pool, metrics } = this.deps
-    const campaign = this.#campaign(campaignSlug)
     const ready = prepared as Prepared | undefined
     const row = ready?.rows.get(id) ?? (await loadCheckSubject(pool, id, this.name))
     if (!row || row.erased_at) return [] // nothing to check (never recorded, or erased): drop
+    // A campaign this configuration does not know, or one it knows without this check: never
+    // decided here (no "no checks required"). Held, unless its verdict is known already.
+    const configured = configuredFor(this.deps.config, campaignSlug, this.name)
+    if ('held' in configured) {
+      if (isFinal(row.status)) return []
+      throw this.#holds.hold(this.name, campaignSlug, configured.held)
+    }
+    const { campaign } = configured
     if (row.outcome === 'passed' || row.outcome === 'failed') {
       // Already answered (a redelivery, or a replay of a check that meanwhile succeeded): do not
       // ask again; make sure what follows from the answer happened (idempotent).
@@ -369,20 +372,16 @@ export class CheckTask implements Task {
     return next
   }
 
-  async onRetry(id: string, _campaign: string, attempts: number, error: string): Promise<void> {
-    await recordAttempt(this.deps.pool, id, this.name, attempts, error)
-  }
-
-  async onDead(id: string, campaignSlug: string, attempts: number, error: string): Promise<void> {
-    const campaign = this.deps.config.campaigns.get(campaignSlug)
-    this.deps.metrics.checks.inc({ check: this.name, outcome: 'error' })
-    await recordDead(this.deps.pool, {
-      id,
-      check: this.name,
-      attempts,
-      lastError: error,
-      required: campaign?.checks ?? [],
-    })
+  async onRetry(
+    _campaign: string,
+    retries: readonly { id: string; error: string }[],
+    attempts: number,
+  ): Promise<void> {
+    await recordAttempts(
+      this.deps.pool,
+      this.name,
+      retries.map((r) => ({ id: r.id, attempts, lastError: r.error })),
+    )
   }
 
   async close(): Promise<void> {

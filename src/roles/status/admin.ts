@@ -77,7 +77,12 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
           { additionalProperties: false },
         ),
         response: {
-          200: Type.Object({ replayed: Type.Integer(), kept: Type.Integer(), unreadable: Type.Integer() }),
+          200: Type.Object({
+            replayed: Type.Integer(),
+            kept: Type.Integer(),
+            unreadable: Type.Integer(),
+            unconfigured: Type.Integer(),
+          }),
           401: { $ref: 'ErrorBody#' },
           503: { $ref: 'ErrorBody#' },
         },
@@ -116,6 +121,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
           series: live.series(since),
           queues: live.queues(),
           providers: live.providers(),
+          held: live.held(),
           processes: live.processes(),
           counts: await live.statusCounts(),
         }
