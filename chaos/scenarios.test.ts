@@ -2,6 +2,15 @@ import { writeFileSync } from 'node:fs'
 import amqp from 'amqplib'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { TcpProxy } from '../test/support/tcp-proxy.js'
+import {
+  boundQueue,
+  CallbackReceiver,
+  callbacksSettled,
+  chaosConfig,
+  counter,
+  simulatorUrl,
+  wrongVerdicts,
+} from './support/checker-faults.js'
 import { Cluster } from './support/cluster.js'
 import { Load } from './support/load.js'
 import {
@@ -340,5 +349,99 @@ describe('chaos: kill every component mid-surge, lose nothing', () => {
       },
       { recovery: 'drain', loadMs: SLOW_MS + 8000 },
     )
+  })
+  it('a check queue at its bound for 30 s: 0 records left unsettled', async () => {
+    // identity → mobile: while the mobile queue refuses every publish, identity's follow-ups are
+    // refused; the messages are held (the refused moves retried), not requeued into the delivery
+    // limit and dead-lettered unbooked.
+    const config = chaosConfig((doc) => {
+      doc.checks.mobile = { ...doc.checks.identity, provider: 'mobile', url: simulatorUrl('/mobile') }
+      doc.campaigns.chaos!.checks = ['identity', { name: 'mobile', after: ['identity'] }]
+    })
+    const fast = { latency_median_ms: 5, latency_p99_ms: 20 }
+    const bound: { lift?: () => Promise<void> } = {}
+    try {
+      await scenario(
+        'mobile queue at its bound for 30 s',
+        async (ctx) => {
+          const prefix = ctx.cluster.env.SABT_MQ_PREFIX!
+          bound.lift = await boundQueue(`${prefix}.check.mobile`, `${prefix}-bound`)
+          await sleep(30_000)
+          await bound.lift()
+          ctx.restoredAt = Date.now()
+          ctx.notes = 'identity → mobile; mobile refuses every publish (max-length policy) for 30 s'
+        },
+        {
+          recovery: 'drain',
+          loadMs: 36_000,
+          env: {
+            SABT_CONFIG: config,
+            SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: fast, mobile: fast }),
+          },
+        },
+      )
+    } finally {
+      await bound.lift?.().catch(() => {})
+    }
+  })
+
+  it('the callback receiver down while the checker is SIGKILLed: every final verdict called back, once in effect', async () => {
+    const receiver = new CallbackReceiver()
+    await receiver.up()
+    const config = chaosConfig((doc) => {
+      doc.campaigns.chaos!.callback_url = receiver.url
+    })
+    try {
+      const row = await scenario(
+        'callback receiver down + SIGKILL checker',
+        async (ctx) => {
+          await receiver.down()
+          await sleep(2000)
+          await ctx.cluster.kill('checker')
+          await sleep(2000)
+          await ctx.cluster.start('checker', 'checker')
+          await sleep(2000)
+          await receiver.up()
+          ctx.restoredAt = Date.now()
+        },
+        { recovery: 'drain', env: { SABT_CONFIG: config } },
+      )
+      const finals = await callbacksSettled(current!.cluster)
+      const expected = new Set(finals.map((id) => `${id}:verdict`))
+      const unexpected = [...receiver.taken.keys()].filter((k) => !expected.has(k))
+      const missing = [...expected].filter((k) => !receiver.taken.has(k))
+      row.notes =
+        `${finals.length} verdict callbacks, all delivered; ${receiver.repeated()} delivered again ` +
+        '(same Idempotency-Key, after the kill)'
+      expect({ missing: missing.length, unexpected: unexpected.length }).toEqual({
+        missing: 0,
+        unexpected: 0,
+      })
+      expect(finals.length).toBeGreaterThan(0)
+    } finally {
+      await receiver.down()
+    }
+  })
+
+  it('a checker started with a configuration that lacks the campaign: 0 wrong verdicts', async () => {
+    const lacking = chaosConfig((doc) => {
+      doc.campaigns = { other: { title: 'Other', checks: ['identity'] } }
+    })
+    let held = 0
+    const row = await scenario(
+      'checker without the campaign for 8 s',
+      async (ctx) => {
+        await ctx.cluster.start('checker-stale', 'checker', { SABT_CONFIG: lacking })
+        await sleep(8000)
+        held = await counter(ctx.cluster, 'checker-stale', 'sabt_checks_held_total')
+        await ctx.cluster.kill('checker-stale')
+        ctx.restoredAt = Date.now()
+      },
+      { recovery: 'drain' },
+    )
+    const wrong = await wrongVerdicts(current!.cluster, current!.load!)
+    row.notes = `the second checker held ${held} record(s) it has no configuration for; ${wrong} wrong verdicts`
+    expect(held).toBeGreaterThan(0) // it did take messages, and decided none of them
+    expect(wrong).toBe(0)
   })
 })
