@@ -8,6 +8,7 @@ import {
   callbacksSettled,
   chaosConfig,
   counter,
+  depth,
   simulatorUrl,
   wrongVerdicts,
 } from './support/checker-faults.js'
@@ -351,32 +352,45 @@ describe('chaos: kill every component mid-surge, lose nothing', () => {
     )
   })
   it('a check queue at its bound for 30 s: 0 records left unsettled', async () => {
-    // identity → mobile: while the mobile queue refuses every publish, identity's follow-ups are
-    // refused; the messages are held (the refused moves retried), not requeued into the delivery
-    // limit and dead-lettered unbooked.
+    // identity → mobile, served by two checker processes. The mobile checker is killed and its
+    // queue bounded at 100 messages for 30 s: it fills, then refuses every follow-up identity
+    // sends. Those messages are held (only the refused moves retried), not requeued into the
+    // delivery limit and dead-lettered unbooked.
     const config = chaosConfig((doc) => {
       doc.checks.mobile = { ...doc.checks.identity, provider: 'mobile', url: simulatorUrl('/mobile') }
       doc.campaigns.chaos!.checks = ['identity', { name: 'mobile', after: ['identity'] }]
     })
     const fast = { latency_median_ms: 5, latency_p99_ms: 20 }
     const bound: { lift?: () => Promise<void> } = {}
+    const mobileEnv = { SABT_CHECKS: 'mobile' }
     try {
       await scenario(
         'mobile queue at its bound for 30 s',
         async (ctx) => {
-          const prefix = ctx.cluster.env.SABT_MQ_PREFIX!
-          bound.lift = await boundQueue(`${prefix}.check.mobile`, `${prefix}-bound`)
+          const queue = `${ctx.cluster.env.SABT_MQ_PREFIX}.check.mobile`
+          bound.lift = await boundQueue(queue, `${ctx.cluster.env.SABT_MQ_PREFIX}-bound`, 100)
+          await ctx.cluster.kill('checker-mobile')
+          const full = Date.now() + 10_000
+          while ((await depth(queue)) < 100 && Date.now() < full) await sleep(200)
+          const atBound = await depth(queue)
+          expect(atBound).toBeGreaterThanOrEqual(100) // at its bound
           await sleep(30_000)
+          expect(await depth(queue)).toBe(atBound) // nothing got past it
           await bound.lift()
+          await ctx.cluster.start('checker-mobile', 'checker', mobileEnv)
           ctx.restoredAt = Date.now()
-          ctx.notes = 'identity → mobile; mobile refuses every publish (max-length policy) for 30 s'
+          ctx.notes = 'identity → mobile; the mobile queue full (100, reject-publish) and unconsumed for 30 s'
         },
         {
           recovery: 'drain',
-          loadMs: 36_000,
+          loadMs: 40_000,
           env: {
             SABT_CONFIG: config,
             SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: fast, mobile: fast }),
+          },
+          setup: async (cluster) => {
+            await cluster.start('checker-mobile', 'checker', mobileEnv)
+            return { checker: { SABT_CHECKS: 'identity' }, 'checker-mobile': mobileEnv }
           },
         },
       )

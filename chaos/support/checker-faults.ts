@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { promisify } from 'node:util'
+import amqp from 'amqplib'
 import pg from 'pg'
 import { parse as parseYaml } from 'yaml'
 import { identityMatches } from '../../src/roles/simulator/answers.js'
@@ -40,11 +41,11 @@ export interface ChaosDoc {
 }
 
 /**
- * Bounds a queue at its current length for as long as the policy stands: `max-length: 0` with the
- * queue's own `x-overflow: reject-publish` makes RabbitMQ refuse every publish (a nack), exactly
- * what a queue at its bound does. Returns the function that lifts it.
+ * Bounds a queue at `max` messages for as long as the policy stands: with the queue's own
+ * `x-overflow: reject-publish`, RabbitMQ refuses (nacks) every publish once it holds that many —
+ * exactly what a queue at its bound does. Returns the function that lifts it.
  */
-export async function boundQueue(queue: string, name: string): Promise<() => Promise<void>> {
+export async function boundQueue(queue: string, name: string, max: number): Promise<() => Promise<void>> {
   const pattern = `^${queue.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`
   await sh('rabbitmqctl', [
     'set_policy',
@@ -54,13 +55,24 @@ export async function boundQueue(queue: string, name: string): Promise<() => Pro
     '100',
     name,
     pattern,
-    '{"max-length":0}',
+    JSON.stringify({ 'max-length': max }),
   ])
   let lifted = false
   return async () => {
     if (lifted) return
     lifted = true
     await sh('rabbitmqctl', ['clear_policy', name])
+  }
+}
+
+/** Messages ready in a queue (passive declare on a connection of its own). */
+export async function depth(queue: string): Promise<number> {
+  const conn = await amqp.connect('amqp://guest:guest@127.0.0.1:5672')
+  try {
+    const ch = await conn.createChannel()
+    return (await ch.checkQueue(queue)).messageCount
+  } finally {
+    await conn.close().catch(() => {})
   }
 }
 
