@@ -370,7 +370,7 @@ describe('chaos: kill every component mid-surge, lose nothing', () => {
           const queue = `${ctx.cluster.env.SABT_MQ_PREFIX}.check.mobile`
           bound.lift = await boundQueue(queue, `${ctx.cluster.env.SABT_MQ_PREFIX}-bound`, 100)
           await ctx.cluster.kill('checker-mobile')
-          const full = Date.now() + 10_000
+          const full = Date.now() + 30_000
           while ((await depth(queue)) < 100 && Date.now() < full) await sleep(200)
           const atBound = await depth(queue)
           expect(atBound).toBeGreaterThanOrEqual(100) // at its bound
