@@ -352,48 +352,69 @@ describe('chaos: kill every component mid-surge, lose nothing', () => {
     )
   })
   it('a check queue at its bound for 30 s: 0 records left unsettled', async () => {
-    // identity → mobile, served by two checker processes. The mobile checker is killed and its
-    // queue bounded at 100 messages for 30 s: it fills, then refuses every follow-up identity
-    // sends. Those messages are held (only the refused moves retried), not requeued into the
-    // delivery limit and dead-lettered unbooked.
+    // identity → mobile and eligibility, served by two checker processes. The mobile checker is
+    // killed and its queue bounded at 20 messages for 30 s: it fills, then refuses every mobile
+    // follow-up identity sends, while the eligibility ones go. Those messages are held (only the
+    // refused moves retried), not requeued whole — which sent eligibility again for records
+    // already moved — into the delivery limit and dead-lettered unbooked.
     const config = chaosConfig((doc) => {
       doc.checks.mobile = { ...doc.checks.identity, provider: 'mobile', url: simulatorUrl('/mobile') }
-      doc.campaigns.chaos!.checks = ['identity', { name: 'mobile', after: ['identity'] }]
+      doc.checks.eligibility = {
+        ...doc.checks.identity,
+        provider: 'eligibility',
+        url: simulatorUrl('/eligibility'),
+      }
+      doc.campaigns.chaos!.checks = [
+        'identity',
+        { name: 'mobile', after: ['identity'] },
+        { name: 'eligibility', after: ['identity'] },
+      ]
     })
     const fast = { latency_median_ms: 5, latency_p99_ms: 20 }
     const bound: { lift?: () => Promise<void> } = {}
     const mobileEnv = { SABT_CHECKS: 'mobile' }
     try {
-      await scenario(
+      const row = await scenario(
         'mobile queue at its bound for 30 s',
         async (ctx) => {
           const queue = `${ctx.cluster.env.SABT_MQ_PREFIX}.check.mobile`
-          bound.lift = await boundQueue(queue, `${ctx.cluster.env.SABT_MQ_PREFIX}-bound`, 100)
+          bound.lift = await boundQueue(queue, `${ctx.cluster.env.SABT_MQ_PREFIX}-bound`, 20)
           await ctx.cluster.kill('checker-mobile')
           const full = Date.now() + 30_000
-          while ((await depth(queue)) < 100 && Date.now() < full) await sleep(200)
-          const atBound = await depth(queue)
-          expect(atBound).toBeGreaterThanOrEqual(100) // at its bound
+          while ((await depth(queue)) < 20 && Date.now() < full) await sleep(200)
+          expect(await depth(queue)).toBeGreaterThanOrEqual(20) // at its bound
           await sleep(30_000)
-          expect(await depth(queue)).toBe(atBound) // nothing got past it
+          // …and refusing what identity sends it all along.
+          const refused = await counter(ctx.cluster, 'checker', 'sabt_publish_confirms_total', {
+            publisher: 'checker',
+            result: 'nack',
+          })
+          expect(refused).toBeGreaterThan(0)
           await bound.lift()
           await ctx.cluster.start('checker-mobile', 'checker', mobileEnv)
           ctx.restoredAt = Date.now()
-          ctx.notes = 'identity → mobile; the mobile queue full (100, reject-publish) and unconsumed for 30 s'
+          ctx.notes =
+            'identity → mobile + eligibility; the mobile queue full (20 messages, reject-publish) and unconsumed for 30 s'
         },
         {
           recovery: 'drain',
           loadMs: 40_000,
           env: {
             SABT_CONFIG: config,
-            SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: fast, mobile: fast }),
+            SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: fast, mobile: fast, eligibility: fast }),
           },
           setup: async (cluster) => {
             await cluster.start('checker-mobile', 'checker', mobileEnv)
-            return { checker: { SABT_CHECKS: 'identity' }, 'checker-mobile': mobileEnv }
+            return { checker: { SABT_CHECKS: 'identity,eligibility' }, 'checker-mobile': mobileEnv }
           },
         },
       )
+      // Eligibility messages for records whose eligibility was already answered: duplicate chains.
+      const again = await counter(current!.cluster, 'checker', 'sabt_check_attempts_total', {
+        check: 'eligibility',
+        result: 'already_done',
+      })
+      row.notes += `; eligibility sent again for ${again} answered record(s)`
     } finally {
       await bound.lift?.().catch(() => {})
     }

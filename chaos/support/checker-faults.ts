@@ -197,13 +197,22 @@ export async function wrongVerdicts(cluster: Cluster, load: Load): Promise<numbe
   return wrong
 }
 
-/** A role's counter, summed over its label sets, from its /metrics. */
-export async function counter(cluster: Cluster, name: string, metric: string): Promise<number> {
+/** A role's counter from its /metrics, summed over the label sets that include `labels`. */
+export async function counter(
+  cluster: Cluster,
+  name: string,
+  metric: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const text = await (await fetch(`${cluster.url(name)}/metrics`)).text()
   let total = 0
   for (const line of text.split('\n')) {
-    const m = /^([a-z_0-9]+)(?:\{.*\})? (\S+)$/.exec(line)
-    if (m && m[1] === metric) total += Number(m[2])
+    const m = /^([a-z_0-9]+)(?:\{(.*)\})? (\S+)$/.exec(line)
+    if (!m || m[1] !== metric) continue
+    const have = Object.fromEntries(
+      [...(m[2] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)].map((x) => [x[1], x[2]]),
+    )
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) total += Number(m[3])
   }
   return total
 }

@@ -160,6 +160,7 @@ export class DeadLetterInbox {
     if (answered.length > 0) await this.redirect.toCheck(msg.check, msg.campaign, answered)
     if (keep.length > 0) {
       metrics.deadLetters.inc({ check: msg.check, route: death.route }, keep.length)
+      metrics.checks.inc({ check: msg.check, outcome: 'error' }, keep.length)
       const body = keep.length === msg.ids.length ? d.msg.content : encodeCheckBatch({ ...msg, ids: keep })
       await this.redirect.toDeadStore(body, messageId, headers)
     }
