@@ -2,6 +2,16 @@ import { writeFileSync } from 'node:fs'
 import amqp from 'amqplib'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { TcpProxy } from '../test/support/tcp-proxy.js'
+import {
+  boundQueue,
+  CallbackReceiver,
+  callbacksSettled,
+  chaosConfig,
+  counter,
+  depth,
+  simulatorUrl,
+  wrongVerdicts,
+} from './support/checker-faults.js'
 import { Cluster } from './support/cluster.js'
 import { Load } from './support/load.js'
 import {
@@ -380,5 +390,133 @@ describe('chaos: kill every component mid-surge, lose nothing', () => {
       },
       { recovery: 'drain', loadMs: SLOW_MS + 8000 },
     )
+  })
+  it('a check queue at its bound for 30 s: 0 records left unsettled', async () => {
+    // identity → mobile and eligibility, served by two checker processes. The mobile checker is
+    // killed and its queue bounded at 20 messages for 30 s: it fills, then refuses every mobile
+    // follow-up identity sends, while the eligibility ones go. Those messages are held (only the
+    // refused moves retried), not requeued whole — which sent eligibility again for records
+    // already moved — into the delivery limit and dead-lettered unbooked.
+    const config = chaosConfig((doc) => {
+      doc.checks.mobile = { ...doc.checks.identity, provider: 'mobile', url: simulatorUrl('/mobile') }
+      doc.checks.eligibility = {
+        ...doc.checks.identity,
+        provider: 'eligibility',
+        url: simulatorUrl('/eligibility'),
+      }
+      doc.campaigns.chaos!.checks = [
+        'identity',
+        { name: 'mobile', after: ['identity'] },
+        { name: 'eligibility', after: ['identity'] },
+      ]
+    })
+    const fast = { latency_median_ms: 5, latency_p99_ms: 20 }
+    const bound: { lift?: () => Promise<void> } = {}
+    const mobileEnv = { SABT_CHECKS: 'mobile' }
+    try {
+      const row = await scenario(
+        'mobile queue at its bound for 30 s',
+        async (ctx) => {
+          const queue = `${ctx.cluster.env.SABT_MQ_PREFIX}.check.mobile`
+          bound.lift = await boundQueue(queue, `${ctx.cluster.env.SABT_MQ_PREFIX}-bound`, 20)
+          await ctx.cluster.kill('checker-mobile')
+          const full = Date.now() + 30_000
+          while ((await depth(queue)) < 20 && Date.now() < full) await sleep(200)
+          expect(await depth(queue)).toBeGreaterThanOrEqual(20) // at its bound
+          await sleep(30_000)
+          // …and refusing what identity sends it all along.
+          const refused = await counter(ctx.cluster, 'checker', 'sabt_publish_confirms_total', {
+            publisher: 'checker',
+            result: 'nack',
+          })
+          expect(refused).toBeGreaterThan(0)
+          await bound.lift()
+          await ctx.cluster.start('checker-mobile', 'checker', mobileEnv)
+          ctx.restoredAt = Date.now()
+          ctx.notes =
+            'identity → mobile + eligibility; the mobile queue full (20 messages, reject-publish) and unconsumed for 30 s'
+        },
+        {
+          recovery: 'drain',
+          loadMs: 40_000,
+          env: {
+            SABT_CONFIG: config,
+            SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: fast, mobile: fast, eligibility: fast }),
+          },
+          setup: async (cluster) => {
+            await cluster.start('checker-mobile', 'checker', mobileEnv)
+            return { checker: { SABT_CHECKS: 'identity,eligibility' }, 'checker-mobile': mobileEnv }
+          },
+        },
+      )
+      // Eligibility messages for records whose eligibility was already answered: duplicate chains.
+      const again = await counter(current!.cluster, 'checker', 'sabt_check_attempts_total', {
+        check: 'eligibility',
+        result: 'already_done',
+      })
+      row.notes += `; eligibility sent again for ${again} answered record(s)`
+    } finally {
+      await bound.lift?.().catch(() => {})
+    }
+  })
+
+  it('the callback receiver down while the checker is SIGKILLed: every final verdict called back, once in effect', async () => {
+    const receiver = new CallbackReceiver()
+    await receiver.up()
+    const config = chaosConfig((doc) => {
+      doc.campaigns.chaos!.callback_url = receiver.url
+    })
+    try {
+      const row = await scenario(
+        'callback receiver down + SIGKILL checker',
+        async (ctx) => {
+          await receiver.down()
+          await sleep(2000)
+          await ctx.cluster.kill('checker')
+          await sleep(2000)
+          await ctx.cluster.start('checker', 'checker')
+          await sleep(2000)
+          await receiver.up()
+          ctx.restoredAt = Date.now()
+        },
+        { recovery: 'drain', env: { SABT_CONFIG: config } },
+      )
+      const finals = await callbacksSettled(current!.cluster)
+      const expected = new Set(finals.map((id) => `${id}:verdict`))
+      const unexpected = [...receiver.taken.keys()].filter((k) => !expected.has(k))
+      const missing = [...expected].filter((k) => !receiver.taken.has(k))
+      row.notes =
+        `${finals.length} verdict callbacks, all delivered; ${receiver.repeated()} delivered again ` +
+        '(same Idempotency-Key, after the kill)'
+      expect({ missing: missing.length, unexpected: unexpected.length }).toEqual({
+        missing: 0,
+        unexpected: 0,
+      })
+      expect(finals.length).toBeGreaterThan(0)
+    } finally {
+      await receiver.down()
+    }
+  })
+
+  it('a checker started with a configuration that lacks the campaign: 0 wrong verdicts', async () => {
+    const lacking = chaosConfig((doc) => {
+      doc.campaigns = { other: { title: 'Other', checks: ['identity'] } }
+    })
+    let held = 0
+    const row = await scenario(
+      'checker without the campaign for 8 s',
+      async (ctx) => {
+        await ctx.cluster.start('checker-stale', 'checker', { SABT_CONFIG: lacking })
+        await sleep(8000)
+        held = await counter(ctx.cluster, 'checker-stale', 'sabt_checks_held_total')
+        await ctx.cluster.kill('checker-stale')
+        ctx.restoredAt = Date.now()
+      },
+      { recovery: 'drain' },
+    )
+    const wrong = await wrongVerdicts(current!.cluster, current!.load!)
+    row.notes = `the second checker held ${held} record(s) it has no configuration for; ${wrong} wrong verdicts`
+    expect(wrong).toBe(0)
+    expect(held).toBeGreaterThan(0) // it did take messages, and decided none of them
   })
 })

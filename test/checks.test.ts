@@ -211,7 +211,7 @@ describe('checks', () => {
       headers: auth,
       payload: { check: 'eligibility' },
     })
-    expect(replay.json()).toEqual({ replayed: 3, kept: 0, unreadable: 0, superseded: 0 })
+    expect(replay.json()).toEqual({ replayed: 3, kept: 0, unreadable: 0, superseded: 0, unconfigured: 0 })
     const got = await verdicts(s, ids)
     for (const { id, reg } of subs)
       expect(got.get(id)).toBe(expectedVerdict({ ...reg, campaign: 'demo' } as never, ['eligibility']))

@@ -356,6 +356,7 @@ describe('live numbers across processes', () => {
       'callback',
       'retry 200ms',
       'retry 1s',
+      'dead letters to book',
       'dead letters',
       'intake dead letters',
     ])

@@ -178,12 +178,13 @@ describe('Prometheus /metrics on every role', () => {
     // The status role samples every queue's depth once a second.
     const st = await waitFor(async () => {
       const fs = await scrape(roles.status!)
-      return family(fs, 'sabt_queue_depth').metrics.length === 7 && fs
+      return family(fs, 'sabt_queue_depth').metrics.length === 8 && fs
     }, 'queue depths sampled')
     const queues = family(st, 'sabt_queue_depth').metrics.map((m) => m.labels!.queue)
     expect(queues).toContain(`${env.SABT_MQ_PREFIX}.intake`)
     expect(queues).toContain(`${env.SABT_MQ_PREFIX}.check.identity`)
     expect(queues).toContain(`${env.SABT_MQ_PREFIX}.dead`)
+    expect(queues).toContain(`${env.SABT_MQ_PREFIX}.dead.inbox`)
     expect(value(st, 'sabt_queue_consumers', { queue: `${env.SABT_MQ_PREFIX}.check.identity` })).toBe(1)
     await waitFor(
       async () =>

@@ -285,7 +285,7 @@ describe('one standing registration per person per campaign', () => {
       headers: { authorization: `Bearer ${s.adminToken}` },
       payload: { check: 'eligibility' },
     })
-    expect(replay.json()).toEqual({ replayed: 0, kept: 0, unreadable: 0, superseded: 2 })
+    expect(replay.json()).toEqual({ replayed: 0, kept: 0, unreadable: 0, superseded: 2, unconfigured: 0 })
     expect(await queueDepth(s.sabt.mq!.names.dead)).toBe(0)
     expect((await s.stats()).eligibility!.calls).toBe(calls)
     expect((await row(s, aFirst))!.status).toBe('failed')

@@ -96,7 +96,7 @@ export async function settle(
 
 export async function dropCluster(cluster: Cluster): Promise<void> {
   const env = loadEnv(cluster.env)
-  const config = loadConfigFile('chaos/chaos.yaml', cluster.env)
+  const config = loadConfigFile(cluster.env.SABT_CONFIG ?? 'chaos/chaos.yaml', cluster.env)
   try {
     const conn = await amqp.connect(env.AMQP_URL)
     const ch = await conn.createChannel()

@@ -58,6 +58,8 @@ export const EnvSchema = Type.Object({
   SABT_SIMULATOR_KNOBS: Type.Optional(Type.String({ minLength: 2 })),
   SABT_CALLBACK_SECRET: Type.Optional(Type.String({ minLength: 16 })),
   SABT_CHECKS: Type.Optional(Type.String({ minLength: 1 })),
+  SABT_CALLBACK_SWEEP_MS: Type.Integer({ default: 5000, minimum: 50 }),
+  SABT_CALLBACK_LEASE_MS: Type.Integer({ default: 30_000, minimum: 100 }),
   SABT_ERASE_EVERY_S: Type.Integer({ default: 3600, minimum: 0 }),
   SABT_SHUTDOWN_TIMEOUT_MS: Type.Integer({ default: 15_000, minimum: 100 }),
   NODE_ENV: Type.String({ default: 'development' }),

@@ -274,7 +274,55 @@ async function finishStatus(
   return { status: next, becameFinal: isFinal(next), outcomes }
 }
 
-/** A retryable failure: one more attempt spent, the last error kept, the record `verifying`. */
+/**
+ * Retryable failures of one check: one more attempt spent, the last error kept, the records
+ * `verifying`. The records' rows are locked first, in id order, and only then their check rows —
+ * the order recordOutcomes and recordDead take them in — so an answer and a retry of the same
+ * check arriving together (a duplicate chain) cannot deadlock.
+ */
+export async function recordAttempts(
+  pool: Pool,
+  check: string,
+  items: readonly { id: string; attempts: number; lastError: string }[],
+): Promise<void> {
+  if (items.length === 0) return
+  // One row per record: ON CONFLICT cannot touch a row twice in one statement.
+  const byId = new Map<string, { id: string; attempts: number; lastError: string }>()
+  for (const i of items) if ((byId.get(i.id)?.attempts ?? -1) < i.attempts) byId.set(i.id, i)
+  const ids = [...byId.keys()].sort()
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    const locked = await client.query<{ id: string }>(
+      'SELECT id::text FROM registrations WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE',
+      [ids],
+    )
+    const rows = locked.rows.map((r) => byId.get(r.id)!)
+    if (rows.length > 0) {
+      await client.query(
+        `INSERT INTO check_results (registration_id, check_name, outcome, attempts, last_error, updated_at)
+         SELECT t.id, $1, NULL, t.attempts, t.last_error, now()
+         FROM unnest($2::uuid[], $3::int[], $4::text[]) AS t(id, attempts, last_error)
+         ON CONFLICT (registration_id, check_name) DO UPDATE
+           SET attempts = GREATEST(check_results.attempts, EXCLUDED.attempts), last_error = EXCLUDED.last_error, updated_at = now()
+           WHERE check_results.outcome IS NULL`,
+        [check, rows.map((r) => r.id), rows.map((r) => r.attempts), rows.map((r) => r.lastError)],
+      )
+      await client.query(
+        `UPDATE registrations SET status = 'verifying' WHERE id = ANY($1::uuid[]) AND status = 'recorded'`,
+        [rows.map((r) => r.id)],
+      )
+    }
+    await client.query('COMMIT')
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw err
+  } finally {
+    client.release()
+  }
+}
+
+/** A retryable failure of one record (recordAttempts for one). */
 export async function recordAttempt(
   pool: Pool,
   id: string,
@@ -282,24 +330,14 @@ export async function recordAttempt(
   attempts: number,
   lastError: string,
 ): Promise<void> {
-  await pool.query({
-    name: 'sabt_record_attempt',
-    text: `WITH c AS (
-             INSERT INTO check_results (registration_id, check_name, outcome, attempts, last_error, updated_at)
-             VALUES ($1, $2, NULL, $3, $4, now())
-             ON CONFLICT (registration_id, check_name) DO UPDATE
-               SET attempts = GREATEST(check_results.attempts, EXCLUDED.attempts), last_error = EXCLUDED.last_error, updated_at = now()
-               WHERE check_results.outcome IS NULL
-           )
-           UPDATE registrations SET status = 'verifying' WHERE id = $1 AND status = 'recorded'`,
-    values: [id, check, attempts, lastError],
-  })
+  await recordAttempts(pool, check, [{ id, attempts, lastError }])
 }
 
 /**
  * The last attempt failed: the check is dead-lettered (`error`) and the record `failed` until
- * replayed. Returns the records that took the place it gave up (decision 015): the caller asks
- * their first checks.
+ * replayed. Null when there is no such record; `answered` when the check already had a definite
+ * answer (nothing written: what follows from the answer is what may be missing); `promoted`, the
+ * records that took the place it gave up (decision 015): the caller asks their first checks.
  */
 export async function recordDead(
   pool: Pool,
@@ -311,7 +349,7 @@ export async function recordDead(
     required: readonly RequiredCheck[]
     maxRecordsPerPerson: number
   },
-): Promise<Promoted[]> {
+): Promise<{ status: string; answered: boolean; promoted: Promoted[] } | null> {
   const client = await pool.connect()
   try {
     await client.query('BEGIN')
@@ -321,13 +359,14 @@ export async function recordDead(
     )
     if (reg.rowCount === 0) {
       await client.query('ROLLBACK')
-      return []
+      return null
     }
-    await client.query(
+    const written = await client.query(
       `INSERT INTO check_results (registration_id, check_name, outcome, attempts, last_error, updated_at)
        VALUES ($1, $2, 'error', $3, $4, now())
        ON CONFLICT (registration_id, check_name) DO UPDATE
-         SET outcome = 'error', attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error, updated_at = now()
+         SET outcome = 'error', attempts = GREATEST(check_results.attempts, EXCLUDED.attempts),
+             last_error = EXCLUDED.last_error, updated_at = now()
          WHERE check_results.outcome IS NULL OR check_results.outcome = 'error'`,
       [args.id, args.check, args.attempts, args.lastError],
     )
@@ -337,7 +376,7 @@ export async function recordDead(
       { id: args.id, status, maxRecordsPerPerson: args.maxRecordsPerPerson },
     ])
     await client.query('COMMIT')
-    return promoted
+    return { status, answered: written.rowCount === 0, promoted }
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {})
     throw err
@@ -423,18 +462,107 @@ export async function pruneCache(pool: Pool, olderThanS: number): Promise<number
   return r.rowCount ?? 0
 }
 
-/** Callback bookkeeping (a campaign's verdict callback). */
+/**
+ * Callback bookkeeping (a campaign's verdict callback). A `pending` callback is owed: the sweeper
+ * (src/roles/checker/callback-sweeper.ts) sends it again once `callback_due_at` has passed — or,
+ * when that is unset, once the verdict is a lease old — so a callback whose message was lost is
+ * still sent. `dueInMs` sets when that may happen for a pending one (null: from the verdict).
+ */
 export async function recordCallback(
   pool: Pool,
   id: string,
   status: 'sent' | 'pending' | 'error',
   attempts: number,
   lastError: string | null,
+  dueInMs: number | null = null,
 ): Promise<void> {
   await pool.query(
-    'UPDATE registrations SET callback_status = $2, callback_attempts = $3, callback_last_error = $4 WHERE id = $1',
-    [id, status, attempts, lastError],
+    `UPDATE registrations SET callback_status = $2, callback_attempts = $3, callback_last_error = $4,
+       callback_due_at = CASE WHEN $2 = 'pending' AND $5::int IS NOT NULL THEN now() + make_interval(secs => $5::int / 1000.0) END
+     WHERE id = $1`,
+    [id, status, attempts, lastError, dueInMs],
   )
+}
+
+/** Callbacks that failed and wait in a delay tier: still owed, not to be swept before they are back. */
+export async function recordCallbackRetries(
+  pool: Pool,
+  items: readonly { id: string; error: string }[],
+  attempts: number,
+  dueInMs: number,
+): Promise<void> {
+  if (items.length === 0) return
+  await pool.query(
+    `UPDATE registrations r SET callback_attempts = GREATEST(r.callback_attempts, $2), callback_last_error = t.error,
+       callback_due_at = now() + make_interval(secs => $3::int / 1000.0)
+     FROM unnest($1::uuid[], $4::text[]) AS t(id, error)
+     WHERE r.id = t.id AND r.callback_status = 'pending'`,
+    [items.map((i) => i.id), attempts, dueInMs, items.map((i) => i.error)],
+  )
+}
+
+/** Dead-lettered callbacks: `error` (listed, replayable) — unless one was sent meanwhile. */
+export async function recordCallbacksDead(
+  pool: Pool,
+  ids: readonly string[],
+  attempts: number,
+  lastError: string,
+): Promise<number> {
+  const r = await pool.query(
+    `UPDATE registrations SET callback_status = 'error', callback_attempts = GREATEST(callback_attempts, $2),
+       callback_last_error = $3, callback_due_at = NULL
+     WHERE id = ANY($1::uuid[]) AND callback_status = 'pending'`,
+    [ids, attempts, lastError],
+  )
+  return r.rowCount ?? 0
+}
+
+/** What a callback needs of its record (never personal data). */
+export interface CallbackSubject {
+  id: string
+  campaign: string
+  status: string
+  verdict_at: Date | null
+  callback_status: 'pending' | 'sent' | 'error' | null
+}
+
+export async function loadCallbackSubject(pool: Pool, id: string): Promise<CallbackSubject | null> {
+  const r = await pool.query<CallbackSubject>({
+    name: 'sabt_load_callback_subject',
+    text: 'SELECT id::text, campaign, status, verdict_at, callback_status FROM registrations WHERE id = $1',
+    values: [id],
+  })
+  return r.rows[0] ?? null
+}
+
+/**
+ * Pending callbacks that are due (of the given campaigns), claimed for `leaseMs`: their due time
+ * moves on by the lease, so concurrent sweepers (SKIP LOCKED) and the next sweep do not send them
+ * again while this one's message is on its way.
+ */
+export async function claimDueCallbacks(
+  pool: Pool,
+  campaigns: readonly string[],
+  leaseMs: number,
+  limit: number,
+): Promise<{ id: string; campaign: string }[]> {
+  if (campaigns.length === 0) return []
+  const r = await pool.query<{ id: string; campaign: string }>({
+    name: 'sabt_claim_due_callbacks',
+    text: `WITH due AS (
+             SELECT id FROM registrations
+             WHERE callback_status = 'pending' AND campaign = ANY($1::text[])
+               AND coalesce(callback_due_at, verdict_at + make_interval(secs => $2::int / 1000.0), recorded_at) <= now()
+             ORDER BY coalesce(callback_due_at, verdict_at, recorded_at)
+             LIMIT $3
+             FOR UPDATE SKIP LOCKED
+           )
+           UPDATE registrations r SET callback_due_at = now() + make_interval(secs => $2::int / 1000.0)
+           FROM due WHERE r.id = due.id
+           RETURNING r.id::text, r.campaign`,
+    values: [campaigns, leaseMs, limit],
+  })
+  return r.rows
 }
 
 export interface DeadCheckRow {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { decideStatus, type Outcome, unlockedBy } from './verdict.js'
+import { decideStatus, NoRequiredChecksError, type Outcome, unlockedBy } from './verdict.js'
 
 const required = [
   { name: 'identity', after: [] },
@@ -56,6 +56,11 @@ describe('verdict', () => {
         ]),
       ),
     ).toBe('failed')
+  })
+
+  it('never decides from an empty list of required checks (a campaign the configuration does not know)', () => {
+    expect(() => decideStatus([], o([['identity', 'error']]))).toThrow(NoRequiredChecksError)
+    expect(() => decideStatus([], o([]))).toThrow(NoRequiredChecksError)
   })
 
   it('unlocks a waiting check only when all it waits on passed', () => {

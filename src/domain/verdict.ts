@@ -4,6 +4,10 @@
  * - else any check `error` (dead letter) → `failed` (until the dead letter is replayed)
  * - else every required check `passed` → `accepted` (final)
  * - else                               → `verifying`
+ *
+ * A verdict is computed from a campaign's list of required checks and never from an empty one:
+ * a campaign (or check) that a role's configuration does not know is not "no checks required".
+ * A campaign that requires nothing is accepted when it is recorded; it never reaches these rules.
  */
 export type Outcome = 'passed' | 'failed' | 'error'
 export type RecordStatus = 'recorded' | 'verifying' | 'accepted' | 'rejected' | 'failed'
@@ -13,10 +17,19 @@ export interface RequiredCheck {
   after: readonly string[]
 }
 
+/** A verdict asked for without a list of required checks: a configuration that does not know the campaign. */
+export class NoRequiredChecksError extends Error {
+  override name = 'NoRequiredChecksError'
+  constructor() {
+    super('no required checks given: a verdict is never decided from an empty list')
+  }
+}
+
 export function decideStatus(
   required: readonly RequiredCheck[],
   outcomes: ReadonlyMap<string, Outcome | null>,
 ): RecordStatus {
+  if (required.length === 0) throw new NoRequiredChecksError()
   let anyError = false
   let allPassed = true
   for (const c of required) {

@@ -6,11 +6,17 @@ import type { Channel, Options } from 'amqplib'
  *   sabt.intake (direct) ──shard i──▶ sabt.intake[.i]  quorum, bounded (reject-publish), delivery-limit
  *        └─ dead letters ─▶ sabt.intake.dlx (fanout) ─▶ sabt.intake.dead
  *   sabt.check (direct) ──<check>──▶ sabt.check.<check>  quorum, bounded, delivery-limit
- *        └─ dead letters ─▶ sabt.dead (fanout) ─▶ sabt.dead
+ *        └─ dead letters ─▶ sabt.dead (fanout) ─▶ sabt.dead.inbox ─▶ the checker books them ─▶ sabt.dead
+ *   sabt.check ──dead-inbox──▶ sabt.dead.inbox  (a dead letter held in a delay tier comes back here)
  *   sabt.retry (headers, tier=<label>) ─▶ sabt.retry.<label>  quorum, message TTL = tier,
  *        └─ expired ─▶ sabt.check, same routing key (the check's name) ─▶ back to its check queue
  *   sabt.stats (fanout, transient) ─▶ one exclusive auto-delete queue per status process
  *        every process's metrics snapshot once a second, for the dashboard; losing one is harmless
+ *
+ * Every dead letter of a check or a callback — sent by the checker after the last attempt, or by
+ * RabbitMQ itself (delivery limit, a message refused unread) — reaches the inbox first, and the
+ * checker books it (the check's `error`, the verdict recomputed) before moving it into `sabt.dead`
+ * (through the default exchange): the queue an operator lists and replays from.
  *
  * Every queue is a quorum queue (replicated, fsynced before confirming). Dead-lettering is
  * at-least-once, which RabbitMQ allows only with `x-overflow: reject-publish` — the same setting
@@ -29,6 +35,9 @@ export interface TopologyOptions {
 
 /** The routing key (and reserved check name) of verdict callbacks. */
 export const CALLBACK = 'callback'
+
+/** The routing key from the check exchange to the dead-letter inbox (a hyphen: never a check's name). */
+export const DEAD_INBOX_KEY = 'dead-inbox'
 
 export function tierLabel(ms: number): string {
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
@@ -49,6 +58,9 @@ export interface TopologyNames {
   retryExchange: string
   retryQueues: { label: string; ms: number; queue: string }[]
   deadExchange: string
+  /** Dead letters not booked yet: the checker consumes it, books them and moves them to `dead`. */
+  deadInbox: string
+  /** Dead letters, booked: listed and replayed from here. */
   dead: string
   /** Stats snapshots of every process (fanout, not durable, messages not persistent). */
   statsExchange: string
@@ -56,7 +68,7 @@ export interface TopologyNames {
   watchedQueues(checks: readonly string[]): { queue: string; kind: QueueKind; name: string }[]
 }
 
-export type QueueKind = 'intake' | 'check' | 'callback' | 'retry' | 'dead' | 'intake_dead'
+export type QueueKind = 'intake' | 'check' | 'callback' | 'retry' | 'dead' | 'dead_inbox' | 'intake_dead'
 
 export function topologyNames(
   opts: Pick<TopologyOptions, 'prefix' | 'intakeShards' | 'retryTiersMs'>,
@@ -81,6 +93,7 @@ export function topologyNames(
       queue: `${p}.retry.${tierLabel(ms)}`,
     })),
     deadExchange: `${p}.dead`,
+    deadInbox: `${p}.dead.inbox`,
     dead: `${p}.dead`,
     statsExchange: `${p}.stats`,
     watchedQueues: (checks) => [
@@ -96,6 +109,7 @@ export function topologyNames(
         kind: 'retry' as const,
         name: `retry ${tierLabel(ms)}`,
       })),
+      { queue: `${p}.dead.inbox`, kind: 'dead_inbox' as const, name: 'dead letters to book' },
       { queue: `${p}.dead`, kind: 'dead' as const, name: 'dead letters' },
       { queue: `${p}.intake.dead`, kind: 'intake_dead' as const, name: 'intake dead letters' },
     ],
@@ -135,7 +149,11 @@ export async function declareTopology(ch: Channel, opts: TopologyOptions): Promi
 
   await ch.assertExchange(n.deadExchange, 'fanout', { durable: true })
   await ch.assertQueue(n.dead, quorum({}))
-  await ch.bindQueue(n.dead, n.deadExchange, '')
+  // Dead letters go to the inbox first, to be booked; `dead` is filled by the checker only. (Older
+  // versions bound `dead` to the exchange directly: that binding is removed.)
+  await ch.unbindQueue(n.dead, n.deadExchange, '')
+  await ch.assertQueue(n.deadInbox, quorum({}))
+  await ch.bindQueue(n.deadInbox, n.deadExchange, '')
 
   await ch.assertExchange(n.checkExchange, 'direct', { durable: true })
   for (const check of opts.checks) {
@@ -163,6 +181,7 @@ export async function declareTopology(ch: Channel, opts: TopologyOptions): Promi
     }),
   )
   await ch.bindQueue(n.callbackQueue, n.checkExchange, CALLBACK)
+  await ch.bindQueue(n.deadInbox, n.checkExchange, DEAD_INBOX_KEY)
 
   await ch.assertExchange(n.retryExchange, 'headers', { durable: true })
   for (const tier of n.retryQueues) {
@@ -205,6 +224,7 @@ export async function deleteTopology(ch: Channel, opts: TopologyOptions): Promis
   const queues = [
     ...n.intakeQueues,
     n.intakeDead,
+    n.deadInbox,
     n.dead,
     ...opts.checks.map((c) => n.checkQueue(c)),
     n.callbackQueue,

@@ -164,8 +164,19 @@ export class Metrics {
   })
   readonly deadLetters = new Counter({
     name: 'sabt_dead_letters_total',
-    help: 'Checks sent to the dead-letter queue after their last attempt, by check',
-    labelNames: ['check'] as const,
+    help: 'Records booked as dead letters (after their last attempt, or dead-lettered by RabbitMQ itself), by check and route (checker, broker)',
+    labelNames: ['check', 'route'] as const,
+    registers: [this.registry],
+  })
+  readonly checksHeld = new Counter({
+    name: 'sabt_checks_held_total',
+    help: "Records held, not decided, because this process's configuration does not know their campaign or the check (they wait in a delay tier), by check, campaign and reason",
+    labelNames: ['check', 'campaign', 'reason'] as const,
+    registers: [this.registry],
+  })
+  readonly callbacksSwept = new Counter({
+    name: 'sabt_callbacks_swept_total',
+    help: 'Pending verdict callbacks sent again by the sweeper (their message was lost or late)',
     registers: [this.registry],
   })
   readonly circuitState = new Gauge({
@@ -204,6 +215,7 @@ export class Metrics {
       this.providerLatency,
       this.checkRetries,
       this.deadLetters,
+      this.checksHeld,
       this.circuitState,
       this.rateLimitPerSecond,
     ] as const

@@ -313,7 +313,18 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       .map((c) => c.trim())
       .filter(Boolean)
     const c = new Checker(
-      { mq, pool, publisher: p, config, sealer, metrics, log, callbackSecret: secrets!.callbackSecret },
+      {
+        mq,
+        pool,
+        publisher: p,
+        config,
+        sealer,
+        metrics,
+        log,
+        callbackSecret: secrets!.callbackSecret,
+        callbackSweepMs: env.SABT_CALLBACK_SWEEP_MS,
+        callbackLeaseMs: env.SABT_CALLBACK_LEASE_MS,
+      },
       only,
     )
     checker = c

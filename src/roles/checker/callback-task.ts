@@ -1,12 +1,14 @@
 import { createHmac } from 'node:crypto'
 import { Agent, request } from 'undici'
 import type { SabtConfig } from '../../config/campaigns.js'
-import { recordCallback } from '../../db/checks.js'
+import { loadCallbackSubject, recordCallback, recordCallbackRetries } from '../../db/checks.js'
 import type { Pool } from '../../db/pool.js'
-import { findRecord } from '../../db/registrations.js'
+import { isFinal } from '../../domain/verdict.js'
 import type { MqClient } from '../../mq/connection.js'
 import { CALLBACK } from '../../mq/topology.js'
+import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
+import { configuredFor, Holds } from './held.js'
 import {
   classifyStatus,
   PermanentError,
@@ -26,7 +28,10 @@ export function signBody(secret: string, body: string): string {
 /**
  * The optional verdict callback: when a record's verdict is final and its campaign declares
  * `callback_url`, the verdict is POSTed there, signed, and retried through the same delay tiers
- * as checks (then dead-lettered and replayable like them).
+ * as checks (then dead-lettered and replayable like them). What is owed is the database's
+ * `callback_status = 'pending'`, not a message: a message for a callback already sent (or dead)
+ * sends nothing, and the sweeper (callback-sweeper.ts) sends again a pending one whose message
+ * was lost. The receiver may see a retry, with the same `Idempotency-Key`.
  */
 export class CallbackTask implements Task {
   readonly name = CALLBACK
@@ -41,17 +46,34 @@ export class CallbackTask implements Task {
     connections: 16,
   })
 
+  readonly #holds: Holds
+
   constructor(
-    readonly deps: { mq: MqClient; pool: Pool; config: SabtConfig; metrics: Metrics; secret: string },
+    readonly deps: {
+      mq: MqClient
+      pool: Pool
+      config: SabtConfig
+      metrics: Metrics
+      log: Logger
+      secret: string
+      /** How long a pending callback is left to its message before the sweeper sends it again. */
+      leaseMs: number
+    },
   ) {
     this.queue = deps.mq.names.callbackQueue
+    this.#holds = new Holds(deps.metrics, deps.log)
   }
 
   async perform(id: string, campaignSlug: string, attempt: number): Promise<FollowUp[]> {
-    const campaign = this.deps.config.campaigns.get(campaignSlug)
-    if (!campaign?.callbackUrl) return [] // the campaign no longer has a callback: nothing to send
-    const record = await findRecord(this.deps.pool, id)
-    if (!record || (record.status !== 'accepted' && record.status !== 'rejected')) return []
+    const record = await loadCallbackSubject(this.deps.pool, id)
+    // Owed only while pending: a redelivery, or a second message for it, sends nothing.
+    if (record?.callback_status !== 'pending' || !isFinal(record.status)) return []
+    const configured = configuredFor(this.deps.config, campaignSlug, CALLBACK)
+    if ('held' in configured) throw this.#holds.hold(CALLBACK, campaignSlug, configured.held)
+    const campaign = configured.campaign
+    // Known, and without a callback here: a dead letter (listed, replayable once it has one again).
+    if (!campaign.callbackUrl)
+      throw new PermanentError(`campaign ${campaignSlug} has no callback_url in this configuration`)
     const body = JSON.stringify({
       id: record.id,
       campaign: record.campaign,
@@ -84,12 +106,14 @@ export class CallbackTask implements Task {
     return []
   }
 
-  async onRetry(id: string, _campaign: string, attempts: number, error: string): Promise<void> {
-    await recordCallback(this.deps.pool, id, 'pending', attempts, error)
-  }
-
-  async onDead(id: string, _campaign: string, attempts: number, error: string): Promise<void> {
-    await recordCallback(this.deps.pool, id, 'error', attempts, error)
+  async onRetry(
+    _campaign: string,
+    retries: readonly { id: string; error: string }[],
+    attempts: number,
+    retryInMs: number,
+  ): Promise<void> {
+    // Not swept while its message waits in the delay tier: due a lease after it is back.
+    await recordCallbackRetries(this.deps.pool, retries, attempts, retryInMs + this.deps.leaseMs)
   }
 
   async close(): Promise<void> {

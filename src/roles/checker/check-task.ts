@@ -10,7 +10,7 @@ import {
 } from 'cockatiel'
 import { Pool as HttpPool } from 'undici'
 import type { Campaign, CheckConfig, SabtConfig } from '../../config/campaigns.js'
-import { CAMPAIGN_DEFAULTS, firstChecks } from '../../config/campaigns.js'
+import { firstChecks } from '../../config/campaigns.js'
 import {
   type CheckSubjectRow,
   cachedOutcomes,
@@ -18,21 +18,20 @@ import {
   loadCheckSubjects,
   type OutcomeArgs,
   type OutcomeWritten,
-  recordAttempt,
-  recordDead,
+  recordAttempts,
   recordOutcomes,
 } from '../../db/checks.js'
-import type { Promoted } from '../../db/places.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
 import type { MqClient } from '../../mq/connection.js'
-import { ATTEMPT_HEADER, chunk, encodeCheckBatch, idsPerCheckMessage } from '../../mq/messages.js'
+import { idsPerCheckMessage } from '../../mq/messages.js'
 import type { Publisher } from '../../mq/publisher.js'
 import { CALLBACK } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Sealer } from '../../privacy/sealing.js'
 import { Batcher } from '../recorder/batcher.js'
+import { configuredFor, Holds } from './held.js'
 import {
   classifyStatus,
   PermanentError,
@@ -126,6 +125,7 @@ export class CheckTask implements Task {
   readonly http: HttpPool
   readonly #path: string
   readonly #outcomes: OutcomeWriter
+  readonly #holds: Holds
 
   constructor(
     readonly check: CheckConfig,
@@ -140,6 +140,7 @@ export class CheckTask implements Task {
     this.bucket = new TokenBucket(check.rate_per_second)
     this.rate = new SharedRate(deps.pool, check.name, this.bucket)
     this.#outcomes = new OutcomeWriter(deps.pool)
+    this.#holds = new Holds(deps.metrics, deps.log)
     const url = new URL(check.url)
     this.#path = `${url.pathname}${url.search}`
     this.http = new HttpPool(url.origin, {
@@ -167,12 +168,6 @@ export class CheckTask implements Task {
       )
     })
     deps.metrics.rateLimitPerSecond.set({ check: check.name }, check.rate_per_second)
-  }
-
-  #campaign(slug: string): Campaign {
-    const c = this.deps.config.campaigns.get(slug)
-    if (!c) throw new PermanentError(`campaign ${slug} is not configured`)
-    return c
   }
 
   /**
@@ -218,10 +213,17 @@ export class CheckTask implements Task {
 
   async perform(id: string, campaignSlug: string, attempt: number, prepared?: unknown): Promise<FollowUp[]> {
     const { pool, metrics } = this.deps
-    const campaign = this.#campaign(campaignSlug)
     const ready = prepared as Prepared | undefined
     const row = ready?.rows.get(id) ?? (await loadCheckSubject(pool, id, this.name))
     if (!row || row.erased_at) return [] // nothing to check (never recorded, or erased): drop
+    // A campaign this configuration does not know, or one it knows without this check: never
+    // decided here (no "no checks required"). Held, unless its verdict is known already.
+    const configured = configuredFor(this.deps.config, campaignSlug, this.name)
+    if ('held' in configured) {
+      if (isFinal(row.status)) return []
+      throw this.#holds.hold(this.name, campaignSlug, configured.held)
+    }
+    const { campaign } = configured
     if (row.outcome === 'passed' || row.outcome === 'failed') {
       // Already answered (a redelivery, or a replay of a check that meanwhile succeeded): do not
       // ask again; make sure what follows from the answer happened (idempotent).
@@ -375,44 +377,15 @@ export class CheckTask implements Task {
     return next
   }
 
-  async onRetry(id: string, _campaign: string, attempts: number, error: string): Promise<void> {
-    await recordAttempt(this.deps.pool, id, this.name, attempts, error)
-  }
-
-  async onDead(id: string, campaignSlug: string, attempts: number, error: string): Promise<void> {
-    const campaign = this.deps.config.campaigns.get(campaignSlug)
-    this.deps.metrics.checks.inc({ check: this.name, outcome: 'error' })
-    const promoted = await recordDead(this.deps.pool, {
-      id,
-      check: this.name,
-      attempts,
-      lastError: error,
-      required: campaign?.checks ?? [],
-      maxRecordsPerPerson: campaign?.maxRecordsPerPerson ?? CAMPAIGN_DEFAULTS.max_records_per_person,
-    })
-    if (campaign) await this.#askFirstChecks(campaign, promoted)
-  }
-
-  /**
-   * The first checks of records that took the place a failed one gave up (decision 015), each
-   * confirmed; a failure throws, the dead-lettering message is redelivered, and recordDead
-   * returns the same records again.
-   */
-  async #askFirstChecks(campaign: Campaign, promoted: readonly Promoted[]): Promise<void> {
-    if (promoted.length === 0) return
-    const { publisher, mq, config } = this.deps
-    const ids = promoted.map((p) => p.id)
-    await Promise.all(
-      firstChecks(campaign).flatMap((check) =>
-        chunk(ids, idsPerCheckMessage(config.checks.get(check)!)).map((part) =>
-          publisher.publish(
-            mq.names.checkExchange,
-            check,
-            encodeCheckBatch({ check, campaign: campaign.slug, ids: part }),
-            { messageId: `${part[0]}:${check}:first`, headers: { [ATTEMPT_HEADER]: 0 } },
-          ),
-        ),
-      ),
+  async onRetry(
+    _campaign: string,
+    retries: readonly { id: string; error: string }[],
+    attempts: number,
+  ): Promise<void> {
+    await recordAttempts(
+      this.deps.pool,
+      this.name,
+      retries.map((r) => ({ id: r.id, attempts, lastError: r.error })),
     )
   }
 

@@ -7,6 +7,7 @@ import { ATTEMPT_HEADER, encodeCheckBatch, parseCheckMessage } from '../../mq/me
 import type { Publisher } from '../../mq/publisher.js'
 import { CALLBACK } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
+import { configuredFor } from './held.js'
 
 export interface DeadList {
   /** Messages in the dead-letter queue, as RabbitMQ counts them (each may carry several records; null: broker unreachable). */
@@ -58,12 +59,22 @@ export interface ReplayResult {
    * (decision 015). Taken out of the dead letters; they stay failed.
    */
   superseded: number
+  /**
+   * Records left in the dead letters because this process's configuration does not know their
+   * campaign, or the campaign does not require their check here: never replayed (and never
+   * decided) as if it required nothing.
+   */
+  unconfigured: number
 }
+
+/** A replayed callback is sent by the replay's own message: the sweeper leaves it this long first. */
+const REPLAYED_CALLBACK_LEASE_MS = 60_000
 
 /**
  * Moves dead-lettered checks back to their queue with fresh attempts (attempt 0). Each message is
  * republished with a confirm before it is acked from `sabt.dead`, and its record goes from `failed`
- * back to `verifying`. Messages not selected (another check, past the limit) are returned untouched.
+ * back to `verifying`. Messages not selected (another check, past the limit, or a campaign or
+ * check this configuration lacks) are returned untouched.
  */
 export async function replayDead(
   deps: { mq: MqClient; pool: Pool; publisher: Publisher; config: SabtConfig; log: Logger },
@@ -75,7 +86,8 @@ export async function replayDead(
   const limit = opts.limit ?? Number.POSITIVE_INFINITY
   const ch = await model.createChannel()
   const held: GetMessage[] = []
-  const result: ReplayResult = { replayed: 0, kept: 0, unreadable: 0, superseded: 0 }
+  const unconfigured: GetMessage[] = []
+  const result: ReplayResult = { replayed: 0, kept: 0, unreadable: 0, superseded: 0, unconfigured: 0 }
   try {
     const depth = (await ch.checkQueue(mq.names.dead)).messageCount
     // Look at each message at most once: skipped ones stay unacked (held) until the end.
@@ -92,16 +104,20 @@ export async function replayDead(
         held.push(m)
         continue
       }
+      const configured = configuredFor(config, msg.campaign, msg.check)
+      if ('held' in configured || (msg.check !== CALLBACK && !config.checks.has(msg.check))) {
+        unconfigured.push(m)
+        continue
+      }
       // A message carries many records: replay up to the limit, dead-letter the rest again.
       const take = msg.ids.slice(0, limit - result.replayed)
       const rest = msg.ids.slice(take.length)
-      const campaign = config.campaigns.get(msg.campaign)
       const asked: string[] = []
       for (const id of take) {
         if (msg.check === CALLBACK) {
-          await recordCallback(pool, id, 'pending', 0, null)
+          await recordCallback(pool, id, 'pending', 0, null, REPLAYED_CALLBACK_LEASE_MS)
           asked.push(id)
-        } else if (await resetForReplay(pool, id, msg.check, campaign?.checks ?? [])) asked.push(id)
+        } else if (await resetForReplay(pool, id, msg.check, configured.campaign.checks)) asked.push(id)
         else result.superseded++
       }
       const replay = { check: msg.check, campaign: msg.campaign, ids: asked }
@@ -111,15 +127,11 @@ export async function replayDead(
           headers: { [ATTEMPT_HEADER]: 0 },
         })
       if (rest.length > 0) {
-        await publisher.publish(
-          mq.names.deadExchange,
-          msg.check,
-          encodeCheckBatch({ ...replay, ids: rest }),
-          {
-            messageId: `${rest[0]}:${msg.check}:dead:${Date.now()}`,
-            headers: m.properties.headers,
-          },
-        )
+        // Booked already: straight back into `sabt.dead`, not through the inbox.
+        await publisher.publish('', mq.names.dead, encodeCheckBatch({ ...replay, ids: rest }), {
+          messageId: `${rest[0]}:${msg.check}:dead:${Date.now()}`,
+          headers: m.properties.headers,
+        })
         result.kept += rest.length
       }
       ch.ack(m)
@@ -131,11 +143,20 @@ export async function replayDead(
       ch.nack(m, false, true)
       result.kept += parseCheckMessage(m.content)?.ids.length ?? 0
     }
+    for (const m of unconfigured) {
+      ch.nack(m, false, true)
+      result.unconfigured += parseCheckMessage(m.content)?.ids.length ?? 0
+    }
     await ch.close().catch(() => {})
   }
   log.info(
     { event: 'dead.replayed', ...result, check: opts.check ?? null },
     `replayed ${result.replayed} dead letter(s)`,
   )
+  if (result.unconfigured > 0)
+    log.warn(
+      { event: 'dead.replay_unconfigured', records: result.unconfigured },
+      `${result.unconfigured} dead letter(s) kept: their campaign or check is not in this configuration`,
+    )
   return result
 }

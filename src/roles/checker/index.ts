@@ -7,8 +7,10 @@ import type { Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Sealer } from '../../privacy/sealing.js'
+import { CallbackSweeper } from './callback-sweeper.js'
 import { CallbackTask } from './callback-task.js'
 import { CheckTask } from './check-task.js'
+import { DeadLetterInbox } from './dead-inbox.js'
 import { PROVIDER_REGISTRY } from './providers/index.js'
 import { Redirector } from './redirect.js'
 import { Worker } from './worker.js'
@@ -22,16 +24,23 @@ export interface CheckerDeps {
   metrics: Metrics
   log: Logger
   callbackSecret: string
+  /** How often pending callbacks are looked for, and how long one is left to its message first. */
+  callbackSweepMs: number
+  callbackLeaseMs: number
 }
 
 /**
  * The checker: one worker per check queue (each with its own concurrency, rate limit and circuit
- * breaker, so one slow or dead provider never slows the others), plus the verdict-callback worker.
+ * breaker, so one slow or dead provider never slows the others), the verdict-callback worker and
+ * its sweeper (callbacks owed by the database), and the dead-letter inbox (every dead letter
+ * booked, whatever sent it).
  */
 export class Checker {
   readonly tasks = new Map<string, CheckTask>()
   readonly workers: Worker[] = []
   readonly callback: CallbackTask
+  readonly sweeper: CallbackSweeper
+  readonly inbox: DeadLetterInbox
   #pruner: NodeJS.Timeout | null = null
 
   constructor(
@@ -55,12 +64,19 @@ export class Checker {
       this.tasks.set(check.name, task)
       this.workers.push(new Worker(task, deps.mq, redirect, deps.log, idsFor))
     }
-    this.callback = new CallbackTask({ ...deps, secret: deps.callbackSecret })
+    this.callback = new CallbackTask({ ...deps, secret: deps.callbackSecret, leaseMs: deps.callbackLeaseMs })
     this.workers.push(new Worker(this.callback, deps.mq, redirect, deps.log, idsFor))
+    this.sweeper = new CallbackSweeper(
+      { ...deps, redirect },
+      { everyMs: deps.callbackSweepMs, leaseMs: deps.callbackLeaseMs },
+    )
+    this.inbox = new DeadLetterInbox(deps, redirect)
   }
 
   async start(): Promise<void> {
+    await this.inbox.start()
     for (const w of this.workers) await w.start()
+    this.sweeper.start()
     const longestTtl = Math.max(0, ...[...this.deps.config.checks.values()].map((c) => c.cache_ttl_s))
     if (longestTtl > 0) {
       this.#pruner = setInterval(() => {
@@ -72,7 +88,9 @@ export class Checker {
 
   async stop(): Promise<void> {
     if (this.#pruner) clearInterval(this.#pruner)
+    await this.sweeper.stop()
     await Promise.all(this.workers.map((w) => w.stop()))
+    await this.inbox.stop()
     for (const t of this.tasks.values()) await t.close()
     await this.callback.close()
   }

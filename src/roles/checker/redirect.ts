@@ -2,6 +2,7 @@ import type { MqClient } from '../../mq/connection.js'
 import type { Delivery } from '../../mq/consumer.js'
 import { ATTEMPT_HEADER, type CheckMessage, encodeCheckBatch } from '../../mq/messages.js'
 import type { Publisher } from '../../mq/publisher.js'
+import { DEAD_INBOX_KEY } from '../../mq/topology.js'
 import type { Metrics } from '../../observability/metrics.js'
 
 export const PARKED_HEADER = 'x-sabt-parked'
@@ -14,6 +15,9 @@ export function headerNumber(d: Delivery, name: string): number {
   const n = typeof v === 'number' ? v : Number(v)
   return Number.isFinite(n) && n >= 0 ? n : 0
 }
+
+/** Expire between 80 % and 100 % of the tier, so a wave of failures does not return as a wave. */
+const jitter = (ms: number) => String(Math.round(ms * (0.8 + 0.2 * Math.random())))
 
 let sequence = 0
 const messageId = (m: CheckMessage, what: string) => `${m.ids[0]}:${m.check}:${what}:${++sequence}`
@@ -55,10 +59,9 @@ export class Redirector {
     m: CheckMessage,
     tier: { label: string; ms: number },
     headers: { attempt: number; parked: number; lastError?: string },
-    reason: 'retry' | 'circuit_open' | 'rate_limited' | 'unavailable',
+    reason: 'retry' | 'circuit_open' | 'rate_limited' | 'unavailable' | 'unconfigured',
   ): Promise<void> {
-    // Jitter: expire between 80 % and 100 % of the tier, so a wave of failures does not return as a wave.
-    const expiration = String(Math.round(tier.ms * (0.8 + 0.2 * Math.random())))
+    const expiration = jitter(tier.ms)
     await this.publisher.publish(this.mq.names.retryExchange, routingKey, encodeCheckBatch(m), {
       messageId: messageId(m, `tier-${headers.attempt}-${headers.parked}`),
       headers: {
@@ -72,6 +75,7 @@ export class Redirector {
     this.metrics.checkRetries.inc({ check: routingKey, tier: tier.label, reason }, m.ids.length)
   }
 
+  /** To the dead letters: through the dead-letter inbox, where they are booked (dead-inbox.ts). */
   async toDead(check: string, m: CheckMessage, attempts: number, lastError: string): Promise<void> {
     await this.publisher.publish(this.mq.names.deadExchange, check, encodeCheckBatch(m), {
       messageId: messageId(m, 'dead'),
@@ -82,6 +86,24 @@ export class Redirector {
         [DEAD_AT_HEADER]: new Date().toISOString(),
       },
     })
-    this.metrics.deadLetters.inc({ check }, m.ids.length)
+  }
+
+  /** A booked dead letter into `sabt.dead` (default exchange: straight to the queue), to be listed and replayed. */
+  async toDeadStore(body: Buffer, messageId: string, headers: Record<string, unknown>): Promise<void> {
+    await this.publisher.publish('', this.mq.names.dead, body, { messageId, headers })
+  }
+
+  /** A dead letter that cannot be booked here waits in a delay tier and comes back to the inbox. */
+  async holdDeadLetter(
+    body: Buffer,
+    messageId: string,
+    headers: Record<string, unknown>,
+    tier: { label: string; ms: number },
+  ): Promise<void> {
+    await this.publisher.publish(this.mq.names.retryExchange, DEAD_INBOX_KEY, body, {
+      messageId,
+      headers: { ...headers, tier: tier.label },
+      expiration: jitter(tier.ms),
+    })
   }
 }

@@ -6,11 +6,15 @@ import type { Logger } from '../../observability/logger.js'
 import { PermanentError, RateLimitedError, TransientError } from './outcomes.js'
 import { headerNumber, PARKED_HEADER, type Redirector } from './redirect.js'
 
-/** The message waits in a delay tier without spending an attempt (circuit open, rate-limited). */
+/**
+ * The message waits in a delay tier without spending an attempt: circuit open, rate-limited, our
+ * database unreachable, or `unconfigured` — this process's configuration does not know the
+ * record's campaign or the check (held, never decided from a configuration that lacks it).
+ */
 export class ParkError extends Error {
   override name = 'ParkError'
   constructor(
-    readonly reason: 'circuit_open' | 'rate_limited' | 'unavailable',
+    readonly reason: 'circuit_open' | 'rate_limited' | 'unavailable' | 'unconfigured',
     readonly minDelayMs: number,
     message?: string,
   ) {
@@ -20,6 +24,13 @@ export class ParkError extends Error {
 
 /** A record parked this many times without progress counts as a failed attempt. */
 export const MAX_PARKED = 60
+
+/**
+ * How long a message is held while some of its records' moves are refused (a target queue at its
+ * bound, confirms timing out): the moves that went are not made again, the refused ones are
+ * retried. Far inside RabbitMQ's consumer timeout (30 min by default).
+ */
+export const MAX_HOLD_MS = 10 * 60_000
 
 /** A check to ask next for a record (a check this one unlocked, or the verdict callback). */
 export interface FollowUp {
@@ -42,11 +53,26 @@ export interface Task {
   prepare?(ids: readonly string[], campaign: string): Promise<unknown>
   /** Finishes one record (returning what to ask next), or throws TransientError / PermanentError / RateLimitedError / ParkError. */
   perform(id: string, campaign: string, attempt: number, prepared?: unknown): Promise<FollowUp[]>
-  /** Bookkeeping after a retryable failure moved the record to a delay tier. */
-  onRetry(id: string, campaign: string, attempts: number, error: string): Promise<void>
-  /** Bookkeeping after the last attempt moved the record to the dead letters. */
-  onDead(id: string, campaign: string, attempts: number, error: string): Promise<void>
+  /**
+   * Bookkeeping for records about to wait in a delay tier after a retryable failure (they come
+   * back in `retryInMs`). Dead letters are booked by the dead-letter inbox, whatever sent them.
+   */
+  onRetry(
+    campaign: string,
+    retries: readonly { id: string; error: string }[],
+    attempts: number,
+    retryInMs: number,
+  ): Promise<void>
 }
+
+/** One publish that moves some records on (to a check, a delay tier, the dead letters). */
+interface Move {
+  what: string
+  ids: readonly string[]
+  run(): Promise<void>
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** A counting semaphore: at most `n` records of a task are worked on at once, across messages. */
 class Slots {
@@ -81,6 +107,7 @@ export class Worker {
   readonly consumer: Consumer
   readonly #inFlight = new Set<Promise<void>>()
   readonly #slots: Slots
+  #stopping = false
 
   constructor(
     readonly task: Task,
@@ -104,6 +131,7 @@ export class Worker {
   }
 
   async stop(): Promise<void> {
+    this.#stopping = true
     await this.consumer.pause()
     await Promise.allSettled([...this.#inFlight])
     await this.consumer.close()
@@ -147,25 +175,36 @@ export class Worker {
       ),
     )
     try {
-      await this.#settle(msg, attempt, parked, results)
+      await this.#settle(d, msg, attempt, parked, results)
       this.consumer.ack(d)
     } catch (moveErr) {
-      // Could not move them (broker or database down): leave the message unacked and hand it back
+      if (!this.consumer.isLive(d)) return // its channel is gone: the broker redelivers it
+      // Could not book or move them (broker or database down, for long): hand the message back
       // shortly; answers already stored are found on the next delivery. RabbitMQ's delivery limit
-      // bounds how often this can happen to one message.
+      // bounds how often this can happen to one message, and the dead-letter inbox books it then.
       this.log.warn({
         event: 'checker.redirect_failed',
         check: this.task.name,
         records: msg.ids.length,
         err: (moveErr as Error).message,
       })
-      await new Promise((r) => setTimeout(r, 1000))
+      await sleep(1000)
       this.consumer.nack(d, true)
     }
   }
 
-  /** Publishes every record's next place, grouped, each confirmed; then the bookkeeping. */
-  async #settle(msg: CheckMessage, attempt: number, parked: number, results: Result[]): Promise<void> {
+  /**
+   * Books the retries, then publishes every record's next place, grouped, each confirmed. Only
+   * the moves that were refused are tried again, while the message is held: a record that went
+   * is never moved twice (no duplicate chain, no second paid call).
+   */
+  async #settle(
+    d: Delivery,
+    msg: CheckMessage,
+    attempt: number,
+    parked: number,
+    results: Result[],
+  ): Promise<void> {
     const { task, redirect } = this
     const followUps: FollowUp[] = []
     const parks = new Map<
@@ -194,8 +233,9 @@ export class Worker {
             : err instanceof RateLimitedError
               ? err.retryAfterMs
               : 1000
-        // Our own database being down is not the provider's fault: park without limit or attempt.
-        const counts = reason !== 'unavailable'
+        // Our own database being down is not the provider's fault, nor a configuration that lacks
+        // the campaign: park without limit or attempt.
+        const counts = reason !== 'unavailable' && reason !== 'unconfigured'
         if (!counts || parked + 1 <= MAX_PARKED) {
           const tier = redirect.tierFor(minDelay)
           const key = `${tier.label}:${reason}`
@@ -216,7 +256,11 @@ export class Worker {
       else retries.push({ id: r.id, error: message })
     }
 
-    const publishes: Promise<void>[] = []
+    // Bookkeeping first: if it fails, nothing has moved yet and the whole message may come back.
+    const retryTier = redirect.tierAfterAttempts(attempt + 1)
+    if (retries.length > 0) await task.onRetry(msg.campaign, retries, attempt + 1, retryTier.ms)
+
+    const moves: Move[] = []
     // What the answers unlocked: one message per (check, campaign), fresh attempts.
     const byTarget = new Map<string, FollowUp[]>()
     for (const f of followUps) {
@@ -229,63 +273,63 @@ export class Worker {
         group.map((f) => f.id),
         this.idsFor(check),
       ))
-        publishes.push(redirect.toCheck(check, campaign, ids))
+        moves.push({ what: `${check}`, ids, run: () => redirect.toCheck(check, campaign, ids) })
     }
     for (const g of parks.values())
       for (const ids of chunk(g.ids, task.idsPerMessage))
-        publishes.push(
-          redirect.toTier(
-            task.name,
-            { check: task.name, campaign: msg.campaign, ids },
-            g.tier,
-            {
-              attempt,
-              parked: g.counts ? parked + 1 : parked,
-            },
-            g.reason,
-          ),
-        )
-    if (retries.length > 0) {
-      const tier = redirect.tierAfterAttempts(attempt + 1)
-      for (const group of chunk(retries, task.idsPerMessage))
-        publishes.push(
+        moves.push({
+          what: `park ${g.tier.label}`,
+          ids,
+          run: () =>
+            redirect.toTier(
+              task.name,
+              { check: task.name, campaign: msg.campaign, ids },
+              g.tier,
+              { attempt, parked: g.counts ? parked + 1 : parked },
+              g.reason,
+            ),
+        })
+    for (const group of chunk(retries, task.idsPerMessage))
+      moves.push({
+        what: `retry ${retryTier.label}`,
+        ids: group.map((g) => g.id),
+        run: () =>
           redirect.toTier(
             task.name,
             { check: task.name, campaign: msg.campaign, ids: group.map((g) => g.id) },
-            tier,
+            retryTier,
             { attempt: attempt + 1, parked: 0, lastError: group[0]!.error },
             'retry',
           ),
-        )
-    }
-    if (dead.length > 0)
-      for (const group of chunk(dead, task.idsPerMessage))
-        publishes.push(
+      })
+    for (const group of chunk(dead, task.idsPerMessage))
+      moves.push({
+        what: 'dead letters',
+        ids: group.map((g) => g.id),
+        run: () =>
           redirect.toDead(
             task.name,
             { check: task.name, campaign: msg.campaign, ids: group.map((g) => g.id) },
             attempt + 1,
             group[0]!.error,
           ),
-        )
-    await Promise.all(publishes)
-
-    for (const r of retries) {
-      await task.onRetry(r.id, msg.campaign, attempt + 1, r.error)
-      this.log.debug({
-        event: 'checker.retry',
-        check: task.name,
-        registration_id: r.id,
-        attempts: attempt + 1,
-        err: r.error,
       })
-    }
-    if (this.log.isLevelEnabled('debug'))
+    await this.#move(d, moves)
+
+    if (this.log.isLevelEnabled('debug')) {
+      for (const r of retries)
+        this.log.debug({
+          event: 'checker.retry',
+          check: task.name,
+          registration_id: r.id,
+          attempts: attempt + 1,
+          err: r.error,
+        })
       for (const g of parks.values())
         for (const id of g.ids)
           this.log.debug({ event: 'checker.parked', check: task.name, registration_id: id, reason: g.reason })
-    for (const r of dead) {
-      await task.onDead(r.id, msg.campaign, attempt + 1, r.error)
+    }
+    for (const r of dead)
       this.log.warn({
         event: 'checker.dead_letter',
         check: task.name,
@@ -293,6 +337,32 @@ export class Worker {
         attempts: attempt + 1,
         err: r.error,
       })
+  }
+
+  /** Runs every move; retries the refused ones (with backoff) while the delivery is held. */
+  async #move(d: Delivery, moves: Move[]): Promise<void> {
+    let pending = moves
+    let delay = 200
+    const giveUpAt = Date.now() + MAX_HOLD_MS
+    for (let round = 1; pending.length > 0; round++) {
+      const settled = await Promise.allSettled(pending.map((m) => m.run()))
+      const refused = pending.filter((_, i) => settled[i]!.status === 'rejected')
+      if (refused.length === 0) return
+      const err = (settled.find((x) => x.status === 'rejected') as PromiseRejectedResult).reason as Error
+      if (this.#stopping || !this.consumer.isLive(d) || Date.now() + delay > giveUpAt) throw err
+      if (round === 1 || round % 10 === 0)
+        this.log.warn({
+          event: 'checker.move_refused',
+          check: this.task.name,
+          refused: refused.map((m) => m.what),
+          records: refused.reduce((a, m) => a + m.ids.length, 0),
+          moved: moves.length - refused.length,
+          round,
+          err: err.message,
+        })
+      await sleep(delay)
+      delay = Math.min(delay * 2, 5000)
+      pending = refused
     }
   }
 }

@@ -85,6 +85,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
               description:
                 'failed records not asked again: another record of the same person holds their place',
             }),
+            unconfigured: Type.Integer(),
           }),
           401: { $ref: 'ErrorBody#' },
           503: { $ref: 'ErrorBody#' },
@@ -125,6 +126,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
           intake: live.intake(),
           queues: live.queues(),
           providers: live.providers(),
+          held: live.held(),
           processes: live.processes(),
           counts: await live.statusCounts(),
         }

@@ -134,7 +134,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
 
   fragment('intake', () => intakeFragment(live.intake()))
   fragment('queues', () => queuesFragment(live.queues(), mq.connected))
-  fragment('providers', () => providersFragment(live.providers()))
+  fragment('providers', () => providersFragment(live.providers(), live.held()))
   fragment('processes', () => processesFragment(live.processes(), mq.connected))
   fragment('counts', async () => countsFragment(await live.statusCounts()))
   if (opts.readPool !== opts.pool)
@@ -167,7 +167,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
     else if (!mq.connected) note = 'RabbitMQ is not reachable: nothing was replayed.'
     else {
       const r = await replayDead({ mq, pool, publisher: opts.publisher, config, log }, { check })
-      note = `Replayed ${r.replayed} dead letter(s)${r.kept ? `; ${r.kept} left` : ''}${r.superseded ? `; ${r.superseded} not asked again (another record of the same person holds the place)` : ''}.`
+      note = `Replayed ${r.replayed} dead letter(s)${r.kept ? `; ${r.kept} left` : ''}${r.superseded ? `; ${r.superseded} not asked again (another record of the same person holds the place)` : ''}${r.unconfigured ? `; ${r.unconfigured} kept: their campaign or check is not in this configuration` : ''}.`
     }
     return reply
       .type('text/html; charset=utf-8')

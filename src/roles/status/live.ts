@@ -233,6 +233,20 @@ export interface IntakeRow {
   batch_p99: number | null
 }
 
+/**
+ * Records a checker held instead of deciding, because its configuration does not know their
+ * campaign or the check (sabt_checks_held_total): an error for an operator, not a state to wait out.
+ */
+export interface HeldRow {
+  check: string
+  campaign: string
+  reason: string
+  /** Records held in the last TABLE_WINDOW_MS (a held record comes back every ~10 s). */
+  records: number
+  /** Processes that held some. */
+  processes: number
+}
+
 export interface QueueRow {
   name: string
   queue: string
@@ -565,6 +579,37 @@ export class LiveStats {
     }
   }
 
+  held(now = Date.now()): HeldRow[] {
+    const n = this.#n
+    const by = new Map<string, HeldRow>()
+    for (const r of this.store.fresh(now)) {
+      const pair = windowPair(r.snaps, TABLE_WINDOW_MS)
+      if (!pair) continue
+      const [a, b] = pair
+      for (const v of metricValues(b, n.held)) {
+        const labels = v.labels
+        const same = (l: Labels) =>
+          l.check === labels.check && l.campaign === labels.campaign && l.reason === labels.reason
+        const d = v.value - sumWhere(a, n.held, same)
+        if (d <= 0) continue
+        const key = `${labels.check}\u0000${labels.campaign}\u0000${labels.reason}`
+        const row = by.get(key) ?? {
+          check: String(labels.check),
+          campaign: String(labels.campaign),
+          reason: String(labels.reason),
+          records: 0,
+          processes: 0,
+        }
+        row.records += d
+        row.processes++
+        by.set(key, row)
+      }
+    }
+    return [...by.values()].sort(
+      (x, y) => x.campaign.localeCompare(y.campaign) || x.check.localeCompare(y.check),
+    )
+  }
+
   queues(): QueueRow[] {
     return this.watched.map((w) => {
       const d = this.#latestDepths.get(w.queue) ?? null
@@ -628,5 +673,6 @@ function names(m: Metrics) {
     retries: nameOf(m.checkRetries),
     circuit: nameOf(m.circuitState),
     rateLimit: nameOf(m.rateLimitPerSecond),
+    held: nameOf(m.checksHeld),
   }
 }

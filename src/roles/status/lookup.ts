@@ -181,6 +181,8 @@ export function publicStatus(view: Exclude<RegistrationView, { kind: 'unknown' }
     case 'queued':
       return { id: view.id, status: 'queued', received_at: view.received_at }
   }
+}
+
 /**
  * A lookup through a streaming replica (DATABASE_READ_URL): what the replica cannot tell yet (a
  * registration recorded a moment ago is "queued" or unknown there) is asked of the primary, and

@@ -1,7 +1,7 @@
 import type { StatusCounts } from '../../db/dashboard.js'
 import type { ReplicaLag } from '../../db/replica.js'
 import type { DeadList } from '../checker/dead-letters.js'
-import type { IntakeRow, ProcessRow, ProviderRow, QueueRow } from './live.js'
+import type { HeldRow, IntakeRow, ProcessRow, ProviderRow, QueueRow } from './live.js'
 import type { OperatorLookup, OperatorRecord } from './operator-lookup.js'
 
 /**
@@ -203,7 +203,14 @@ ${rows.map((q) => {
   else if (q.messages === 0) drain = 'empty'
   else if (q.drain_s !== null) drain = fmtDuration(q.drain_s)
   else drain = q.change_per_s !== null && q.change_per_s > 0.05 ? 'growing' : 'not draining'
-  const cls = q.kind === 'dead' || q.kind === 'intake_dead' ? (q.messages ? 'bad' : '') : ''
+  const cls =
+    q.kind === 'dead' || q.kind === 'intake_dead'
+      ? q.messages
+        ? 'bad'
+        : ''
+      : q.kind === 'dead_inbox' && q.messages
+        ? 'warn'
+        : ''
   return html`<tr data-queue="${q.name}" data-kind="${q.kind}" class="${cls}"><td class="name" title="${q.queue}">${q.name}</td><td data-col="messages">${fmtCount(q.messages)}</td><td>${fmtCount(q.consumers)}</td><td>${q.change_per_s === null ? DASH : (q.change_per_s > 0 ? '+' : '') + fmtRate(Math.abs(q.change_per_s) < 0.05 ? 0 : q.change_per_s)}</td><td data-col="drain">${drain}</td></tr>`
 })}
 </tbody>
@@ -226,8 +233,16 @@ export function intakeFragment(r: IntakeRow): string {
 
 const CIRCUIT_CLASS = { closed: 'ok', 'half-open': 'warn', open: 'bad' } as const
 
-export function providersFragment(rows: ProviderRow[]): string {
-  return html`<table class="num">
+const HELD_WHY: Record<string, string> = {
+  unknown_campaign: 'is not in their configuration',
+  check_not_in_campaign: 'does not require this check in their configuration',
+}
+
+export function providersFragment(rows: ProviderRow[], held: HeldRow[] = []): string {
+  return html`${held.map(
+    (h) =>
+      html`<p class="error" role="alert" data-hint="held" data-check="${h.check}" data-campaign="${h.campaign}">Held, not decided: ${fmtCount(h.records)} record(s) of campaign <strong dir="auto">${h.campaign}</strong> (check ${h.check}) in the last 10 s — the campaign ${HELD_WHY[h.reason] ?? h.reason} of ${h.processes} checker process(es). They wait in the delay tiers, no attempt spent, until a checker configured for it takes them: deploy the configuration that has it.</p>`,
+  )}<table class="num">
 <thead><tr><th><bdi>check</bdi></th><th><bdi>checkers</bdi></th><th><bdi>calls/s</bdi></th><th><bdi>finished/s</bdi></th><th><bdi>p50</bdi></th><th><bdi>p99</bdi></th><th><bdi>errors</bdi></th><th><bdi>429/s</bdi></th><th><bdi>retried/s</bdi></th><th><bdi>parked/s</bdi></th><th><bdi>circuit</bdi></th><th><bdi>quota used</bdi></th></tr></thead>
 <tbody>
 ${rows.map(
