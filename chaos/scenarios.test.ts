@@ -218,7 +218,7 @@ describe('chaos: kill every component mid-surge, lose nothing', () => {
         ctx.restoredAt = Date.now()
         ctx.notes = `gateway RSS ${Math.round(rssAlarm)} MB in alarm, ${Math.round(rssFull)} MB with the queue full`
       },
-      { env: { SABT_INTAKE_MAX_LENGTH: '4000' }, loadMs: 25_000 },
+      { env: { SABT_INTAKE_MAX_LENGTH: '300' }, loadMs: 25_000 },
     )
   })
 
