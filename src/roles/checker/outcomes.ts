@@ -41,7 +41,8 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   if (!v) return 1000
   const seconds = Number(v)
   if (Number.isFinite(seconds) && seconds >= 0) return Math.min(seconds * 1000, 600_000)
-  const date = Date.parse(v)
+  // An HTTP date has a weekday and a month name; Date.parse would take "-5" for the year -5.
+  const date = /[a-z]/i.test(v) ? Date.parse(v) : Number.NaN
   if (Number.isFinite(date)) return Math.min(Math.max(0, date - now), 600_000)
   return 1000
 }
