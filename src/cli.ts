@@ -12,10 +12,14 @@ import { MqClient } from './mq/connection.js'
 import { Publisher } from './mq/publisher.js'
 import { createLogger } from './observability/logger.js'
 import { Metrics } from './observability/metrics.js'
+import {
+  deadList,
+  intakeDeadList,
+  lookupRegistration,
+  replayDead,
+  replayIntakeDead,
+} from './operations/index.js'
 import { Sealer } from './privacy/sealing.js'
-import { deadList, replayDead } from './roles/checker/dead-letters.js'
-import { intakeDeadList, replayIntakeDead } from './roles/recorder/intake-dead.js'
-import { lookupRegistration } from './roles/status/lookup.js'
 import { parseRoles, startSabt, topologyOptions } from './runtime/start.js'
 
 const USAGE = `sabt — surge-proof registration intake

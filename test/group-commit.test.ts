@@ -6,7 +6,7 @@ import { Publisher } from '../src/mq/publisher.js'
 import { shardKey } from '../src/mq/topology.js'
 import { createLogger } from '../src/observability/logger.js'
 import { Metrics } from '../src/observability/metrics.js'
-import { intakeDeadList, replayIntakeDead } from '../src/roles/recorder/intake-dead.js'
+import { intakeDeadList, replayIntakeDead } from '../src/operations/index.js'
 import {
   AMQP_URL,
   queueDepth,

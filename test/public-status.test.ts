@@ -1,7 +1,7 @@
 import { v7 as uuidv7 } from 'uuid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { lookupRegistration } from '../src/operations/index.js'
 import { expectedVerdict, identityMatches } from '../src/roles/simulator/answers.js'
-import { lookupRegistration } from '../src/roles/status/lookup.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
 import { registration, waitFor } from './support/harness.js'
 

@@ -312,3 +312,24 @@ export function loadConfigFile(
 export function firstChecks(campaign: Campaign): string[] {
   return campaign.checks.filter((c) => c.after.length === 0).map((c) => c.name)
 }
+
+/**
+ * A campaign or check missing from this process's configuration is never "no checks required":
+ * the record is held — its message waits in a delay tier and comes back, no attempt spent,
+ * nothing decided — until a process whose configuration has it takes the message. Every hold is
+ * counted (sabt_checks_held_total, on the dashboard) and logged.
+ */
+export type HeldReason = 'unknown_campaign' | 'check_not_in_campaign'
+
+/** The campaign, if this configuration says what `check` means for it; else why not. */
+export function configuredFor(
+  config: SabtConfig,
+  campaignSlug: string,
+  check: string,
+): { campaign: Campaign } | { held: HeldReason } {
+  const campaign = config.campaigns.get(campaignSlug)
+  if (!campaign) return { held: 'unknown_campaign' }
+  if (check === 'callback') return { campaign } // the verdict callback (CALLBACK in src/mq/topology.ts)
+  if (!campaign.checks.some((c) => c.name === check)) return { held: 'check_not_in_campaign' }
+  return { campaign }
+}

@@ -2,6 +2,7 @@ import type { RequiredCheck } from '../domain/verdict.js'
 import { decideStatus, isFinal, type Outcome, unlockedBy } from '../domain/verdict.js'
 import { type Promoted, reclaimPlace, settlePlaces } from './places.js'
 import type { Pool } from './pool.js'
+import { inTransaction } from './transaction.js'
 
 /** What the checker reads to ask a provider: the record (sealed fields still sealed) and this check's row. */
 export interface CheckSubjectRow {
@@ -78,9 +79,7 @@ export async function recordOutcomes(
   items: readonly OutcomeArgs[],
 ): Promise<(OutcomeWritten | null)[]> {
   if (items.length === 0) return []
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  return inTransaction(pool, async (client) => {
     const ids = [...new Set(items.map((i) => i.id))].sort()
     const locked = await client.query<{ id: string; status: string }>(
       'SELECT id::text, status FROM registrations WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE',
@@ -176,7 +175,6 @@ export async function recordOutcomes(
       client,
       [...next].map(([id, n]) => ({ id, status: n.status, maxRecordsPerPerson: capOf.get(id)! })),
     )
-    await client.query('COMMIT')
 
     // Each answer's view: a verdict becomes final once (the first answer of its record says so),
     // and a check unlocked by two answers of one record is asked once.
@@ -205,12 +203,7 @@ export async function recordOutcomes(
       promotedBy.delete(i.id) // announced once per record
       return { status: n.status, becameFinal, stored: wasStored, unlocked, promoted: promotedHere }
     })
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {})
-    throw err
-  } finally {
-    client.release()
-  }
+  })
 }
 
 /**
@@ -290,9 +283,7 @@ export async function recordAttempts(
   const byId = new Map<string, { id: string; attempts: number; lastError: string }>()
   for (const i of items) if ((byId.get(i.id)?.attempts ?? -1) < i.attempts) byId.set(i.id, i)
   const ids = [...byId.keys()].sort()
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  return inTransaction(pool, async (client) => {
     const locked = await client.query<{ id: string }>(
       'SELECT id::text FROM registrations WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE',
       [ids],
@@ -313,13 +304,7 @@ export async function recordAttempts(
         [rows.map((r) => r.id)],
       )
     }
-    await client.query('COMMIT')
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {})
-    throw err
-  } finally {
-    client.release()
-  }
+  })
 }
 
 /** A retryable failure of one record (recordAttempts for one). */
@@ -350,15 +335,12 @@ export async function recordDead(
     maxRecordsPerPerson: number
   },
 ): Promise<{ status: string; answered: boolean; promoted: Promoted[] } | null> {
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  return inTransaction(pool, async (client) => {
     const reg = await client.query<{ status: string }>(
       'SELECT status FROM registrations WHERE id = $1 FOR UPDATE',
       [args.id],
     )
     if (reg.rowCount === 0) {
-      await client.query('ROLLBACK')
       return null
     }
     const written = await client.query(
@@ -375,14 +357,8 @@ export async function recordDead(
     const promoted = await settlePlaces(client, [
       { id: args.id, status, maxRecordsPerPerson: args.maxRecordsPerPerson },
     ])
-    await client.query('COMMIT')
     return { status, answered: written.rowCount === 0, promoted }
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {})
-    throw err
-  } finally {
-    client.release()
-  }
+  })
 }
 
 /**
@@ -396,19 +372,15 @@ export async function resetForReplay(
   check: string,
   required: readonly RequiredCheck[],
 ): Promise<boolean> {
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  return inTransaction(pool, async (client) => {
     const reg = await client.query<{ status: string }>(
       'SELECT status FROM registrations WHERE id = $1 FOR UPDATE',
       [id],
     )
     if (reg.rowCount === 0) {
-      await client.query('ROLLBACK')
       return false
     }
     if (reg.rows[0]!.status === 'failed' && !(await reclaimPlace(client, id))) {
-      await client.query('COMMIT')
       return false
     }
     await client.query(
@@ -426,14 +398,8 @@ export async function resetForReplay(
       const next = decideStatus(required, new Map(rows.rows.map((r) => [r.check_name, r.outcome])))
       await client.query('UPDATE registrations SET status = $2 WHERE id = $1', [id, next])
     }
-    await client.query('COMMIT')
     return true
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {})
-    throw err
-  } finally {
-    client.release()
-  }
+  })
 }
 
 /** Cached answers to these questions (keyed hashes) still within the TTL, by hex key. */

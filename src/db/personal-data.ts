@@ -1,5 +1,7 @@
+import { resealField } from '../privacy/personal-fields.js'
 import type { Sealer } from '../privacy/sealing.js'
 import type { Pool } from './pool.js'
+import { inTransaction } from './transaction.js'
 
 /**
  * Erases the personal data of a campaign's records whose retention has run out (or all of them,
@@ -89,9 +91,8 @@ async function resealTable(
   let last = '00000000-0000-0000-0000-000000000000'
   let total = 0
   for (;;) {
-    const client = await pool.connect()
-    try {
-      await client.query('BEGIN')
+    // One batch per transaction: each commits on its own, and a rerun picks up where it stopped.
+    const finished = await inTransaction(pool, async (client) => {
       const rows = await client.query<{
         id: string
         national_id_sealed: Buffer
@@ -103,37 +104,25 @@ async function resealTable(
          ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`,
         [last, sealer.currentKeyId, batch],
       )
-      if (rows.rows.length === 0) {
-        await client.query('COMMIT')
-        return total
-      }
+      if (rows.rows.length === 0) return true
       const ids: string[] = []
       const nids: Buffer[] = []
       const mobs: Buffer[] = []
       for (const r of rows.rows) {
         ids.push(r.id)
-        nids.push(
-          sealer.seal(
-            sealer.open(r.national_id_sealed, r.key_id, `${r.id}:national_id`),
-            `${r.id}:national_id`,
-          ),
-        )
-        mobs.push(sealer.seal(sealer.open(r.mobile_sealed, r.key_id, `${r.id}:mobile`), `${r.id}:mobile`))
+        nids.push(resealField(sealer, r.id, 'national_id', r.national_id_sealed, r.key_id))
+        mobs.push(resealField(sealer, r.id, 'mobile', r.mobile_sealed, r.key_id))
       }
       await client.query(
         `UPDATE ${table} r SET national_id_sealed = t.nids, mobile_sealed = t.mobs, key_id = $4
          FROM unnest($1::uuid[], $2::bytea[], $3::bytea[]) AS t(id, nids, mobs) WHERE r.id = t.id`,
         [ids, nids, mobs, sealer.currentKeyId],
       )
-      await client.query('COMMIT')
       total += ids.length
       last = ids[ids.length - 1]!
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {})
-      throw err
-    } finally {
-      client.release()
-    }
+      return false
+    })
+    if (finished) return total
   }
 }
 

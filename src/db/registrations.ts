@@ -1,4 +1,5 @@
 import type { Pool } from './pool.js'
+import { inTransaction } from './transaction.js'
 
 /** A registration ready to be written: personal data sealed, national id reduced to its blind index. */
 export interface RecordRow {
@@ -224,9 +225,7 @@ async function resolveLeftovers(
   const toWait: RecordRow[] = []
   const toDuplicate: { row: RecordRow; original: string }[] = []
 
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  await inTransaction(pool, async (client) => {
     const holders = await client.query<{ id: string; campaign: string; nidx: Buffer; status: string }>({
       name: 'sabt_lock_place_holders',
       text: LOCK_HOLDERS,
@@ -277,13 +276,7 @@ async function resolveLeftovers(
           toDuplicate.map((d) => d.row.receivedAt),
         ],
       })
-    await client.query('COMMIT')
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {})
-    throw err
-  } finally {
-    client.release()
-  }
+  })
   for (const r of toWait) outcome.waiting.push(r.id)
   for (const d of toDuplicate) outcome.duplicates.set(d.row.id, d.original)
   return again

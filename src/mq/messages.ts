@@ -1,6 +1,7 @@
 import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { Registration } from '../domain/registration.js'
+import { type SealedPersonal, sealPersonal } from '../privacy/personal-fields.js'
 import type { Sealer } from '../privacy/sealing.js'
 
 /**
@@ -86,12 +87,7 @@ export function encodeIntakeRecord(
   r: Registration,
 ): string {
   const personal = sealer
-    ? {
-        key_id: sealer.currentKeyId,
-        national_id_index: sealer.blindIndex(r.national_id).toString('base64'),
-        national_id_sealed: sealer.seal(r.national_id, `${id}:national_id`).toString('base64'),
-        mobile_sealed: sealer.seal(r.mobile, `${id}:mobile`).toString('base64'),
-      }
+    ? wireSealed(sealPersonal(sealer, id, r))
     : { national_id: r.national_id, mobile: r.mobile }
   return JSON.stringify({
     id,
@@ -103,6 +99,16 @@ export function encodeIntakeRecord(
     birth_date: r.birth_date,
     attributes: r.attributes,
   })
+}
+
+/** Sealed personal data as an intake record carries it (base64, the message's field names). */
+function wireSealed(p: SealedPersonal) {
+  return {
+    key_id: p.keyId,
+    national_id_index: p.nationalIdIndex.toString('base64'),
+    national_id_sealed: p.nationalIdSealed.toString('base64'),
+    mobile_sealed: p.mobileSealed.toString('base64'),
+  }
 }
 
 /** A version-3 intake message from encoded records. */

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import type { Channel } from 'amqplib'
 import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { MqClient } from '../mq/connection.js'
+import { StatsSender } from '../mq/stats.js'
 import type { Logger } from './logger.js'
 import type { Metrics } from './metrics.js'
 
@@ -98,8 +98,7 @@ export async function takeSnapshot(
 export class StatsPublisher {
   readonly instance = randomBytes(8).toString('hex')
   readonly startedAt = Date.now()
-  #ch: Channel | null = null
-  #opening: Promise<Channel | null> | null = null
+  readonly #sender: StatsSender
   #timer: NodeJS.Timeout | null = null
   #seq = 0
   #busy = false
@@ -109,7 +108,9 @@ export class StatsPublisher {
     readonly metrics: Metrics,
     readonly log: Logger,
     readonly opts: { roles: readonly string[]; intervalMs?: number },
-  ) {}
+  ) {
+    this.#sender = new StatsSender(mq)
+  }
 
   start(): void {
     // A process shows up as soon as it reaches the broker, not a second later.
@@ -125,66 +126,32 @@ export class StatsPublisher {
     void this.publish()
   }
 
-  async #channel(): Promise<Channel | null> {
-    if (this.#ch) return this.#ch
-    const model = this.mq.model
-    if (!model) return null
-    this.#opening ??= (async () => {
-      try {
-        const ch = await model.createChannel()
-        ch.on('error', () => {})
-        ch.on('close', () => {
-          if (this.#ch === ch) this.#ch = null
-        })
-        this.#ch = ch
-        return ch
-      } catch {
-        return null
-      } finally {
-        this.#opening = null
-      }
-    })()
-    return this.#opening
-  }
-
   /** Publishes one snapshot now; false when it could not be sent (never waits more than 1 s). */
   async publish(stopping = false): Promise<boolean> {
     if (this.#busy && !stopping) return false
     this.#busy = true
-    let timer: NodeJS.Timeout | undefined
     try {
       // A broker that does not answer must not hold the next snapshot, nor a shutdown, hostage.
-      const ch = await Promise.race([
-        this.#channel(),
-        new Promise<null>((resolve) => {
-          timer = setTimeout(() => resolve(null), 1000)
-        }),
-      ])
-      if (!ch) {
-        this.metrics.statsSnapshots.inc({ direction: 'skipped' })
-        return false
-      }
-      const snap = await takeSnapshot(this.metrics, {
-        instance: this.instance,
-        roles: this.opts.roles,
-        startedAt: this.startedAt,
-        seq: this.#seq++,
-        stopping,
-      })
-      const ok = ch.publish(this.mq.names.statsExchange, '', Buffer.from(JSON.stringify(snap)), {
-        persistent: false,
-        contentType: 'application/json',
-        expiration: '10000',
-        type: 'sabt.stats.v1',
-      })
-      this.metrics.statsSnapshots.inc({ direction: 'sent' })
-      return ok
+      const sent = await this.#sender.send(async () =>
+        Buffer.from(
+          JSON.stringify(
+            await takeSnapshot(this.metrics, {
+              instance: this.instance,
+              roles: this.opts.roles,
+              startedAt: this.startedAt,
+              seq: this.#seq++,
+              stopping,
+            }),
+          ),
+        ),
+      )
+      this.metrics.statsSnapshots.inc({ direction: sent ? 'sent' : 'skipped' })
+      return sent
     } catch (err) {
       this.metrics.statsSnapshots.inc({ direction: 'skipped' })
       this.log.debug({ event: 'stats.publish_failed', err: (err as Error).message })
       return false
     } finally {
-      clearTimeout(timer)
       this.#busy = false
     }
   }
@@ -195,15 +162,6 @@ export class StatsPublisher {
     this.#timer = null
     this.mq.off('connect', this.#onConnect)
     await this.publish(true)
-    const ch = this.#ch
-    this.#ch = null
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([
-      ch?.close().catch(() => {}),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, 1000)
-      }),
-    ])
-    clearTimeout(timer)
+    await this.#sender.close()
   }
 }

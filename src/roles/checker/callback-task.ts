@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto'
 import { Agent, request } from 'undici'
 import type { SabtConfig } from '../../config/campaigns.js'
+import { configuredFor } from '../../config/campaigns.js'
 import { loadCallbackSubject, recordCallback, recordCallbackRetries } from '../../db/checks.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
@@ -8,7 +9,7 @@ import type { MqClient } from '../../mq/connection.js'
 import { CALLBACK } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
-import { configuredFor, Holds } from './held.js'
+import { Holds } from './held.js'
 import {
   classifyStatus,
   PermanentError,

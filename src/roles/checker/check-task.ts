@@ -10,7 +10,7 @@ import {
 } from 'cockatiel'
 import { Pool as HttpPool } from 'undici'
 import type { Campaign, CheckConfig, SabtConfig } from '../../config/campaigns.js'
-import { firstChecks } from '../../config/campaigns.js'
+import { configuredFor, firstChecks } from '../../config/campaigns.js'
 import {
   type CheckSubjectRow,
   cachedOutcomes,
@@ -23,15 +23,17 @@ import {
 } from '../../db/checks.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
+import { Batcher } from '../../lib/batcher.js'
+import { TokenBucket } from '../../lib/token-bucket.js'
 import type { MqClient } from '../../mq/connection.js'
 import { idsPerCheckMessage } from '../../mq/messages.js'
 import type { Publisher } from '../../mq/publisher.js'
 import { CALLBACK } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
+import { openField } from '../../privacy/personal-fields.js'
 import type { Sealer } from '../../privacy/sealing.js'
-import { Batcher } from '../recorder/batcher.js'
-import { configuredFor, Holds } from './held.js'
+import { Holds } from './held.js'
 import {
   classifyStatus,
   PermanentError,
@@ -40,7 +42,6 @@ import {
   TransientError,
 } from './outcomes.js'
 import type { CheckSubject, Provider } from './providers/index.js'
-import { TokenBucket } from './rate-limit.js'
 import { SharedRate } from './shared-rate.js'
 import { type FollowUp, ParkError, type Task } from './worker.js'
 
@@ -196,10 +197,10 @@ export class CheckTask implements Task {
       id: row.id,
       campaign: row.campaign,
       national_id: this.provider.needs.includes('national_id')
-        ? sealer.open(row.national_id_sealed!, row.key_id, `${row.id}:national_id`)
+        ? openField(sealer, row.id, 'national_id', row.national_id_sealed!, row.key_id)
         : '',
       mobile: this.provider.needs.includes('mobile')
-        ? sealer.open(row.mobile_sealed!, row.key_id, `${row.id}:mobile`)
+        ? openField(sealer, row.id, 'mobile', row.mobile_sealed!, row.key_id)
         : '',
       first_name: row.first_name ?? '',
       last_name: row.last_name ?? '',

@@ -1,4 +1,4 @@
-import { firstChecks, type SabtConfig } from '../../config/campaigns.js'
+import { configuredFor, firstChecks, type SabtConfig } from '../../config/campaigns.js'
 import { recordCallbacksDead, recordDead } from '../../db/checks.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
@@ -8,7 +8,7 @@ import { ATTEMPT_HEADER, type CheckMessage, encodeCheckBatch, parseCheckMessage 
 import { CALLBACK } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
-import { configuredFor, HOLD_MS, Holds } from './held.js'
+import { HOLD_MS, Holds } from './held.js'
 import { CHECK_HEADER, DEAD_AT_HEADER, headerNumber, LAST_ERROR_HEADER, type Redirector } from './redirect.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

@@ -1,32 +1,15 @@
-import type { Campaign, SabtConfig } from '../../config/campaigns.js'
-import { CALLBACK } from '../../mq/topology.js'
+import type { HeldReason } from '../../config/campaigns.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { ParkError } from './worker.js'
 
 /**
- * A campaign or check missing from this process's configuration is never "no checks required":
- * the record is held — its message waits in a delay tier and comes back, no attempt spent,
- * nothing decided — until a process whose configuration has it takes the message. Every hold is
- * counted (sabt_checks_held_total, on the dashboard) and logged.
+ * How long a held message waits before it is looked at again (the delay tier at least this long).
+ * A held record (configuredFor in src/config/campaigns.ts) waits there and comes back, no attempt
+ * spent, nothing decided, until a process whose configuration has its campaign takes it. Every
+ * hold is counted (sabt_checks_held_total, on the dashboard) and logged.
  */
-export type HeldReason = 'unknown_campaign' | 'check_not_in_campaign'
-
-/** How long a held message waits before it is looked at again (the delay tier at least this long). */
 export const HOLD_MS = 10_000
-
-/** The campaign, if this configuration says what `check` means for it; else why not. */
-export function configuredFor(
-  config: SabtConfig,
-  campaignSlug: string,
-  check: string,
-): { campaign: Campaign } | { held: HeldReason } {
-  const campaign = config.campaigns.get(campaignSlug)
-  if (!campaign) return { held: 'unknown_campaign' }
-  if (check === CALLBACK) return { campaign }
-  if (!campaign.checks.some((c) => c.name === check)) return { held: 'check_not_in_campaign' }
-  return { campaign }
-}
 
 const DESCRIBE: Record<HeldReason, (campaign: string, check: string) => string> = {
   unknown_campaign: (campaign) => `campaign ${campaign} is not in this configuration`,

@@ -1,5 +1,5 @@
 import type { Pool } from '../../db/pool.js'
-import type { TokenBucket } from './rate-limit.js'
+import type { TokenBucket } from '../../lib/token-bucket.js'
 
 /** A slice of the shared schedule this process holds: calls may start at `next`, `next + 1/r`, … before `end`. */
 interface Lease {

@@ -4,8 +4,8 @@ import { type ApiKeyRow, activeApiKeys, parseApiKey } from '../../db/api-keys.js
 import type { Pool } from '../../db/pool.js'
 import { bearerToken } from '../../http/auth.js'
 import { ApiError } from '../../http/errors.js'
+import { TokenBucket } from '../../lib/token-bucket.js'
 import type { Logger } from '../../observability/logger.js'
-import { TokenBucket } from '../checker/rate-limit.js'
 
 export interface Partner {
   row: ApiKeyRow

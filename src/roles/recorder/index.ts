@@ -4,6 +4,7 @@ import { classifyDbError, sqlState } from '../../db/errors.js'
 import type { Pool } from '../../db/pool.js'
 import { type RecordRow, writeRecordBatch } from '../../db/registrations.js'
 import { Backoff } from '../../lib/backoff.js'
+import { Batcher, type FlushReason } from '../../lib/batcher.js'
 import type { MqClient } from '../../mq/connection.js'
 import { Consumer, type Delivery } from '../../mq/consumer.js'
 import {
@@ -20,8 +21,8 @@ import {
 import { PublishError, type Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
+import { sealPersonal } from '../../privacy/personal-fields.js'
 import type { Sealer } from '../../privacy/sealing.js'
-import { Batcher, type FlushReason } from './batcher.js'
 
 export interface RecorderOptions {
   prefetch: number
@@ -277,10 +278,7 @@ export class Recorder {
         }
       : {
           // Clear (the default, SABT_SEAL_AT=recorder): sealed here.
-          nationalIdIndex: sealer.blindIndex(m.national_id),
-          nationalIdSealed: sealer.seal(m.national_id, `${m.id}:national_id`),
-          mobileSealed: sealer.seal(m.mobile, `${m.id}:mobile`),
-          keyId: sealer.currentKeyId,
+          ...sealPersonal(sealer, m.id, m),
         }
     return {
       d,

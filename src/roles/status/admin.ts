@@ -7,10 +7,9 @@ import { ApiError } from '../../http/errors.js'
 import type { MqClient } from '../../mq/connection.js'
 import type { Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
+import { auditLookup, deadList, lookupForOperator, replayDead } from '../../operations/index.js'
 import type { Sealer } from '../../privacy/sealing.js'
-import { deadList, replayDead } from '../checker/dead-letters.js'
 import type { LiveStats } from './live.js'
-import { auditLookup, lookupForOperator } from './operator-lookup.js'
 
 export interface AdminRouteOptions {
   mq: MqClient

@@ -1,9 +1,9 @@
-import type { Channel, ChannelModel } from 'amqplib'
 import type { SabtConfig } from '../../config/campaigns.js'
 import { countByStatus, type StatusCounts } from '../../db/dashboard.js'
 import type { Pool } from '../../db/pool.js'
 import type { MqClient } from '../../mq/connection.js'
-import { declareStatsQueue, type QueueKind } from '../../mq/topology.js'
+import { StatsReceiver } from '../../mq/stats.js'
+import type { QueueKind } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 import { type Metrics, nameOf } from '../../observability/metrics.js'
 import { parseSnapshot, type StatsSnapshot } from '../../observability/snapshots.js'
@@ -317,8 +317,7 @@ export class LiveStats {
   #latestDepths = new Map<string, { messages: number; consumers: number } | null>()
   #timer: NodeJS.Timeout | null = null
   #ticking = false
-  #ch: Channel | null = null
-  #closed = false
+  readonly #receiver: StatsReceiver
   #counts: { at: number; value: Promise<StatusCounts> } | null = null
   readonly watched: { queue: string; kind: QueueKind; name: string }[]
   readonly #n: ReturnType<typeof names>
@@ -329,10 +328,15 @@ export class LiveStats {
   ) {
     this.watched = deps.mq.names.watchedQueues([...deps.config.checks.keys()])
     this.#n = names(deps.metrics)
+    this.#receiver = new StatsReceiver(
+      deps.mq,
+      (content) => this.#receive(content),
+      (err) => deps.log.warn({ event: 'stats.subscribe_failed', err: err.message }),
+    )
   }
 
   async start(): Promise<void> {
-    await this.deps.mq.onConnect((model) => this.#consume(model))
+    await this.#receiver.start()
     this.#timer = setInterval(() => {
       void this.tick()
     }, this.opts.tickMs ?? 1000)
@@ -340,49 +344,18 @@ export class LiveStats {
   }
 
   async stop(): Promise<void> {
-    this.#closed = true
     if (this.#timer) clearInterval(this.#timer)
-    const ch = this.#ch
-    this.#ch = null
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([
-      ch?.close().catch(() => {}),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, 1000) // a broker that does not answer must not hold a shutdown
-      }),
-    ])
-    clearTimeout(timer)
+    await this.#receiver.close()
   }
 
-  /** Runs on every (re)connect, inside the connection's setup: trouble here must not fail it. */
-  async #consume(model: ChannelModel): Promise<void> {
-    if (this.#closed) return
-    try {
-      await this.#subscribe(model)
-    } catch (err) {
-      this.deps.log.warn({ event: 'stats.subscribe_failed', err: (err as Error).message })
+  #receive(content: Buffer): void {
+    const snap = parseSnapshot(content)
+    if (!snap) {
+      this.deps.metrics.statsSnapshots.inc({ direction: 'unreadable' })
+      return
     }
-  }
-
-  async #subscribe(model: ChannelModel): Promise<void> {
-    const ch = await model.createChannel()
-    ch.on('error', (err: Error) => this.deps.log.warn({ event: 'stats.channel_error', err: err.message }))
-    const queue = await declareStatsQueue(ch, this.deps.mq.names)
-    await ch.consume(
-      queue,
-      (msg) => {
-        if (!msg) return
-        const snap = parseSnapshot(msg.content)
-        if (!snap) {
-          this.deps.metrics.statsSnapshots.inc({ direction: 'unreadable' })
-          return
-        }
-        this.deps.metrics.statsSnapshots.inc({ direction: 'received' })
-        this.store.add(snap)
-      },
-      { noAck: true },
-    )
-    this.#ch = ch
+    this.deps.metrics.statsSnapshots.inc({ direction: 'received' })
+    this.store.add(snap)
   }
 
   /** Samples queue depths and appends one chart point (every second, and on demand in tests). */

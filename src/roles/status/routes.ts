@@ -3,7 +3,7 @@ import Type from 'typebox'
 import type { SabtConfig } from '../../config/campaigns.js'
 import type { Pool } from '../../db/pool.js'
 import { ApiError } from '../../http/errors.js'
-import { isUuid, lookupThroughReplica, publicStatus } from './lookup.js'
+import { isUuid, lookupThroughReplica, publicStatus } from '../../operations/index.js'
 
 export interface StatusRouteOptions {
   pool: Pool

@@ -1,8 +1,7 @@
 import type { StatusCounts } from '../../db/dashboard.js'
 import type { ReplicaLag } from '../../db/replica.js'
-import type { DeadList } from '../checker/dead-letters.js'
+import type { DeadList, OperatorLookup, OperatorRecord } from '../../operations/index.js'
 import type { HeldRow, IntakeRow, ProcessRow, ProviderRow, QueueRow } from './live.js'
-import type { OperatorLookup, OperatorRecord } from './operator-lookup.js'
 
 /**
  * The dashboard's HTML, rendered on the server (htmx swaps these fragments in). Every value is

@@ -1,11 +1,12 @@
 import type { FastifyRequest } from 'fastify'
-import type { SabtConfig } from '../../config/campaigns.js'
-import { findRecordDetail, findRecordsByNationalIdIndex, type RecordDetail } from '../../db/dashboard.js'
-import { findPlaceHolder } from '../../db/places.js'
-import type { Pool } from '../../db/pool.js'
-import { checkNationalId, toAsciiDigits } from '../../domain/index.js'
-import { type Logger, maskDigits } from '../../observability/logger.js'
-import type { Sealer } from '../../privacy/sealing.js'
+import type { SabtConfig } from '../config/campaigns.js'
+import { findRecordDetail, findRecordsByNationalIdIndex, type RecordDetail } from '../db/dashboard.js'
+import { findPlaceHolder } from '../db/places.js'
+import type { Pool } from '../db/pool.js'
+import { checkNationalId, toAsciiDigits } from '../domain/index.js'
+import { type Logger, maskDigits } from '../observability/logger.js'
+import { openField } from '../privacy/personal-fields.js'
+import type { Sealer } from '../privacy/sealing.js'
 import { type CheckView, isUuid, lookupRegistration } from './lookup.js'
 
 /**
@@ -63,7 +64,7 @@ function open(deps: OperatorLookupDeps, r: RecordDetail, field: 'national_id' | 
   const sealed = field === 'national_id' ? r.national_id_sealed : r.mobile_sealed
   if (!sealed || r.erased_at) return null
   try {
-    return deps.sealer.open(sealed, r.key_id, `${r.id}:${field}`)
+    return openField(deps.sealer, r.id, field, sealed, r.key_id)
   } catch {
     return '(cannot be opened: key not configured)'
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { TokenBucket } from './rate-limit.js'
+import { TokenBucket } from './token-bucket.js'
 
 describe('TokenBucket', () => {
   it('take(): never more than rate·t + burst calls in any window, on the times calls really start', () => {

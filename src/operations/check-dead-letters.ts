@@ -1,13 +1,13 @@
-import type { GetMessage } from 'amqplib'
-import type { SabtConfig } from '../../config/campaigns.js'
-import { listDead, recordCallback, resetForReplay } from '../../db/checks.js'
-import type { Pool } from '../../db/pool.js'
-import type { MqClient } from '../../mq/connection.js'
-import { ATTEMPT_HEADER, encodeCheckBatch, parseCheckMessage } from '../../mq/messages.js'
-import type { Publisher } from '../../mq/publisher.js'
-import { CALLBACK } from '../../mq/topology.js'
-import type { Logger } from '../../observability/logger.js'
-import { configuredFor } from './held.js'
+import type { SabtConfig } from '../config/campaigns.js'
+import { configuredFor } from '../config/campaigns.js'
+import { listDead, recordCallback, resetForReplay } from '../db/checks.js'
+import type { Pool } from '../db/pool.js'
+import type { MqClient } from '../mq/connection.js'
+import { ATTEMPT_HEADER, encodeCheckBatch, parseCheckMessage } from '../mq/messages.js'
+import type { Publisher } from '../mq/publisher.js'
+import { type TakenMessage, withTakenMessages } from '../mq/taken-messages.js'
+import { CALLBACK } from '../mq/topology.js'
+import type { Logger } from '../observability/logger.js'
 
 export interface DeadList {
   /** Messages in the dead-letter queue, as RabbitMQ counts them (each may carry several records; null: broker unreachable). */
@@ -81,39 +81,33 @@ export async function replayDead(
   opts: { check?: string; limit?: number } = {},
 ): Promise<ReplayResult> {
   const { mq, pool, publisher, config, log } = deps
-  const model = mq.model
-  if (!model) throw new Error('RabbitMQ is not reachable')
   const limit = opts.limit ?? Number.POSITIVE_INFINITY
-  const ch = await model.createChannel()
-  const held: GetMessage[] = []
-  const unconfigured: GetMessage[] = []
   const result: ReplayResult = { replayed: 0, kept: 0, unreadable: 0, superseded: 0, unconfigured: 0 }
-  try {
-    const depth = (await ch.checkQueue(mq.names.dead)).messageCount
-    // Look at each message at most once: skipped ones stay unacked (held) until the end.
-    for (let seen = 0; seen < depth && result.replayed < limit; seen++) {
-      const m = await ch.get(mq.names.dead, { noAck: false })
+  const records = (m: TakenMessage) => parseCheckMessage(m.content)?.ids.length ?? 0
+  await withTakenMessages(mq, mq.names.dead, async (take, done) => {
+    // Each message is looked at once; the ones skipped go back untouched at the end.
+    while (result.replayed < limit) {
+      const m = await take()
       if (!m) break
       const msg = parseCheckMessage(m.content)
       if (!msg) {
         result.unreadable++
-        held.push(m)
         continue
       }
       if (opts.check && msg.check !== opts.check) {
-        held.push(m)
+        result.kept += records(m)
         continue
       }
       const configured = configuredFor(config, msg.campaign, msg.check)
       if ('held' in configured || (msg.check !== CALLBACK && !config.checks.has(msg.check))) {
-        unconfigured.push(m)
+        result.unconfigured += records(m)
         continue
       }
       // A message carries many records: replay up to the limit, dead-letter the rest again.
-      const take = msg.ids.slice(0, limit - result.replayed)
-      const rest = msg.ids.slice(take.length)
+      const chosen = msg.ids.slice(0, limit - result.replayed)
+      const rest = msg.ids.slice(chosen.length)
       const asked: string[] = []
-      for (const id of take) {
+      for (const id of chosen) {
         if (msg.check === CALLBACK) {
           await recordCallback(pool, id, 'pending', 0, null, REPLAYED_CALLBACK_LEASE_MS)
           asked.push(id)
@@ -130,25 +124,15 @@ export async function replayDead(
         // Booked already: straight back into `sabt.dead`, not through the inbox.
         await publisher.publish('', mq.names.dead, encodeCheckBatch({ ...replay, ids: rest }), {
           messageId: `${rest[0]}:${msg.check}:dead:${Date.now()}`,
-          headers: m.properties.headers,
+          headers: m.headers,
         })
         result.kept += rest.length
       }
-      ch.ack(m)
+      done(m)
       result.replayed += asked.length
       for (const id of asked) log.debug({ event: 'dead.replay', registration_id: id, check: msg.check })
     }
-  } finally {
-    for (const m of held) {
-      ch.nack(m, false, true)
-      result.kept += parseCheckMessage(m.content)?.ids.length ?? 0
-    }
-    for (const m of unconfigured) {
-      ch.nack(m, false, true)
-      result.unconfigured += parseCheckMessage(m.content)?.ids.length ?? 0
-    }
-    await ch.close().catch(() => {})
-  }
+  })
   log.info(
     { event: 'dead.replayed', ...result, check: opts.check ?? null },
     `replayed ${result.replayed} dead letter(s)`,

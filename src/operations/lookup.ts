@@ -1,8 +1,8 @@
-import type { SabtConfig } from '../../config/campaigns.js'
-import { findWaiting } from '../../db/places.js'
-import type { Pool } from '../../db/pool.js'
-import { findCheckResults, findDuplicate, findRecord } from '../../db/registrations.js'
-import { isUuidV7, uuidV7Time } from '../../domain/uuid7.js'
+import type { SabtConfig } from '../config/campaigns.js'
+import { findWaiting } from '../db/places.js'
+import type { Pool } from '../db/pool.js'
+import { findCheckResults, findDuplicate, findRecord } from '../db/registrations.js'
+import { isUuidV7, uuidV7Time } from '../domain/uuid7.js'
 
 export interface CheckView {
   check: string
