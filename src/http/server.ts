@@ -264,8 +264,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       info: {
         title: 'Sabt API',
         version: '1',
+        license: { name: 'MIT', url: 'https://opensource.org/licenses/MIT' },
         description: `Sabt takes registrations at surge rates and verifies them in the background.\n\n### Errors\n\nEvery error answers JSON \`{statusCode, code, message, errors?: [{field, rule, message}]}\`.\n\n${errorCatalogueMarkdown()}`,
       },
+      // Relative: the document is served by the deployment it describes, behind whatever host it has.
+      servers: [{ url: '/', description: 'this deployment' }],
       components: {
         securitySchemes: {
           adminToken: { type: 'http', scheme: 'bearer', description: 'SABT_ADMIN_TOKEN' },
@@ -277,6 +280,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         },
       },
     },
+    // OpenAPI 3.0's Schema Object has no `propertyNames` (JSON Schema 2019+ only): the validator
+    // keeps it, the published document carries it as an extension a partner's tooling accepts.
+    transformObject: (doc) =>
+      renameKey(
+        'openapiObject' in doc ? doc.openapiObject : doc.swaggerObject,
+        'propertyNames',
+        'x-property-names',
+      ),
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) || `def-${i}`,
     },
@@ -290,7 +301,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     {
       schema: {
         tags: ['health'],
+        operationId: 'getHealth',
         summary: 'The process is alive',
+        security: [],
         response: { 200: { type: 'object', properties: { status: { type: 'string' } } } },
       },
     },
@@ -302,6 +315,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     {
       schema: {
         tags: ['health'],
+        operationId: 'getReadiness',
+        security: [],
         summary: 'The dependencies this process needs (broker, database) are reachable',
         response: {
           200: { $ref: 'Readiness#' },
@@ -363,3 +378,12 @@ export const ReadinessSchema = {
     components: { type: 'object', additionalProperties: { type: 'string', enum: ['up', 'down'] } },
   },
 } as const
+
+/** A copy of a JSON document with every object key `from` renamed `to`, at any depth. */
+function renameKey<T>(value: T, from: string, to: string): T {
+  if (Array.isArray(value)) return value.map((v) => renameKey(v, from, to)) as T
+  if (value === null || typeof value !== 'object') return value
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) out[k === from ? to : k] = renameKey(v, from, to)
+  return out as T
+}
