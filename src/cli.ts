@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
+import { runDraw } from './cli/draw.js'
 import { defaultConfigPath, loadConfigFile } from './config/campaigns.js'
 import { ConfigError, loadEnv } from './config/env.js'
 import { resolveSecrets } from './config/secrets.js'
@@ -34,6 +35,7 @@ usage:
   sabt keys list | sabt keys revoke <id>
   sabt erase --campaign X [--all]   erase personal data past the campaign's retention (or all of it)
   sabt reseal                       re-seal personal data under the current key (SABT_DATA_KEY_ID)
+  sabt draw commit|run|export|verify|release …   a scarce campaign's lottery (sabt draw --help)
 
 Configuration comes from the environment (see README: DATABASE_URL, AMQP_URL, PORT, SABT_CONFIG, …).`
 
@@ -257,6 +259,8 @@ async function main(argv: string[]): Promise<number> {
         await pool.end()
       }
     }
+    case 'draw':
+      return runDraw(rest, { env, log })
     default:
       process.stderr.write(`unknown command ${command}\n\n${USAGE}\n`)
       return 2

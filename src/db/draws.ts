@@ -107,7 +107,7 @@ const RANK_CHUNK = 50_000
  * finds it drawn and changes nothing. Refused while any registration is still unsettled.
  * `afterChunk` is for tests: a failure injected between two writes of ranks.
  */
-export async function runDraw(
+export async function drawLottery(
   pool: Pool,
   campaign: Campaign,
   by: string,

@@ -27,6 +27,27 @@ const PublicCheckView = Type.Object(
   { additionalProperties: false },
 )
 
+/** In a scarce campaign only (decision 019). */
+export const AllocationView = Type.Object(
+  {
+    state: Type.Union(
+      [
+        Type.Literal('won'),
+        Type.Literal('waitlisted'),
+        Type.Literal('released'),
+        Type.Literal('not_drawn'),
+        Type.Literal('pending'),
+      ],
+      {
+        description:
+          'won: holds a place; waitlisted: on the waiting list at `position` (1 = next); released: gave its place up; not_drawn: accepted, the lottery has not been drawn (or ran before it was accepted); pending: not final yet — being checked, or (first_come) an earlier registration is still being checked',
+      },
+    ),
+    position: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+)
+
 const RegistrationStatus = Type.Object(
   {
     id: Type.String(),
@@ -51,6 +72,7 @@ const RegistrationStatus = Type.Object(
     recorded_at: Type.Optional(Type.String()),
     verdict_at: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     checks: Type.Optional(Type.Array(PublicCheckView)),
+    allocation: Type.Optional(AllocationView),
   },
   { additionalProperties: false },
 )
