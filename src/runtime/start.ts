@@ -22,6 +22,7 @@ import { gatewayRoutes } from '../roles/gateway/routes.js'
 import { Recorder } from '../roles/recorder/index.js'
 import { buildSimulator, type Simulator } from '../roles/simulator/server.js'
 import { adminRoutes } from '../roles/status/admin.js'
+import { campaignRoutes } from '../roles/status/campaigns.js'
 import { dashboardRoutes } from '../roles/status/dashboard.js'
 import { LiveStats } from '../roles/status/live.js'
 import { statusRoutes } from '../roles/status/routes.js'
@@ -250,6 +251,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       config,
       queuedWindowMs: env.SABT_QUEUED_WINDOW_S * 1000,
     })
+    await app.register(campaignRoutes, { pool: readPool, config })
     const p = publisher('admin')
     await p.start()
     if (env.SABT_ERASE_EVERY_S > 0) {
