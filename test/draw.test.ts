@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { v7 as uuidv7 } from 'uuid'
@@ -242,6 +242,18 @@ describe('a lottery of 10,000 accepted registrations for 1,000 places', () => {
     writeFileSync(badFile, JSON.stringify(bad))
     expect((await cli(['draw', 'verify', '--results', badFile])).code).toBe(1)
     expect((await script(badFile)).code).toBe(1)
+  })
+
+  it('the Python lines of docs/draw-verify.md agree', async () => {
+    const python = /```python\n([\s\S]*?)```/.exec(readFileSync('docs/draw-verify.md', 'utf8'))![1]!
+    const py = (file: string) =>
+      new Promise<number>((resolve) => {
+        copyFileSync(file, join(dir, 'results.json'))
+        const c = spawn('python3', ['-c', python], { cwd: dir })
+        c.on('close', (code) => resolve(code ?? -1))
+      })
+    expect(await py(join(dir, 'lot.json'))).toBe(0)
+    expect(await py(join(dir, 'bad.json'))).not.toBe(0)
   })
 
   it('runs once: a second draw changes nothing', async () => {
