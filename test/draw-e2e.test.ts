@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { commitDraw, drawLottery, releasePlace } from '../src/db/draws.js'
 import { type DrawResults, verifyResults } from '../src/domain/draw.js'
 import { mobileMatches } from '../src/roles/simulator/answers.js'
+import { refreshScarceMetrics } from '../src/roles/status/campaigns.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
 import { registration, sql, waitFor } from './support/harness.js'
 
@@ -143,5 +144,23 @@ describe('a lottery end to end', () => {
       'new winner called back',
     )
     expect(call.body.allocation).toEqual({ state: 'won' })
+
+    // Metrics and the dashboard panel.
+    await refreshScarceMetrics(pool, s.sabt.config, s.sabt.metrics)
+    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
+    expect(metrics).toContain('sabt_campaign_places{campaign="lot",kind="winners"} 3')
+    expect(metrics).toContain('sabt_campaign_places{campaign="lot",kind="released"} 1')
+    expect(metrics).toContain('sabt_campaign_places{campaign="lot",kind="capacity"} 3')
+    expect(metrics).toContain('sabt_draw_state{campaign="lot"} 2')
+    expect(metrics).toMatch(/sabt_allocation_answers_total\{allocation="waitlisted"\} [1-9]/)
+    const admin = { authorization: `Bearer ${s.adminToken}` }
+    const page = await app.inject({ method: 'GET', url: '/dashboard', headers: admin })
+    expect(page.body).toContain('Scarce campaigns')
+    const panel = await app.inject({ method: 'GET', url: '/dashboard/fragments/scarce', headers: admin })
+    expect(panel.statusCode).toBe(200)
+    expect(panel.body).toContain('revealed')
+    expect(panel.body).toContain(w1)
+    expect(panel.body).toContain(q1)
+    expect(panel.body).toContain('operator')
   })
 })

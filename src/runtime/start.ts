@@ -250,8 +250,9 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       primary: pool,
       config,
       queuedWindowMs: env.SABT_QUEUED_WINDOW_S * 1000,
+      metrics,
     })
-    await app.register(campaignRoutes, { pool: readPool, config })
+    await app.register(campaignRoutes, { pool: readPool, config, metrics })
     const p = publisher('admin')
     await p.start()
     if (env.SABT_ERASE_EVERY_S > 0) {

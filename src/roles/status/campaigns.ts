@@ -4,10 +4,28 @@ import type { SabtConfig } from '../../config/campaigns.js'
 import { campaignCounts, drawState, findDraw, loadResults } from '../../db/draws.js'
 import type { Pool } from '../../db/pool.js'
 import { ApiError } from '../../http/errors.js'
+import type { Metrics } from '../../observability/metrics.js'
 
 export interface CampaignRouteOptions {
   pool: Pool
   config: SabtConfig
+  metrics: Metrics
+  /** How often the scarce campaigns' gauges are read from PostgreSQL (0: never). */
+  metricsEveryMs?: number
+}
+
+const DRAW_STATE = { not_committed: 0, committed: 1, revealed: 2 } as const
+
+/** sabt_campaign_places and sabt_draw_state, from the database (the truth across every process and the CLI). */
+export async function refreshScarceMetrics(pool: Pool, config: SabtConfig, metrics: Metrics): Promise<void> {
+  for (const c of config.campaigns.values()) {
+    if (!c.scarce) continue
+    const counts = await campaignCounts(pool, c)
+    metrics.campaignPlaces.set({ campaign: c.slug, kind: 'capacity' }, c.scarce.capacity)
+    for (const [kind, v] of Object.entries(counts)) metrics.campaignPlaces.set({ campaign: c.slug, kind }, v)
+    if (c.scarce.allocation === 'lottery')
+      metrics.drawState.set({ campaign: c.slug }, DRAW_STATE[drawState(await findDraw(pool, c.slug))])
+  }
 }
 
 const Slug = Type.String({ maxLength: 64, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })
@@ -57,6 +75,17 @@ const CampaignView = Type.Object(
  * the revealed seed; never anything of a person.
  */
 export async function campaignRoutes(app: FastifyInstance, opts: CampaignRouteOptions): Promise<void> {
+  const every = opts.metricsEveryMs ?? 5000
+  if (every > 0 && [...opts.config.campaigns.values()].some((c) => c.scarce)) {
+    const refresh = () =>
+      refreshScarceMetrics(opts.pool, opts.config, opts.metrics).catch((err: Error) =>
+        app.log.warn({ event: 'scarce.metrics_failed', err: err.message }),
+      )
+    const timer = setInterval(refresh, every)
+    timer.unref()
+    app.addHook('onReady', async () => void refresh())
+    app.addHook('onClose', async () => clearInterval(timer))
+  }
   const campaignOf = (slug: string) => {
     const c = opts.config.campaigns.get(slug)
     if (!c) throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'No such campaign')

@@ -3,6 +3,7 @@ import Type from 'typebox'
 import type { SabtConfig } from '../../config/campaigns.js'
 import type { Pool } from '../../db/pool.js'
 import { ApiError } from '../../http/errors.js'
+import type { Metrics } from '../../observability/metrics.js'
 import { isUuid, lookupThroughReplica, publicStatus } from '../../operations/index.js'
 
 export interface StatusRouteOptions {
@@ -11,6 +12,8 @@ export interface StatusRouteOptions {
   primary?: Pool
   config: SabtConfig
   queuedWindowMs: number
+  /** Counts answers by allocation (scarce campaigns). */
+  metrics?: Metrics
 }
 
 const PublicCheckView = Type.Object(
@@ -116,6 +119,8 @@ export async function statusRoutes(app: FastifyInstance, opts: StatusRouteOption
       if (view.kind === 'unknown')
         throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'No such registration')
       if (view.kind === 'queued') reply.code(202)
+      if (view.kind === 'record' && view.allocation)
+        opts.metrics?.allocationAnswers.inc({ allocation: view.allocation.state })
       return publicStatus(view)
     },
   )
