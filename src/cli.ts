@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { runDead } from './cli/dead-letters.js'
+import { runDraw } from './cli/draw.js'
 import { runErase } from './cli/erase.js'
 import { runKeys } from './cli/keys.js'
 import { runMigrate } from './cli/migrate.js'
@@ -21,6 +22,7 @@ usage:
   sabt keys list | sabt keys revoke <id>
   sabt erase --campaign X [--all]   erase personal data past the campaign's retention (or all of it)
   sabt reseal                       re-seal personal data under the current key (SABT_DATA_KEY_ID)
+  sabt draw commit|run|export|verify|release …   a scarce campaign's lottery (sabt draw --help)
 
 Configuration comes from the environment (see README: DATABASE_URL, AMQP_URL, PORT, SABT_CONFIG, …).`
 
@@ -49,6 +51,8 @@ async function main(argv: string[]): Promise<number> {
       return runErase(rest, ctx)
     case 'reseal':
       return runReseal(rest, ctx)
+    case 'draw':
+      return runDraw(rest, ctx)
     default:
       process.stderr.write(`unknown command ${command}\n\n${USAGE}\n`)
       return 2

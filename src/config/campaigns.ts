@@ -57,6 +57,9 @@ export const CampaignConfigSchema = Type.Object(
     retention_days: Type.Optional(Type.Integer({ minimum: 1 })),
     callback_url: Type.Optional(Type.String({ minLength: 1 })),
     max_records_per_person: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    capacity: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),
+    allocation: Type.Optional(Type.Union([Type.Literal('first_come'), Type.Literal('lottery')])),
+    draw_at: Type.Optional(Type.String({ format: 'date-time' })),
   },
   { additionalProperties: false },
 )
@@ -119,7 +122,18 @@ export interface Campaign {
   callbackUrl: string | null
   /** Past this many records of one person, a submission is a plain duplicate (decision 015). */
   maxRecordsPerPerson: number
+  /** A scarce campaign (decision 019): how many can win, and how the winners are chosen; else null. */
+  scarce: Scarce | null
 }
+
+/**
+ * first_come: the first `capacity` accepted registrations in arrival order (the gateway's receive
+ * time of the person's earliest submission). lottery: ranked by HMAC-SHA256(seed, id) at `drawAt`,
+ * the seed committed (its SHA-256 published) before the campaign opens.
+ */
+export type Scarce =
+  | { capacity: number; allocation: 'first_come'; drawAt: null }
+  | { capacity: number; allocation: 'lottery'; drawAt: number }
 
 export interface SabtConfig {
   retryTiersMs: number[]
@@ -234,6 +248,7 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
     const closesAt = c.closes_at ? Date.parse(c.closes_at) : null
     if (opensAt !== null && closesAt !== null && closesAt <= opensAt)
       throw new ConfigError(`invalid configuration: campaigns.${slug}.closes_at: must be after opens_at`)
+    const scarce = scarceOf(slug, c, closesAt)
     campaigns.set(slug, {
       slug,
       title: c.title,
@@ -243,10 +258,35 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
       retentionDays: c.retention_days ?? null,
       callbackUrl: c.callback_url ?? null,
       maxRecordsPerPerson: c.max_records_per_person ?? CAMPAIGN_DEFAULTS.max_records_per_person,
+      scarce,
     })
   }
 
   return { retryTiersMs: raw.retry_tiers.map(parseDuration), checks, campaigns }
+}
+
+/** capacity, allocation and draw_at go together: each error names the key that is wrong or missing. */
+function scarceOf(
+  slug: string,
+  c: Static<typeof CampaignConfigSchema>,
+  closesAt: number | null,
+): Scarce | null {
+  const key = (k: string) => `invalid configuration: campaigns.${slug}.${k}`
+  if (c.capacity === undefined && c.allocation === undefined && c.draw_at === undefined) return null
+  if (c.capacity === undefined)
+    throw new ConfigError(`${key('capacity')}: required with allocation or draw_at`)
+  if (c.allocation === undefined)
+    throw new ConfigError(`${key('allocation')}: required with capacity (first_come or lottery)`)
+  if (c.allocation === 'first_come') {
+    if (c.draw_at !== undefined)
+      throw new ConfigError(`${key('draw_at')}: only a lottery has a draw (allocation is first_come)`)
+    return { capacity: c.capacity, allocation: 'first_come', drawAt: null }
+  }
+  if (c.draw_at === undefined) throw new ConfigError(`${key('draw_at')}: required for allocation lottery`)
+  if (closesAt === null) throw new ConfigError(`${key('closes_at')}: required for allocation lottery`)
+  const drawAt = Date.parse(c.draw_at)
+  if (drawAt < closesAt) throw new ConfigError(`${key('draw_at')}: must not be before closes_at`)
+  return { capacity: c.capacity, allocation: 'lottery', drawAt }
 }
 
 function fillCheckDefaults(name: string, c: CheckConfigRaw): CheckConfig {

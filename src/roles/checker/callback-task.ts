@@ -3,6 +3,7 @@ import { Agent, request } from 'undici'
 import type { SabtConfig } from '../../config/campaigns.js'
 import { configuredFor } from '../../config/campaigns.js'
 import { loadCallbackSubject, recordCallback, recordCallbackRetries } from '../../db/checks.js'
+import { allocationOf } from '../../db/draws.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
 import type { MqClient } from '../../mq/connection.js'
@@ -75,11 +76,19 @@ export class CallbackTask implements Task {
     // Known, and without a callback here: a dead letter (listed, replayable once it has one again).
     if (!campaign.callbackUrl)
       throw new PermanentError(`campaign ${campaignSlug} has no callback_url in this configuration`)
+    // A scarce campaign's callback carries the allocation; one sent after a release (the new
+    // winner's) is another message to the receiver than the verdict's: its own idempotency key.
+    const allocation = await allocationOf(this.deps.pool, campaign, record)
+    const key =
+      allocation && allocation.state !== 'pending' && allocation.state !== 'not_drawn'
+        ? `${record.id}:allocation:${allocation.state}`
+        : `${record.id}:verdict`
     const body = JSON.stringify({
       id: record.id,
       campaign: record.campaign,
       status: record.status,
       verdict_at: record.verdict_at?.toISOString() ?? null,
+      ...(allocation ? { allocation } : {}),
       sent_at: new Date().toISOString(),
     })
     let res: Awaited<ReturnType<typeof request>>
@@ -89,7 +98,7 @@ export class CallbackTask implements Task {
         dispatcher: this.#agent,
         headers: {
           'content-type': 'application/json',
-          'idempotency-key': `${record.id}:verdict`,
+          'idempotency-key': key,
           [SIGNATURE_HEADER]: signBody(this.deps.secret, body),
         },
         body,

@@ -2,6 +2,7 @@ import { AdminAuth } from '../../http/auth.js'
 import { startRetentionSweeper } from '../../operations/index.js'
 import { need, type RoleContext } from '../role.js'
 import { adminRoutes } from './admin.js'
+import { campaignRoutes } from './campaigns.js'
 import { dashboardRoutes } from './dashboard.js'
 import { LiveStats } from './live.js'
 import { statusRoutes } from './routes.js'
@@ -25,7 +26,8 @@ export async function startStatus(ctx: RoleContext): Promise<StartedStatus> {
   const adminToken = need(ctx.secrets, 'status', 'the secrets').adminToken
   const queuedWindowMs = env.SABT_QUEUED_WINDOW_S * 1000
 
-  await ctx.app.register(statusRoutes, { pool: readPool, primary: pool, config, queuedWindowMs })
+  await ctx.app.register(statusRoutes, { pool: readPool, primary: pool, config, queuedWindowMs, metrics })
+  await ctx.app.register(campaignRoutes, { pool: readPool, config, metrics })
   const publisher = await ctx.publisher('admin')
   if (env.SABT_ERASE_EVERY_S > 0) ctx.onStop(startRetentionSweeper(pool, config, log, env.SABT_ERASE_EVERY_S))
   const live = new LiveStats({ mq, pool: readPool, config, metrics, log })
