@@ -8,6 +8,7 @@ import { migrate } from './db/migrate.js'
 import { eraseCampaign, resealAll } from './db/personal-data.js'
 import { createPool } from './db/pool.js'
 import { syncCampaigns } from './db/registrations.js'
+import { rolePasswords, setRoleLogins } from './db/roles.js'
 import { MqClient } from './mq/connection.js'
 import { Publisher } from './mq/publisher.js'
 import { createLogger } from './observability/logger.js'
@@ -95,7 +96,9 @@ async function main(argv: string[]): Promise<number> {
       const applied = await migrate(env.DATABASE_URL, log)
       const pool = createPool(env.DATABASE_URL, { max: 1, log, name: 'sabt-migrate' })
       await syncCampaigns(pool, config.campaigns.values())
+      const logins = await setRoleLogins(pool, rolePasswords(env))
       await pool.end()
+      if (logins.length) log.info({ event: 'db.role_logins', roles: logins }, 'database role passwords set')
       process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n')
       return 0
     }
