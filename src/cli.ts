@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util'
 import { defaultConfigPath, loadConfigFile } from './config/campaigns.js'
 import { ConfigError, loadEnv } from './config/env.js'
-import { resolveSecrets } from './config/secrets.js'
+import { resolveSecrets, secretsFor } from './config/secrets.js'
 import { createApiKey, listApiKeys, revokeApiKey } from './db/api-keys.js'
 import { migrate } from './db/migrate.js'
 import { eraseCampaign, resealAll } from './db/personal-data.js'
@@ -56,7 +56,7 @@ async function main(argv: string[]): Promise<number> {
       const roles = parseRoles(values.roles!)
       const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
       // A gateway alone holds no secret (it never opens personal data): don't demand any.
-      const secrets = roles.some((r) => r !== 'gateway') ? resolveSecrets(env) : null
+      const secrets = secretsFor(roles, env).length ? resolveSecrets(env, secretsFor(roles, env)) : null
       const running = await startSabt({ roles, env, config, log, migrate: values.migrate ?? false })
       log.info(
         { event: 'started', roles, url: running.url },
