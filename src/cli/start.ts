@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { defaultConfigPath, loadConfigFile } from '../config/campaigns.js'
-import { resolveSecrets } from '../config/secrets.js'
+import { resolveSecrets, secretsFor } from '../config/secrets.js'
 import { parseRoles, startSabt } from '../runtime/start.js'
 import type { CliContext } from './context.js'
 
@@ -13,7 +13,8 @@ export async function runStart(rest: string[], { env, log }: CliContext): Promis
   const roles = parseRoles(values.roles!)
   const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
   // A gateway alone holds no secret (it never opens personal data): don't demand any.
-  const secrets = roles.some((r) => r !== 'gateway') ? resolveSecrets(env) : null
+  const needs = secretsFor(roles, env)
+  const secrets = needs.length ? resolveSecrets(env, needs) : null
   const running = await startSabt({ roles, env, config, log, migrate: values.migrate ?? false })
   log.info(
     { event: 'started', roles, url: running.url },

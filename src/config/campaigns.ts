@@ -56,6 +56,9 @@ export const CampaignConfigSchema = Type.Object(
     checks: Type.Optional(Type.Array(CampaignCheckRef)),
     retention_days: Type.Optional(Type.Integer({ minimum: 1 })),
     callback_url: Type.Optional(Type.String({ minLength: 1 })),
+    // The environment variable holding this campaign's callback secret (only the checker is given
+    // it); unset: SABT_CALLBACK_SECRET. One secret per receiver: no receiver can forge another's.
+    callback_secret_env: Type.Optional(Type.String({ pattern: '^[A-Z][A-Z0-9_]*$' })),
     max_records_per_person: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
     capacity: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),
     allocation: Type.Optional(Type.Union([Type.Literal('first_come'), Type.Literal('lottery')])),
@@ -120,6 +123,13 @@ export interface Campaign {
   checks: CampaignCheck[]
   retentionDays: number | null
   callbackUrl: string | null
+  /** The variable named by `callback_secret_env` (null: the global SABT_CALLBACK_SECRET signs). */
+  callbackSecretEnv: string | null
+  /**
+   * Its value in this process's environment (null where it is not given, e.g. every role but the
+   * checker). Not enumerable: a configuration printed or serialised never shows it.
+   */
+  readonly callbackSecret: string | null
   /** Past this many records of one person, a submission is a plain duplicate (decision 015). */
   maxRecordsPerPerson: number
   /** A scarce campaign (decision 019): how many can win, and how the winners are chosen; else null. */
@@ -249,7 +259,7 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
     if (opensAt !== null && closesAt !== null && closesAt <= opensAt)
       throw new ConfigError(`invalid configuration: campaigns.${slug}.closes_at: must be after opens_at`)
     const scarce = scarceOf(slug, c, closesAt)
-    campaigns.set(slug, {
+    const campaign = {
       slug,
       title: c.title,
       opensAt,
@@ -259,7 +269,13 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
       callbackUrl: c.callback_url ?? null,
       maxRecordsPerPerson: c.max_records_per_person ?? CAMPAIGN_DEFAULTS.max_records_per_person,
       scarce,
+      callbackSecretEnv: c.callback_secret_env ?? null,
+    } as Campaign
+    Object.defineProperty(campaign, 'callbackSecret', {
+      value: (c.callback_secret_env && env[c.callback_secret_env]) || null,
+      enumerable: false,
     })
+    campaigns.set(slug, campaign)
   }
 
   return { retryTiersMs: raw.retry_tiers.map(parseDuration), checks, campaigns }

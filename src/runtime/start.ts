@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../config/campaigns.js'
 import type { Env } from '../config/env.js'
-import { resolveSecrets } from '../config/secrets.js'
+import { resolveSecrets, secretsFor } from '../config/secrets.js'
 import { migrate } from '../db/migrate.js'
 import { createPool, type Pool } from '../db/pool.js'
 import { syncCampaigns } from '../db/registrations.js'
@@ -113,7 +113,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   const needsBroker = has('gateway') || has('recorder') || has('checker')
   const needsMq = needsBroker || has('status') // status: queue depths and replay
   const sealsAtGateway = has('gateway') && env.SABT_SEAL_AT === 'gateway'
-  const secrets = needsDb || sealsAtGateway || has('simulator') ? resolveSecrets(env) : null
+  const needsSecrets = secretsFor(roles, env)
+  const secrets = needsSecrets.length > 0 ? resolveSecrets(env, needsSecrets) : null
   const stops: Array<() => Promise<void>> = []
   const onStop = (stop: () => Promise<void>) => {
     stops.push(stop)
