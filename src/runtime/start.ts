@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../config/campaigns.js'
 import type { Env } from '../config/env.js'
+import { compileProviders } from '../config/providers.js'
 import { resolveSecrets } from '../config/secrets.js'
 import { migrate } from '../db/migrate.js'
 import { eraseCampaign, withSweepLock } from '../db/personal-data.js'
@@ -110,6 +111,13 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   const { env, roles } = opts
   const log = opts.log ?? createLogger({ level: env.LOG_LEVEL })
   const config = opts.config ?? loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
+  // Every provider definition compiled and its sample answers checked before anything starts: a
+  // mapping that mis-reads an answer stops the process here, naming the key.
+  const providers = await compileProviders(
+    config.providers,
+    [...config.checks.values()].map((c) => c.provider),
+    config.baseDir,
+  )
   const metrics = new Metrics()
   const has = (r: Role) => roles.includes(r)
   const needsDb = has('recorder') || has('checker') || has('status')
@@ -321,6 +329,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
         sealer,
         metrics,
         log,
+        providers,
         callbackSecret: secrets!.callbackSecret,
         callbackSweepMs: env.SABT_CALLBACK_SWEEP_MS,
         callbackLeaseMs: env.SABT_CALLBACK_LEASE_MS,

@@ -11,7 +11,8 @@ import { CallbackSweeper } from './callback-sweeper.js'
 import { CallbackTask } from './callback-task.js'
 import { CheckTask } from './check-task.js'
 import { DeadLetterInbox } from './dead-inbox.js'
-import { PROVIDER_REGISTRY } from './providers/index.js'
+import { TokenCaches } from './providers/auth.js'
+import type { Provider } from './providers/index.js'
 import { Redirector } from './redirect.js'
 import { Worker } from './worker.js'
 
@@ -23,6 +24,8 @@ export interface CheckerDeps {
   sealer: Sealer
   metrics: Metrics
   log: Logger
+  /** The configuration's providers, compiled and their samples checked (compileProviders). */
+  providers: ReadonlyMap<string, Provider>
   callbackSecret: string
   /** How often pending callbacks are looked for, and how long one is left to its message first. */
   callbackSweepMs: number
@@ -41,6 +44,7 @@ export class Checker {
   readonly callback: CallbackTask
   readonly sweeper: CallbackSweeper
   readonly inbox: DeadLetterInbox
+  readonly tokens: TokenCaches
   #pruner: NodeJS.Timeout | null = null
 
   constructor(
@@ -53,14 +57,14 @@ export class Checker {
       const c = deps.config.checks.get(check)
       return c ? idsPerCheckMessage(c) : 200
     }
+    // One token per OAuth2 client for the whole process, whichever checks use it.
+    const tokens = new TokenCaches(Date.now, (host) => deps.metrics.oauthTokenFetches.inc({ host }))
+    this.tokens = tokens
     for (const check of deps.config.checks.values()) {
       if (only && !only.includes(check.name)) continue
-      const provider = PROVIDER_REGISTRY.get(check.provider)
-      if (!provider)
-        throw new Error(
-          `check ${check.name}: no provider named ${check.provider} (known: ${[...PROVIDER_REGISTRY.keys()].join(', ')})`,
-        )
-      const task = new CheckTask(check, provider, deps)
+      const provider = deps.providers.get(check.provider)
+      if (!provider) throw new Error(`check ${check.name}: provider ${check.provider} was not compiled`)
+      const task = new CheckTask(check, provider, { ...deps, tokens })
       this.tasks.set(check.name, task)
       this.workers.push(new Worker(task, deps.mq, redirect, deps.log, idsFor))
     }

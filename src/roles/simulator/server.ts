@@ -5,11 +5,14 @@ import { requireAdmin } from '../../http/auth.js'
 import type { Logger } from '../../observability/logger.js'
 import {
   type EligibilityQuestion,
+  eligibilityReason,
   type IdentityQuestion,
   identityMatches,
+  identityReason,
   isEligible,
   type MobileQuestion,
   mobileMatches,
+  mobileReason,
   PROVIDERS,
   type ProviderName,
 } from './answers.js'
@@ -118,14 +121,26 @@ const QUESTIONS = {
   ),
 } as const
 
-function answer(p: ProviderName, body: unknown, failPercent: number): Record<string, unknown> {
+/** The answer, and for a "no" its reason code and text. */
+export function answer(p: ProviderName, body: unknown, failPercent: number): Record<string, unknown> {
+  const no = (key: string, r: { code: string; text: string }) => ({
+    [key]: false,
+    reason: r.code,
+    reason_text: r.text,
+  })
   switch (p) {
-    case 'identity':
-      return { match: identityMatches(body as IdentityQuestion, failPercent) }
-    case 'mobile':
-      return { match: mobileMatches(body as MobileQuestion, failPercent) }
-    case 'eligibility':
-      return { eligible: isEligible(body as EligibilityQuestion, failPercent) }
+    case 'identity': {
+      const q = body as IdentityQuestion
+      return identityMatches(q, failPercent) ? { match: true } : no('match', identityReason(q))
+    }
+    case 'mobile': {
+      const q = body as MobileQuestion
+      return mobileMatches(q, failPercent) ? { match: true } : no('match', mobileReason(q))
+    }
+    case 'eligibility': {
+      const q = body as EligibilityQuestion
+      return isEligible(q, failPercent) ? { eligible: true } : no('eligible', eligibilityReason(q))
+    }
   }
 }
 
