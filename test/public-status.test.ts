@@ -117,7 +117,11 @@ describe('public status of a registration', () => {
     const schema = doc.paths['/v1/registrations/{id}'].get.responses['200'].content['application/json'].schema
     const props = Object.keys(schema.properties)
     expect(props).not.toContain('original_id')
-    expect(Object.keys(schema.properties.checks.items.properties).sort()).toEqual(['check', 'outcome'])
+    expect(Object.keys(schema.properties.checks.items.properties).sort()).toEqual([
+      'check',
+      'outcome',
+      'reason',
+    ]) // reason: why a failed check said no (issue 15)
     expect(JSON.stringify(schema.properties.status)).toContain('waiting')
   })
 })

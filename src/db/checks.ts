@@ -498,6 +498,20 @@ export interface CallbackSubject {
   callback_status: 'pending' | 'sent' | 'error' | null
 }
 
+/** Why a record's checks said no: its failed checks, their reason codes and texts. */
+export async function loadRejectionReasons(
+  pool: Pool,
+  id: string,
+): Promise<{ check: string; code: string; text: string | null }[]> {
+  const r = await pool.query<{ check: string; code: string | null; text: string | null }>({
+    name: 'sabt_load_rejection_reasons',
+    text: `SELECT check_name AS check, reason_code AS code, reason_text AS text FROM check_results
+           WHERE registration_id = $1 AND outcome = 'failed' ORDER BY finished_at, check_name`,
+    values: [id],
+  })
+  return r.rows.map((x) => ({ check: x.check, code: x.code ?? 'unspecified', text: x.text }))
+}
+
 export async function loadCallbackSubject(pool: Pool, id: string): Promise<CallbackSubject | null> {
   const r = await pool.query<CallbackSubject>({
     name: 'sabt_load_callback_subject',

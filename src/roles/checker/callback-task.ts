@@ -2,7 +2,12 @@ import { createHmac } from 'node:crypto'
 import { Agent, request } from 'undici'
 import type { SabtConfig } from '../../config/campaigns.js'
 import { configuredFor } from '../../config/campaigns.js'
-import { loadCallbackSubject, recordCallback, recordCallbackRetries } from '../../db/checks.js'
+import {
+  loadCallbackSubject,
+  loadRejectionReasons,
+  recordCallback,
+  recordCallbackRetries,
+} from '../../db/checks.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
 import type { MqClient } from '../../mq/connection.js'
@@ -75,11 +80,14 @@ export class CallbackTask implements Task {
     // Known, and without a callback here: a dead letter (listed, replayable once it has one again).
     if (!campaign.callbackUrl)
       throw new PermanentError(`campaign ${campaignSlug} has no callback_url in this configuration`)
+    // A rejection says why: each failed check with its provider's reason code and words.
+    const reasons = record.status === 'rejected' ? await loadRejectionReasons(this.deps.pool, record.id) : []
     const body = JSON.stringify({
       id: record.id,
       campaign: record.campaign,
       status: record.status,
       verdict_at: record.verdict_at?.toISOString() ?? null,
+      reasons,
       sent_at: new Date().toISOString(),
     })
     let res: Awaited<ReturnType<typeof request>>
