@@ -66,7 +66,10 @@ describe('public status of a registration', () => {
     )
     expect(body.checks.map((c) => c.check)).toEqual(['identity', 'eligibility'])
     for (const c of body.checks) {
-      expect(Object.keys(c).sort()).toEqual(['check', 'outcome'])
+      // A failed check also says why (its reason code and the provider's words: issue 15).
+      expect(Object.keys(c).sort()).toEqual(
+        c.outcome === 'failed' ? ['check', 'outcome', 'reason'] : ['check', 'outcome'],
+      )
       expect(['pending', 'passed', 'failed', 'skipped']).toContain(c.outcome)
     }
     // Attempts, latencies and provider errors stay with the operators.
