@@ -53,6 +53,8 @@ export interface StartOptions {
   listen?: boolean
   /** Listen with the simulator even when listen is false (tests call it over HTTP). */
   listenSimulator?: boolean
+  /** The clock OAuth2 token expiry is judged by (tests move it forward). */
+  tokenClock?: () => number
 }
 
 export interface Running {
@@ -330,6 +332,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
         metrics,
         log,
         providers,
+        ...(opts.tokenClock ? { tokenClock: opts.tokenClock } : {}),
         callbackSecret: secrets!.callbackSecret,
         callbackSweepMs: env.SABT_CALLBACK_SWEEP_MS,
         callbackLeaseMs: env.SABT_CALLBACK_LEASE_MS,

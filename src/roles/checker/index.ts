@@ -26,6 +26,8 @@ export interface CheckerDeps {
   log: Logger
   /** The configuration's providers, compiled and their samples checked (compileProviders). */
   providers: ReadonlyMap<string, Provider>
+  /** The clock OAuth2 token expiry is judged by (tests move it forward). */
+  tokenClock?: () => number
   callbackSecret: string
   /** How often pending callbacks are looked for, and how long one is left to its message first. */
   callbackSweepMs: number
@@ -58,7 +60,9 @@ export class Checker {
       return c ? idsPerCheckMessage(c) : 200
     }
     // One token per OAuth2 client for the whole process, whichever checks use it.
-    const tokens = new TokenCaches(Date.now, (host) => deps.metrics.oauthTokenFetches.inc({ host }))
+    const tokens = new TokenCaches(deps.tokenClock ?? Date.now, (host) =>
+      deps.metrics.oauthTokenFetches.inc({ host }),
+    )
     this.tokens = tokens
     for (const check of deps.config.checks.values()) {
       if (only && !only.includes(check.name)) continue

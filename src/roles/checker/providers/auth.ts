@@ -22,7 +22,7 @@ export function canonicalString(
   template: string,
   v: SignInput & { timestamp: string; nonce: string },
 ): string {
-  return template.replace(/\\n|\{([a-z_]+)(?::([A-Za-z0-9-]+))?\}/g, (m, name?: string, arg?: string) => {
+  return template.replace(/\\n|\{([a-z0-9_]+)(?::([A-Za-z0-9-]+))?\}/g, (m, name?: string, arg?: string) => {
     if (m === '\\n') return '\n'
     switch (name) {
       case 'method':
