@@ -5,6 +5,7 @@ import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError } from './env.js'
+import { BUILTIN_PROVIDERS, type ProviderDefinition, ProviderDefinitionSchema } from './providers.js'
 
 /**
  * Campaigns and checks are configuration, not code: a YAML (or JSON) file declares the checks
@@ -20,7 +21,8 @@ const Duration = Type.String({ pattern: '^[0-9]+(ms|s|m|h)$' })
 export const CheckConfigSchema = Type.Object(
   {
     provider: CheckName,
-    url: Type.String({ minLength: 1 }),
+    /** Where the provider is called; defaults to its definition's url. */
+    url: Type.Optional(Type.String({ minLength: 1 })),
     auth_header: Type.Optional(Type.String()),
     timeout_ms: Type.Optional(Type.Integer({ minimum: 1 })),
     concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
@@ -70,6 +72,8 @@ export const CampaignConfigSchema = Type.Object(
 export const SabtConfigSchema = Type.Object(
   {
     retry_tiers: Type.Array(Duration, { minItems: 1, default: ['1s', '10s', '1m', '10m'] }),
+    /** How to ask each third party and read its answer (src/config/providers.ts, docs/providers.md). */
+    providers: Type.Record(CheckName, ProviderDefinitionSchema, { default: {} }),
     checks: Type.Record(CheckName, CheckConfigSchema, { default: {} }),
     campaigns: Type.Record(Slug, CampaignConfigSchema, { minProperties: 1 }),
   },
@@ -147,6 +151,10 @@ export type Scarce =
 
 export interface SabtConfig {
   retryTiersMs: number[]
+  /** Provider definitions: the configuration's own, then the built-in ones it did not redefine. */
+  providers: Map<string, ProviderDefinition>
+  /** Where a provider module's relative path starts (the configuration file's folder). */
+  baseDir: string
   checks: Map<string, CheckConfig>
   campaigns: Map<string, Campaign>
 }
@@ -193,7 +201,11 @@ function keyPath(instancePath: string): string {
 }
 
 /** Validates a parsed configuration document; errors name the offending key. */
-export function buildConfig(doc: unknown, env: Record<string, string | undefined> = process.env): SabtConfig {
+export function buildConfig(
+  doc: unknown,
+  env: Record<string, string | undefined> = process.env,
+  baseDir: string = process.cwd(),
+): SabtConfig {
   const withEnv = interpolate(doc ?? {}, env, '')
   const withDefaults = validator.Default(withEnv)
   if (!validator.Check(withDefaults)) {
@@ -223,9 +235,32 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
         `invalid configuration: campaigns.${slug}: a campaign slug is lowercase letters, digits and -`,
       )
 
+  const providers = new Map<string, ProviderDefinition>(Object.entries(BUILTIN_PROVIDERS))
+  for (const [name, p] of Object.entries(raw.providers)) {
+    if (!CHECK_NAME.test(name))
+      throw new ConfigError(
+        `invalid configuration: providers.${name}: a provider name is lowercase letters, digits and _`,
+      )
+    providers.set(name, p)
+  }
   const checks = new Map<string, CheckConfig>()
   for (const [name, c] of Object.entries(raw.checks)) {
-    checks.set(name, fillCheckDefaults(name, c))
+    const def = providers.get(c.provider)
+    if (!def)
+      throw new ConfigError(
+        `invalid configuration: checks.${name}.provider: no provider named ${c.provider} (defined: ${[...providers.keys()].join(', ')})`,
+      )
+    const url = c.url ?? def.url
+    if (!url)
+      throw new ConfigError(
+        `invalid configuration: checks.${name}.url: missing (and providers.${c.provider} has no url)`,
+      )
+    try {
+      new URL(url)
+    } catch {
+      throw new ConfigError(`invalid configuration: checks.${name}.url: not a URL (${url})`)
+    }
+    checks.set(name, fillCheckDefaults(name, { ...c, url }))
   }
 
   const campaigns = new Map<string, Campaign>()
@@ -278,7 +313,7 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
     campaigns.set(slug, campaign)
   }
 
-  return { retryTiersMs: raw.retry_tiers.map(parseDuration), checks, campaigns }
+  return { retryTiersMs: raw.retry_tiers.map(parseDuration), providers, baseDir, checks, campaigns }
 }
 
 /** capacity, allocation and draw_at go together: each error names the key that is wrong or missing. */
@@ -305,7 +340,7 @@ function scarceOf(
   return { capacity: c.capacity, allocation: 'lottery', drawAt }
 }
 
-function fillCheckDefaults(name: string, c: CheckConfigRaw): CheckConfig {
+function fillCheckDefaults(name: string, c: CheckConfigRaw & { url: string }): CheckConfig {
   const d = CHECK_DEFAULTS
   return {
     name,
@@ -357,7 +392,7 @@ export function loadConfigFile(
     throw new ConfigError(`cannot parse ${path}: ${(err as Error).message}`)
   }
   try {
-    return buildConfig(doc, env)
+    return buildConfig(doc, env, dirname(resolve(path)))
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`${path}: ${err.message}`)
     throw err

@@ -143,6 +143,18 @@ export class Metrics {
     labelNames: ['check', 'outcome'] as const,
     registers: [this.registry],
   })
+  readonly rejectionReasons = new Counter({
+    name: 'sabt_check_rejections_total',
+    help: 'Checks answered "no", by campaign, check and the provider\'s reason code (never its text)',
+    labelNames: ['campaign', 'check', 'reason'] as const,
+    registers: [this.registry],
+  })
+  readonly oauthTokenFetches = new Counter({
+    name: 'sabt_oauth_token_fetches_total',
+    help: 'OAuth2 client-credentials tokens fetched, by token endpoint host',
+    labelNames: ['host'] as const,
+    registers: [this.registry],
+  })
   readonly checkAttempts = new Counter({
     name: 'sabt_check_attempts_total',
     help: 'Calls to providers, by check and result class (passed, failed, retryable, permanent, rate_limited, timeout)',

@@ -12,7 +12,14 @@ export interface CheckView {
   attempts: number
   latency_ms: number | null
   last_error: string | null
+  /** Why a failed check said no: the provider's code and its words (personal data, never logged). */
+  reason: CheckReason | null
   finished_at: string | null
+}
+
+export interface CheckReason {
+  code: string
+  text: string | null
 }
 
 export type RegistrationView =
@@ -91,6 +98,10 @@ export async function lookupRegistration(
           attempts: c?.attempts ?? 0,
           latency_ms: c?.latency_ms ?? null,
           last_error: c?.last_error ?? null,
+          reason:
+            c?.outcome === 'failed'
+              ? { code: c.reason_code ?? 'unspecified', text: c.reason_text ?? null }
+              : null,
           finished_at: c?.finished_at ? c.finished_at.toISOString() : null,
         }
       }),
@@ -132,6 +143,8 @@ export interface PublicCheck {
   check: string
   /** A dead-lettered check (`error`) is `pending`: it is asked again once replayed. */
   outcome: 'pending' | 'passed' | 'failed' | 'skipped'
+  /** Why a failed check said no (only on a failed check). */
+  reason?: CheckReason
 }
 
 export type PublicStatus =
@@ -173,6 +186,7 @@ export function publicStatus(view: Exclude<RegistrationView, { kind: 'unknown' }
         checks: view.checks.map((c) => ({
           check: c.check,
           outcome: c.outcome === 'error' ? 'pending' : c.outcome,
+          ...(c.reason ? { reason: c.reason } : {}),
         })),
         ...(view.allocation ? { allocation: view.allocation } : {}),
       }

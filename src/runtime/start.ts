@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../config/campaigns.js'
 import type { Env } from '../config/env.js'
+import { compileProviders } from '../config/providers.js'
 import { resolveSecrets, secretsFor } from '../config/secrets.js'
 import { migrate } from '../db/migrate.js'
 import { createPool, type Pool } from '../db/pool.js'
@@ -48,6 +49,8 @@ export interface StartOptions {
   listen?: boolean
   /** Listen with the simulator even when listen is false (tests call it over HTTP). */
   listenSimulator?: boolean
+  /** The clock OAuth2 token expiry is judged by (tests move it forward). */
+  tokenClock?: () => number
 }
 
 export interface Running {
@@ -107,6 +110,13 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   const { env, roles } = opts
   const log = opts.log ?? createLogger({ level: env.LOG_LEVEL })
   const config = opts.config ?? loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
+  // Every provider definition compiled and its sample answers checked before anything starts: a
+  // mapping that mis-reads an answer stops the process here, naming the key.
+  const providers = await compileProviders(
+    config.providers,
+    [...config.checks.values()].map((c) => c.provider),
+    config.baseDir,
+  )
   const metrics = new Metrics()
   const has = (r: Role) => roles.includes(r)
   const needsDb = has('recorder') || has('checker') || has('status')
@@ -215,7 +225,9 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   }
   if (has('gateway')) gateway = await startGateway(ctx)
   const status = has('status') ? await startStatus(ctx) : null
-  const checker = has('checker') ? await startChecker(ctx) : null
+  const checker = has('checker')
+    ? await startChecker(ctx, { providers, ...(opts.tokenClock ? { tokenClock: opts.tokenClock } : {}) })
+    : null
   const recorder = has('recorder') ? await startRecorder(ctx) : null
 
   await app.ready()

@@ -3,7 +3,12 @@ import { Agent, request } from 'undici'
 import type { SabtConfig } from '../../config/campaigns.js'
 import { configuredFor } from '../../config/campaigns.js'
 import { ConfigError } from '../../config/env.js'
-import { loadCallbackSubject, recordCallback, recordCallbackRetries } from '../../db/checks.js'
+import {
+  loadCallbackSubject,
+  loadRejectionReasons,
+  recordCallback,
+  recordCallbackRetries,
+} from '../../db/checks.js'
 import { allocationOf } from '../../db/draws.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
@@ -126,12 +131,15 @@ export class CallbackTask implements Task {
         ? `${record.id}:allocation:${allocation.state}`
         : `${record.id}:verdict`
     const sentAt = new Date()
+    // A rejection says why: each failed check with its provider's reason code and words.
+    const reasons = record.status === 'rejected' ? await loadRejectionReasons(this.deps.pool, record.id) : []
     const body = JSON.stringify({
       id: record.id,
       campaign: record.campaign,
       status: record.status,
       verdict_at: record.verdict_at?.toISOString() ?? null,
       ...(allocation ? { allocation } : {}),
+      reasons,
       sent_at: sentAt.toISOString(),
     })
     const webhookId =

@@ -26,6 +26,19 @@ const PublicCheckView = Type.Object(
           'pending until answered (also while a dead-lettered check waits for its replay); skipped: not needed, the verdict came first',
       },
     ),
+    reason: Type.Optional(
+      Type.Object(
+        {
+          code: Type.String({
+            description: "the provider's reason code, e.g. not_found, name_mismatch, not_owner",
+          }),
+          text: Type.Union([Type.String(), Type.Null()], {
+            description: "the provider's own words, if it gave any",
+          }),
+        },
+        { additionalProperties: false, description: 'why a failed check said no' },
+      ),
+    ),
   },
   { additionalProperties: false },
 )
