@@ -429,40 +429,64 @@ describe('live numbers across processes', () => {
 })
 
 describe('behind the edge proxy (SABT_TRUST_PROXY)', () => {
-  it("believes X-Forwarded-Proto/-For only from a trusted proxy hop: the session cookie's Secure flag and the client address in the audit log", async () => {
-    for (const hops of ['0', '1']) {
+  const forgedLogin = (s: TestSabt, token: string) =>
+    s.app.inject({
+      method: 'POST',
+      url: '/dashboard/login',
+      headers: {
+        host: HOST,
+        origin: `https://${HOST}`,
+        'x-forwarded-proto': 'https',
+        'x-forwarded-for': '203.0.113.7',
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      payload: `token=${encodeURIComponent(token)}`,
+    })
+
+  it("believes X-Forwarded-Proto/-For only from a trusted address: the session cookie's Secure flag and the client address in the audit log", async () => {
+    // inject() connects from 127.0.0.1: trusted in the first case, not in the others.
+    for (const trust of ['127.0.0.0/8', '10.0.0.0/8,172.16.0.0/12', '']) {
       const { log, lines } = captureLogger()
-      const env = testEnv({ SABT_TRUST_PROXY: hops })
+      // SABT_COOKIE_SECURE=false: the flag then follows the request's protocol alone.
+      const env = testEnv({ SABT_TRUST_PROXY: trust, SABT_COOKIE_SECURE: 'false' })
       const s = await startTestSabt({ roles: ['status'], env, log })
       try {
-        const res = await s.app.inject({
-          method: 'POST',
-          url: '/dashboard/login',
-          headers: {
-            host: HOST,
-            origin: `https://${HOST}`,
-            'x-forwarded-proto': 'https',
-            'x-forwarded-for': '203.0.113.7',
-            'content-type': 'application/x-www-form-urlencoded',
-          },
-          payload: `token=${encodeURIComponent(env.SABT_ADMIN_TOKEN!)}`,
-        })
+        const res = await forgedLogin(s, env.SABT_ADMIN_TOKEN!)
         expect(res.statusCode).toBe(303)
         const cookie = String(res.headers['set-cookie'])
         const login = lines
           .map((l) => JSON.parse(l) as { event?: string; ip?: string })
           .find((l) => l.event === 'admin.login')
-        if (hops === '1') {
+        if (trust === '127.0.0.0/8') {
           expect(cookie).toMatch(/; Secure/)
           expect(login?.ip).toBe('203.0.113.7')
         } else {
-          // Anyone can write those headers: without a trusted proxy they change nothing.
+          // Anyone can write those headers: from an address not trusted they change nothing.
           expect(cookie).not.toMatch(/Secure/)
           expect(login?.ip).toBe('127.0.0.1')
         }
       } finally {
         await s.cleanup()
       }
+    }
+  })
+
+  it('issues the session cookie Secure by default, behind a TLS-terminating proxy and over plain HTTP alike', async () => {
+    const env = testEnv({ SABT_TRUST_PROXY: '127.0.0.1' })
+    const s = await startTestSabt({ roles: ['status'], env })
+    try {
+      const behindTls = await forgedLogin(s, env.SABT_ADMIN_TOKEN!)
+      expect(String(behindTls.headers['set-cookie'])).toMatch(/; Secure/)
+      const plain = await s.app.inject({
+        method: 'POST',
+        url: '/dashboard/login',
+        headers: { ...SAME_ORIGIN, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: `token=${encodeURIComponent(env.SABT_ADMIN_TOKEN!)}`,
+      })
+      expect(plain.statusCode).toBe(303)
+      expect(String(plain.headers['set-cookie'])).toMatch(/; Secure/)
+    } finally {
+      await s.cleanup()
     }
   })
 })

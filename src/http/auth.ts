@@ -38,10 +38,13 @@ export class AdminAuth {
   readonly #expected: Buffer | null
   readonly #key: Buffer | null
 
-  constructor(
-    token: string | null,
-    readonly ttlS = SESSION_TTL_S,
-  ) {
+  readonly ttlS: number
+  /** Secure on every session cookie (SABT_COOKIE_SECURE), not only when the request came over HTTPS. */
+  readonly secureCookie: boolean
+
+  constructor(token: string | null, opts: { ttlS?: number; secureCookie?: boolean } = {}) {
+    this.ttlS = opts.ttlS ?? SESSION_TTL_S
+    this.secureCookie = opts.secureCookie ?? true
     this.#expected = token ? digest(token) : null
     this.#key = token ? createHmac('sha256', token).update('sabt admin session v1').digest() : null
   }
@@ -87,7 +90,7 @@ export class AdminAuth {
       value: this.issue(now),
       httpOnly: true,
       sameSite: 'strict',
-      secure: request.protocol === 'https',
+      secure: this.secureCookie || request.protocol === 'https',
       path: '/',
       maxAge: this.ttlS,
     })
@@ -99,7 +102,7 @@ export class AdminAuth {
       value: '',
       httpOnly: true,
       sameSite: 'strict',
-      secure: request.protocol === 'https',
+      secure: this.secureCookie || request.protocol === 'https',
       path: '/',
       maxAge: 0,
     })

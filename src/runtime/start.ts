@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../config/campaigns.js'
-import type { Env } from '../config/env.js'
+import { type Env, parseTrustProxy } from '../config/env.js'
 import { resolveSecrets } from '../config/secrets.js'
 import { migrate } from '../db/migrate.js'
 import { eraseCampaign, withSweepLock } from '../db/personal-data.js'
@@ -204,7 +204,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     headersTimeoutMs: env.SABT_HEADERS_TIMEOUT_MS,
     maxHeaderBytes: env.SABT_MAX_HEADER_BYTES,
     maxConnections: env.SABT_MAX_CONNECTIONS,
-    trustProxy: env.SABT_TRUST_PROXY,
+    trustProxy: parseTrustProxy(env.SABT_TRUST_PROXY),
     readiness,
     roles,
   })
@@ -273,7 +273,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     const l = new LiveStats({ mq, pool: readPool, config, metrics, log })
     live = l
     await l.start()
-    const auth = new AdminAuth(secrets!.adminToken)
+    const auth = new AdminAuth(secrets!.adminToken, { secureCookie: env.SABT_COOKIE_SECURE })
     const queuedWindowMs = env.SABT_QUEUED_WINDOW_S * 1000
     await app.register(adminRoutes, {
       mq,
