@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
+import { runOperators } from './cli/operators.js'
 import { defaultConfigPath, loadConfigFile } from './config/campaigns.js'
 import { ConfigError, loadEnv } from './config/env.js'
 import { resolveSecrets } from './config/secrets.js'
@@ -32,6 +33,7 @@ usage:
   sabt dead replay [--check X | --intake] [--limit N]
   sabt keys create --name NAME [--rate RECORDS_PER_SECOND]   (prints the key once)
   sabt keys list | sabt keys revoke <id>
+  sabt operators add NAME | list | revoke NAME   personal operator tokens (printed once)
   sabt erase --campaign X [--all]   erase personal data past the campaign's retention (or all of it)
   sabt reseal                       re-seal personal data under the current key (SABT_DATA_KEY_ID)
 
@@ -215,6 +217,8 @@ async function main(argv: string[]): Promise<number> {
         await pool.end()
       }
     }
+    case 'operators':
+      return runOperators(rest, { env, log })
     case 'erase': {
       const { values } = parseArgs({
         args: rest,

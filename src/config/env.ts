@@ -45,6 +45,8 @@ export const EnvSchema = Type.Object({
   SABT_MAX_CONNECTIONS: Type.Integer({ default: 10_000, minimum: 1 }),
   SABT_TRUST_PROXY: Type.String({ default: '' }),
   SABT_COOKIE_SECURE: Type.Boolean({ default: true }),
+  SABT_LOGIN_MAX_FAILURES: Type.Integer({ default: 10, minimum: 1 }),
+  SABT_LOGIN_WINDOW_S: Type.Integer({ default: 900, minimum: 1 }),
   SABT_SEAL_AT: Type.Union([Type.Literal('recorder'), Type.Literal('gateway')], { default: 'recorder' }),
   SABT_RECORDER_PREFETCH: Type.Integer({ default: 4000, minimum: 1 }),
   SABT_BATCH_SIZE: Type.Integer({ default: 1000, minimum: 1 }),

@@ -7,6 +7,7 @@ import { eraseCampaign, withSweepLock } from '../db/personal-data.js'
 import { createPool, type Pool } from '../db/pool.js'
 import { syncCampaigns } from '../db/registrations.js'
 import { AdminAuth } from '../http/auth.js'
+import { SignInLockout } from '../http/lockout.js'
 import { buildServer, type Readiness } from '../http/server.js'
 import { MqClient } from '../mq/connection.js'
 import { Publisher } from '../mq/publisher.js'
@@ -273,7 +274,10 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     const l = new LiveStats({ mq, pool: readPool, config, metrics, log })
     live = l
     await l.start()
-    const auth = new AdminAuth(secrets!.adminToken, { secureCookie: env.SABT_COOKIE_SECURE })
+    const auth = new AdminAuth(pool, secrets!.adminToken, {
+      secureCookie: env.SABT_COOKIE_SECURE,
+      lockout: new SignInLockout(env.SABT_LOGIN_MAX_FAILURES, env.SABT_LOGIN_WINDOW_S),
+    })
     const queuedWindowMs = env.SABT_QUEUED_WINDOW_S * 1000
     await app.register(adminRoutes, {
       mq,
@@ -282,7 +286,6 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       publisher: p,
       config,
       log,
-      adminToken: secrets!.adminToken,
       auth,
       live: l,
       sealer,
