@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { userInfo } from 'node:os'
 import { parseArgs } from 'node:util'
 import { runOperators } from './cli/operators.js'
 import { defaultConfigPath, loadConfigFile } from './config/campaigns.js'
@@ -14,6 +15,7 @@ import { Publisher } from './mq/publisher.js'
 import { createLogger } from './observability/logger.js'
 import { Metrics } from './observability/metrics.js'
 import {
+  auditReplay,
   deadList,
   intakeDeadList,
   lookupRegistration,
@@ -173,6 +175,17 @@ async function main(argv: string[]): Promise<number> {
           ? await replayIntakeDead({ mq, publisher, log }, { limit })
           : await replayDead({ mq, pool, publisher, config, log }, { check: values.check, limit })
         await publisher.close()
+        await auditReplay(
+          pool,
+          log,
+          { operator: `cli:${userInfo().username}`, client: null },
+          {
+            kind: values.intake ? 'intake' : 'check',
+            ...(values.check ? { check: values.check } : {}),
+            ...(limit ? { limit } : {}),
+            ...result,
+          },
+        )
         process.stdout.write(`${JSON.stringify(result)}\n`)
         return 0
       } finally {

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process'
+import { userInfo } from 'node:os'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runOperators } from '../src/cli/operators.js'
 import { createLogger } from '../src/observability/logger.js'
@@ -219,5 +221,28 @@ describe('operator accounts (issue 17 item 3)', () => {
     )
     expect(everything).not.toContain(nid)
     expect(everything).not.toContain(nid.slice(2, 8))
+  })
+
+  it('audits a replay from the command line as cli:<user>', async () => {
+    const vars: Record<string, string> = {}
+    for (const [k, v] of Object.entries(sabt.env)) if (v !== undefined) vars[k] = String(v)
+    const code = await new Promise<number>((resolve) => {
+      const p = spawn(
+        process.execPath,
+        ['--import', 'tsx', 'src/cli.ts', 'dead', 'replay', '--check', 'identity'],
+        {
+          env: { ...process.env, ...vars },
+          stdio: 'ignore',
+        },
+      )
+      p.on('close', (c) => resolve(c ?? -1))
+    })
+    expect(code).toBe(0)
+    const last = (await auditRows()).at(-1)!
+    expect(last).toMatchObject({
+      operator: `cli:${userInfo().username}`,
+      action: 'replay',
+      detail: { kind: 'check', check: 'identity' },
+    })
   })
 })
