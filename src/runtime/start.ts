@@ -17,6 +17,7 @@ import { Metrics } from '../observability/metrics.js'
 import { StatsPublisher } from '../observability/snapshots.js'
 import { Sealer } from '../privacy/sealing.js'
 import { Checker } from '../roles/checker/index.js'
+import { ClientLimit } from '../roles/gateway/client-limit.js'
 import { Intake } from '../roles/gateway/intake.js'
 import { PartnerKeys } from '../roles/gateway/partners.js'
 import { gatewayRoutes } from '../roles/gateway/routes.js'
@@ -224,7 +225,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     })
     // Partner keys are read in the background: the request path never waits on the database.
     const keysPool = pool ?? createPool(env.DATABASE_URL, { max: 2, log, name: 'sabt-gateway-keys' })
-    const partners = new PartnerKeys(keysPool, log, env.SABT_BATCH_MAX_RECORDS)
+    const partners = new PartnerKeys(keysPool, log)
     await partners.start()
     stops.push(async () => {
       partners.stop()
@@ -239,6 +240,10 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       batchBodyLimit: env.SABT_BATCH_BODY_LIMIT,
       batchMaxRecords: env.SABT_BATCH_MAX_RECORDS,
       partners,
+      clientLimit:
+        env.SABT_CLIENT_RATE > 0
+          ? new ClientLimit(env.SABT_CLIENT_RATE, env.SABT_CLIENT_BURST, env.SABT_CLIENT_TRACKED)
+          : null,
     })
     stops.push(() => p.close())
   }
