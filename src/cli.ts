@@ -72,7 +72,8 @@ async function main(argv: string[]): Promise<number> {
             (roles.includes('status')
               ? `  dashboard: ${base}/dashboard (sign in with the admin token)\n`
               : '') +
-            (secrets?.generatedFile
+            // Printed only when it was generated here: one set in the environment is someone's secret.
+            (secrets?.generatedFile && secrets.adminTokenGenerated
               ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n`
               : '') +
             '\n',

@@ -11,6 +11,8 @@ export interface Secrets {
   callbackSecret: string
   /** Where secrets that were not in the environment came from (a generated development file). */
   generatedFile: string | null
+  /** The admin token came from that file, not from the environment (only then may it be printed). */
+  adminTokenGenerated: boolean
 }
 
 interface DevSecretsFile {
@@ -45,6 +47,7 @@ export function resolveSecrets(env: Env): Secrets {
       adminToken: env.SABT_ADMIN_TOKEN ?? file!.admin_token,
       callbackSecret: env.SABT_CALLBACK_SECRET ?? file!.callback_secret ?? file!.admin_token,
       generatedFile: file ? env.SABT_SECRETS_FILE : null,
+      adminTokenGenerated: !env.SABT_ADMIN_TOKEN,
     }
   } catch (err) {
     throw new ConfigError((err as Error).message)
