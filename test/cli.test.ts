@@ -76,6 +76,9 @@ describe('the sabt command', () => {
       'check_results',
       'draws',
       'duplicates',
+      'operator_audit',
+      'operator_sessions',
+      'operators',
       'pgmigrations',
       'rate_schedules',
       'registrations',
@@ -97,6 +100,9 @@ describe('the sabt command', () => {
     const base = `http://127.0.0.1:${port}`
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 'readyz 200', 30_000, 100)
     expect(out).toMatch(/Sabt is up/)
+    // The admin token came from the environment: someone's secret, never printed.
+    expect(out).not.toContain(vars.SABT_ADMIN_TOKEN!)
+    expect(out).not.toMatch(/admin token \(generated/)
 
     const res = await fetch(`${base}/v1/registrations`, {
       method: 'POST',
@@ -119,6 +125,17 @@ describe('the sabt command', () => {
     const missing = await run(['status', '0190b6a3-0000-7000-8000-000000000000'], vars)
     expect(missing.code).toBe(1)
     expect(JSON.parse(missing.stdout)).toMatchObject({ status: 'not_found' })
+  })
+
+  it('says the admin token came from the generated development file only when it did', async () => {
+    const { resolveSecrets } = await import('../src/config/secrets.js')
+    const { mkdtempSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const file = `${mkdtempSync(`${tmpdir()}/sabt-secrets-`)}/dev.json`
+    const fromEnv = resolveSecrets(testEnv({ SABT_SECRETS_FILE: file }))
+    expect([fromEnv.generatedFile, fromEnv.adminTokenGenerated]).toEqual([file, false])
+    const generated = resolveSecrets({ ...testEnv({ SABT_SECRETS_FILE: file }), SABT_ADMIN_TOKEN: undefined })
+    expect([generated.generatedFile, generated.adminTokenGenerated]).toEqual([file, true])
   })
 
   it('refuses a bad environment with a message naming the variable', async () => {

@@ -25,7 +25,8 @@ export async function runStart(rest: string[], { env, log }: CliContext): Promis
     process.stderr.write(
       `\nSabt is up (${roles.join(', ')}): ${base}\n  ready:   ${base}/readyz\n  API:     ${base}/docs\n` +
         (roles.includes('status') ? `  dashboard: ${base}/dashboard (sign in with the admin token)\n` : '') +
-        (secrets?.generatedFile
+        // Printed only when it was generated here: one set in the environment is someone's secret.
+        (secrets?.generatedFile && secrets.adminTokenGenerated
           ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n`
           : '') +
         '\n',
