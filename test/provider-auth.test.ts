@@ -38,7 +38,7 @@ describe('provider authentication (the worked examples of docs/providers.md, aga
     env: Record<string, string>,
     tokenClock?: () => number,
   ): Promise<System> {
-    const e = testEnv()
+    const e = testEnv({ SABT_CLIENT_RATE: '0' }) // 1,000 registrations from one address
     const sim = await buildSimulator({
       log: createLogger({ level: 'error' }),
       adminToken: e.SABT_ADMIN_TOKEN!,
