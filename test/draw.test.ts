@@ -410,21 +410,22 @@ describe('release', () => {
 })
 
 describe('first_come', () => {
+  const t = (s: number) => Date.parse('2026-01-01T10:00:00Z') + s * 1000
+  const early = { id: uuidv7({ msecs: t(1) }), at: t(1), status: 'verifying' }
+  const rejectedFirst = { id: uuidv7({ msecs: t(0) }), at: t(0), status: 'rejected' }
+  const b = { id: uuidv7({ msecs: t(2) }), at: t(2) }
+  const c = { id: uuidv7({ msecs: t(3) }), at: t(3) }
+  // Recorded late (another recorder committed the later submission first): its earlier twin,
+  // a duplicate received at t(1.5), gives it that place.
+  const late = { id: uuidv7({ msecs: t(9) }), at: t(9) }
+  const alloc = (id: string, status = 'accepted') => allocationOf(pool, campaign('fc'), { id, status })
+
   it('ranks by the gateway receive time: an early arrival verified last keeps its place; rejected and duplicates never win', async () => {
-    const t = (s: number) => Date.parse('2026-01-01T10:00:00Z') + s * 1000
-    const early = { id: uuidv7({ msecs: t(1) }), at: t(1), status: 'verifying' }
-    const rejectedFirst = { id: uuidv7({ msecs: t(0) }), at: t(0), status: 'rejected' }
-    const b = { id: uuidv7({ msecs: t(2) }), at: t(2) }
-    const c = { id: uuidv7({ msecs: t(3) }), at: t(3) }
-    // Recorded late (another recorder committed the later submission first): its earlier twin,
-    // a duplicate received at t(1.5), gives it that place.
-    const late = { id: uuidv7({ msecs: t(9) }), at: t(9) }
     await insertRecords('fc', [early, rejectedFirst, b, c, late])
     await pool.query(
       `INSERT INTO duplicates (id, original_id, campaign, received_at) VALUES ($1, $2, 'fc', $3)`,
       [uuidv7({ msecs: t(1.5) }), late.id, new Date(t(1.5))],
     )
-    const alloc = (id: string, status = 'accepted') => allocationOf(pool, campaign('fc'), { id, status })
     // While the earliest is being checked, everything after it is pending.
     expect(await alloc(early.id, 'verifying')).toEqual({ state: 'pending' })
     expect(await alloc(b.id)).toEqual({ state: 'pending' })
@@ -436,5 +437,33 @@ describe('first_come', () => {
     expect(await alloc(c.id)).toEqual({ state: 'waitlisted', position: 2 })
     expect(await alloc(rejectedFirst.id, 'rejected')).toBeNull()
     expect(await allocationOf(pool, campaign('plain'), { id: b.id, status: 'accepted' })).toBeNull()
+  })
+
+  it('release gives the place to the next in arrival order, once everything is settled', async () => {
+    const straggler = { id: uuidv7({ msecs: t(20) }), at: t(20), status: 'verifying' }
+    await insertRecords('fc', [straggler])
+    await expect(releasePlace(pool, campaign('fc'), late.id, 'op')).rejects.toMatchObject({
+      reason: 'not_settled',
+    })
+    await pool.query(`UPDATE registrations SET status = 'rejected' WHERE id = $1`, [straggler.id])
+    await expect(releasePlace(pool, campaign('fc'), c.id, 'op')).rejects.toMatchObject({
+      reason: 'not_a_winner',
+    })
+    expect(await releasePlace(pool, campaign('fc'), late.id, 'dana')).toMatchObject({
+      promoted: b.id,
+      changed: true,
+    })
+    expect(await alloc(late.id)).toEqual({ state: 'released' })
+    expect(await alloc(early.id)).toEqual({ state: 'won' })
+    expect(await alloc(b.id)).toEqual({ state: 'won' })
+    expect(await alloc(c.id)).toEqual({ state: 'waitlisted', position: 1 })
+    expect(await releasePlace(pool, campaign('fc'), late.id, 'eve')).toMatchObject({
+      changed: false,
+      releasedBy: 'dana',
+    })
+    const viaCli = await cli(['draw', 'release', early.id, '--by', 'frank'])
+    expect(viaCli.code, viaCli.stderr).toBe(0)
+    expect(JSON.parse(viaCli.stdout)).toMatchObject({ promoted: c.id, campaign: 'fc' })
+    expect(await alloc(c.id)).toEqual({ state: 'won' })
   })
 })

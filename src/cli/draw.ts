@@ -60,13 +60,14 @@ export async function runDraw(args: string[], ctx: { env: Env; log: Logger }): P
         process.stderr.write(`${DRAW_USAGE}\n`)
         return 2
       }
-      const a = await pool.query<{ campaign: string }>(
-        'SELECT campaign FROM allocations WHERE registration_id = $1',
-        [id],
-      )
+      const a = await pool.query<{ campaign: string }>('SELECT campaign FROM registrations WHERE id = $1', [
+        id,
+      ])
       const campaign = a.rows[0] ? config.campaigns.get(a.rows[0].campaign) : undefined
-      if (!campaign) {
-        process.stderr.write(`${id} is not a participant of a drawn lottery of this configuration\n`)
+      if (!campaign?.scarce) {
+        process.stderr.write(
+          `${id} is not a registration of a campaign with a capacity in this configuration\n`,
+        )
         return 1
       }
       const r = await releasePlace(pool, campaign, id, by)
