@@ -7,6 +7,7 @@ import type { Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Sealer } from '../../privacy/sealing.js'
+import { need, type RoleContext } from '../role.js'
 import { CallbackSweeper } from './callback-sweeper.js'
 import { CallbackTask } from './callback-task.js'
 import { CheckTask } from './check-task.js'
@@ -94,4 +95,30 @@ export class Checker {
     for (const t of this.tasks.values()) await t.close()
     await this.callback.close()
   }
+}
+
+/** The checker role's start: every configured check (or only SABT_CHECKS), callbacks and the inbox. */
+export async function startChecker(ctx: RoleContext): Promise<Checker> {
+  const { env } = ctx
+  const only = env.SABT_CHECKS?.split(',')
+    .map((c) => c.trim())
+    .filter(Boolean)
+  const checker = new Checker(
+    {
+      mq: need(ctx.mq, 'checker', 'a broker connection'),
+      pool: need(ctx.pool, 'checker', 'a database pool'),
+      publisher: await ctx.publisher('checker'),
+      config: ctx.config,
+      sealer: need(ctx.sealer, 'checker', 'the data keys'),
+      metrics: ctx.metrics,
+      log: ctx.log,
+      callbackSecret: need(ctx.secrets, 'checker', 'the secrets').callbackSecret,
+      callbackSweepMs: env.SABT_CALLBACK_SWEEP_MS,
+      callbackLeaseMs: env.SABT_CALLBACK_LEASE_MS,
+    },
+    only,
+  )
+  await checker.start()
+  ctx.onStop(() => checker.stop())
+  return checker
 }

@@ -93,7 +93,9 @@ export async function statusRoutes(app: FastifyInstance, opts: StatusRouteOption
     {
       schema: {
         tags: ['status'],
+        operationId: 'getRegistration',
         summary: 'Follow a registration',
+        security: [],
         description:
           "200 with its own status and, per check, pending / passed / failed once recorded; a duplicate or a waiting submission says so and nothing of the person's other registration; 202 `queued` when the id was minted minutes ago and is not recorded yet; 404 otherwise.",
         params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
