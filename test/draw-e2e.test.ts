@@ -131,6 +131,16 @@ describe('a lottery end to end', () => {
       },
       counts: { accepted: acceptedIds.length, winners: 3, waitlisted: acceptedIds.length - 3, unsettled: 0 },
     })
+    // Each participant is called back with its allocation.
+    const drawnCallbacks = await waitFor(() => {
+      const got = rx!.got.filter((c) => c.key.includes(':allocation:'))
+      return got.length >= acceptedIds.length && got
+    }, 'a callback per participant after the draw')
+    for (const p of results.participants) {
+      const cb = drawnCallbacks.find((c) => c.body.id === p.id)!
+      expect(cb.key).toBe(`${p.id}:allocation:${p.result}`)
+      expect(cb.body.allocation?.state).toBe(p.result)
+    }
     const [w1] = results.participants.map((p) => p.id)
     const q1 = results.participants[3]!.id
     expect((await status(w1!)).allocation).toEqual({ state: 'won' })

@@ -161,6 +161,13 @@ export async function drawLottery(
       )
       await opts.afterChunk?.(Math.min(off + RANK_CHUNK, order.length))
     }
+    // Every participant is owed a callback with its allocation (the sweeper sends them).
+    if (campaign.callbackUrl)
+      await tx.query(
+        `UPDATE registrations SET callback_status = 'pending', callback_attempts = 0, callback_last_error = NULL,
+           callback_due_at = now() WHERE campaign = $1 AND status = 'accepted'`,
+        [campaign.slug],
+      )
     const drawn = await tx.query<{ drawn_at: Date }>(
       `UPDATE draws SET drawn_at = now(), drawn_by = $2, capacity = $3, participants = $4, participants_sha256 = $5
        WHERE campaign = $1 RETURNING drawn_at`,

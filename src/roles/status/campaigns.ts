@@ -97,6 +97,8 @@ export async function campaignRoutes(app: FastifyInstance, opts: CampaignRouteOp
     {
       schema: {
         tags: ['campaigns'],
+        operationId: 'getCampaign',
+        security: [],
         summary: 'A campaign: times, capacity, allocation, the draw commitment, counts',
         params: Type.Object({ campaign: Slug }),
         response: { 200: CampaignView, 404: { $ref: 'ErrorBody#' } },
@@ -133,10 +135,42 @@ export async function campaignRoutes(app: FastifyInstance, opts: CampaignRouteOp
     {
       schema: {
         tags: ['campaigns'],
+        operationId: 'getCampaignResults',
+        security: [],
         summary: "A lottery's results: seed, commitment, every participant's id → rank → won / waitlisted",
         description:
           'The same document as `sabt draw export`; check it with `sabt draw verify --results FILE` or the standalone script in docs/draw-verify.md. 404 before the draw.',
         params: Type.Object({ campaign: Slug }),
+        response: {
+          200: Type.Object(
+            {
+              format: Type.Literal('sabt-draw-results/1'),
+              campaign: Type.String(),
+              capacity: Type.Integer(),
+              commitment: Type.String(),
+              seed: Type.String({ description: 'hex, revealed by the draw' }),
+              drawn_at: Type.String(),
+              participants_sha256: Type.String(),
+              ranking: Type.String(),
+              participants: Type.Array(
+                Type.Object({
+                  id: Type.String(),
+                  rank: Type.Integer(),
+                  result: Type.Union([Type.Literal('won'), Type.Literal('waitlisted')]),
+                }),
+              ),
+              releases: Type.Array(
+                Type.Object({
+                  released: Type.String(),
+                  promoted: Type.Union([Type.String(), Type.Null()]),
+                  at: Type.String(),
+                }),
+              ),
+            },
+            { description: 'Sent pre-serialized (one string): the schema documents it' },
+          ),
+          404: { $ref: 'ErrorBody#' },
+        },
       },
     },
     async (request, reply) => {
