@@ -46,6 +46,7 @@ const CONFIG_DOC = {
       draw_at: '2998-01-02T00:00:00Z',
     }),
     fc: { title: 'First come', capacity: 2, allocation: 'first_come' },
+    fc2: { title: 'First come, many', capacity: 7, allocation: 'first_come' },
     plain: { title: 'Not scarce' },
   },
 }
@@ -465,5 +466,50 @@ describe('first_come', () => {
     expect(viaCli.code, viaCli.stderr).toBe(0)
     expect(JSON.parse(viaCli.stdout)).toMatchObject({ promoted: c.id, campaign: 'fc' })
     expect(await alloc(c.id)).toEqual({ state: 'won' })
+  })
+
+  it('agrees with a model of the rule over random arrivals, ties, duplicates, rejections and releases', async () => {
+    const base = Date.parse('2026-01-01T10:00:00Z')
+    let seed = 13
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed % n
+    }
+    const rows = Array.from({ length: 80 }, () => {
+      const at = base + rnd(40) * 1000 // many ties
+      return { id: uuidv7({ msecs: at + rnd(1000) }), at, status: rnd(5) === 0 ? 'rejected' : 'accepted' }
+    })
+    await insertRecords('fc2', rows)
+    const dups: { original: string; at: number }[] = []
+    for (const r of rows) if (rnd(4) === 0) dups.push({ original: r.id, at: base + rnd(40) * 1000 })
+    for (const d of dups)
+      await pool.query(
+        `INSERT INTO duplicates (id, original_id, campaign, received_at) VALUES ($1, $2, 'fc2', $3)`,
+        [uuidv7(), d.original, new Date(d.at)],
+      )
+    const key = (r: (typeof rows)[number]) =>
+      Math.min(r.at, ...dups.filter((d) => d.original === r.id).map((d) => d.at))
+    const order = () =>
+      rows
+        .filter((r) => r.status === 'accepted' && !released.has(r.id))
+        .sort((a, b) => key(a) - key(b) || (a.id < b.id ? -1 : 1))
+    const released = new Set<string>()
+    const check = async () => {
+      const o = order()
+      for (const [i, r] of o.entries())
+        expect(await allocationOf(pool, campaign('fc2'), { id: r.id, status: 'accepted' })).toEqual(
+          i < 7 ? { state: 'won' } : { state: 'waitlisted', position: i + 1 - 7 },
+        )
+    }
+    await check()
+    for (let k = 0; k < 3; k++) {
+      const winner = order()[rnd(7)]!
+      const next = order()[7]!
+      expect(await releasePlace(pool, campaign('fc2'), winner.id, 'model')).toMatchObject({
+        promoted: next.id,
+      })
+      released.add(winner.id)
+      await check()
+    }
   })
 })

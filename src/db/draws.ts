@@ -265,16 +265,31 @@ export async function firstComePlace(
   campaign: string,
   id: string,
 ): Promise<{ rank: number; unsettledBefore: number; released: boolean }> {
+  // A record's key is LEAST(its received_at, its duplicates' earliest) ≤ its received_at: every
+  // accepted record received before mine is ahead (counted on the partial index alone). Of the
+  // others only two kinds can be: one with a duplicate received by then, one received at the same
+  // instant (ties by id) — found from the duplicates' (campaign, received_at) index, not a scan.
   const r = await q.query<{ ahead: number; unsettled: number; released: boolean }>(
-    `WITH placed AS (
-       SELECT r.id, r.status,
-              LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
-       FROM registrations r WHERE r.campaign = $1 AND r.status IN ('accepted', 'recorded', 'verifying')
-     ), me AS (SELECT at, id FROM placed WHERE id = $2)
-     SELECT (SELECT count(*) FROM placed p, me WHERE p.status = 'accepted' AND (p.at, p.id) < (me.at, me.id)
-               AND NOT EXISTS (SELECT 1 FROM releases x WHERE x.released_id = p.id))::int AS ahead,
-            EXISTS (SELECT 1 FROM releases x WHERE x.released_id = $2) AS released,
-            ((SELECT count(*) FROM placed p, me WHERE p.status <> 'accepted' AND p.at < me.at)
+    `WITH me AS (
+       SELECT r.id, LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
+       FROM registrations r WHERE r.id = $2 AND r.campaign = $1
+     ), cand AS (
+       SELECT d.original_id AS id FROM duplicates d, me WHERE d.campaign = $1 AND d.received_at <= me.at
+       UNION
+       SELECT r.id FROM registrations r, me WHERE r.campaign = $1 AND r.status = 'accepted' AND r.received_at = me.at
+     ), keyed AS (
+       SELECT r.id, LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
+       FROM cand JOIN registrations r ON r.id = cand.id, me
+       WHERE r.status = 'accepted' AND r.received_at >= me.at AND r.id <> me.id
+     ), gone AS (SELECT released_id AS id FROM releases WHERE campaign = $1)
+     SELECT ((SELECT count(*) FROM registrations r, me
+              WHERE r.campaign = $1 AND r.status = 'accepted' AND r.received_at < me.at
+                AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.id = r.id))
+             + (SELECT count(*) FROM keyed k, me WHERE (k.at, k.id) < (me.at, me.id)
+                AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.id = k.id)))::int AS ahead,
+            EXISTS (SELECT 1 FROM gone WHERE id = $2) AS released,
+            ((SELECT count(*) FROM registrations r, me WHERE r.campaign = $1 AND r.status IN ('recorded', 'verifying')
+                AND LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) < me.at)
              + (SELECT count(*) FROM waiting w, me WHERE w.campaign = $1 AND w.received_at < me.at))::int AS unsettled`,
     [campaign, id],
   )
