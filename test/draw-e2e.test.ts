@@ -122,7 +122,11 @@ describe('a lottery end to end', () => {
       expect(res.body).not.toContain(String(p.national_id))
       expect(res.body).not.toContain(String(p.mobile))
     }
-    const page1 = (await app.inject({ method: 'GET', url: '/v1/campaigns/lot' })).json()
+    // (Counts are cached for a second per process.)
+    const page1 = await waitFor(async () => {
+      const p = (await app.inject({ method: 'GET', url: '/v1/campaigns/lot' })).json()
+      return p.counts.accepted === acceptedIds.length && p
+    }, 'counts')
     expect(page1).toMatchObject({
       draw: {
         state: 'revealed',
@@ -154,6 +158,10 @@ describe('a lottery end to end', () => {
       'new winner called back',
     )
     expect(call.body.allocation).toEqual({ state: 'won' })
+    // The published results now carry the release, and still verify.
+    const after = (await app.inject({ method: 'GET', url: '/v1/campaigns/lot/results' })).json<DrawResults>()
+    expect(after.releases).toMatchObject([{ released: w1, promoted: q1 }])
+    expect(verifyResults(after)).toEqual([])
 
     // Metrics and the dashboard panel.
     await refreshScarceMetrics(pool, s.sabt.config, s.sabt.metrics)
