@@ -39,6 +39,13 @@ const CONFIG_DOC = {
     crash: lottery(1000),
     killed: lottery(1000),
     opened: lottery(10),
+    unopened: {
+      title: 'No opens_at',
+      capacity: 5,
+      allocation: 'lottery',
+      closes_at: '2999-01-01T00:00:00Z',
+      draw_at: '2999-01-01T00:00:00Z',
+    },
     small: lottery(3),
     later: lottery(3, {
       opens_at: '2997-01-01T00:00:00Z',
@@ -360,6 +367,11 @@ describe('when the draw may run', () => {
     expect(opened.code).toBe(1)
     expect(opened.stderr).toContain('opened at')
     expect(await findDraw(pool, 'opened')).toBeNull()
+    // No opens_at: open from the start — refused once anyone registered.
+    await insertRecords('unopened', [{ id: uuidv7(), at: Date.now() }])
+    const entered = await cli(['draw', 'commit', '--campaign', 'unopened'])
+    expect(entered.code).toBe(1)
+    expect(entered.stderr).toContain('already has 1 registration')
     const refused = await cli(['draw', 'commit', '--campaign', 'fc'])
     expect(refused.code).toBe(2)
   })

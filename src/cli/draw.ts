@@ -100,6 +100,18 @@ export async function runDraw(args: string[], ctx: { env: Env; log: Logger }): P
         )
         return 1
       }
+      // Without opens_at the campaign is open from the start: no entrant may exist yet either.
+      const entrants = await pool.query<{ n: number }>(
+        `SELECT ((SELECT count(*) FROM registrations WHERE campaign = $1)
+               + (SELECT count(*) FROM waiting WHERE campaign = $1))::int AS n`,
+        [campaign.slug],
+      )
+      if (!existing && entrants.rows[0]!.n > 0) {
+        process.stderr.write(
+          `campaign ${campaign.slug} already has ${entrants.rows[0]!.n} registration(s): a seed fixed now could be chosen knowing the entrants\n`,
+        )
+        return 1
+      }
       const c = await commitDraw(pool, campaign.slug, by)
       ctx.log.info(
         { event: 'draw.committed', campaign: campaign.slug, commitment: c.commitment },
