@@ -43,8 +43,11 @@ CREATE INDEX releases_campaign ON releases (campaign, id);
 
 -- first_come ranks accepted registrations by the gateway's receive time.
 CREATE INDEX registrations_campaign_received ON registrations (campaign, received_at) WHERE status = 'accepted';
+-- … and a person's earlier duplicate gives their record its place: found by time, not by a scan.
+CREATE INDEX duplicates_campaign_received ON duplicates (campaign, received_at);
 
 -- Down Migration
+DROP INDEX duplicates_campaign_received;
 DROP INDEX registrations_campaign_received;
 DROP TABLE releases;
 DROP TABLE allocations;

@@ -122,7 +122,11 @@ describe('a lottery end to end', () => {
       expect(res.body).not.toContain(String(p.national_id))
       expect(res.body).not.toContain(String(p.mobile))
     }
-    const page1 = (await app.inject({ method: 'GET', url: '/v1/campaigns/lot' })).json()
+    // (Counts are cached for a second per process.)
+    const page1 = await waitFor(async () => {
+      const p = (await app.inject({ method: 'GET', url: '/v1/campaigns/lot' })).json()
+      return p.counts.accepted === acceptedIds.length && p
+    }, 'counts')
     expect(page1).toMatchObject({
       draw: {
         state: 'revealed',
@@ -131,6 +135,16 @@ describe('a lottery end to end', () => {
       },
       counts: { accepted: acceptedIds.length, winners: 3, waitlisted: acceptedIds.length - 3, unsettled: 0 },
     })
+    // Each participant is called back with its allocation.
+    const drawnCallbacks = await waitFor(() => {
+      const got = rx!.got.filter((c) => c.key.includes(':allocation:'))
+      return got.length >= acceptedIds.length && got
+    }, 'a callback per participant after the draw')
+    for (const p of results.participants) {
+      const cb = drawnCallbacks.find((c) => c.body.id === p.id)!
+      expect(cb.key).toBe(`${p.id}:allocation:${p.result}`)
+      expect(cb.body.allocation?.state).toBe(p.result)
+    }
     const [w1] = results.participants.map((p) => p.id)
     const q1 = results.participants[3]!.id
     expect((await status(w1!)).allocation).toEqual({ state: 'won' })
@@ -144,6 +158,10 @@ describe('a lottery end to end', () => {
       'new winner called back',
     )
     expect(call.body.allocation).toEqual({ state: 'won' })
+    // The published results now carry the release, and still verify.
+    const after = (await app.inject({ method: 'GET', url: '/v1/campaigns/lot/results' })).json<DrawResults>()
+    expect(after.releases).toMatchObject([{ released: w1, promoted: q1 }])
+    expect(verifyResults(after)).toEqual([])
 
     // Metrics and the dashboard panel.
     await refreshScarceMetrics(pool, s.sabt.config, s.sabt.metrics)

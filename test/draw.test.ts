@@ -39,6 +39,13 @@ const CONFIG_DOC = {
     crash: lottery(1000),
     killed: lottery(1000),
     opened: lottery(10),
+    unopened: {
+      title: 'No opens_at',
+      capacity: 5,
+      allocation: 'lottery',
+      closes_at: '2999-01-01T00:00:00Z',
+      draw_at: '2999-01-01T00:00:00Z',
+    },
     small: lottery(3),
     later: lottery(3, {
       opens_at: '2997-01-01T00:00:00Z',
@@ -46,6 +53,7 @@ const CONFIG_DOC = {
       draw_at: '2998-01-02T00:00:00Z',
     }),
     fc: { title: 'First come', capacity: 2, allocation: 'first_come' },
+    fc2: { title: 'First come, many', capacity: 7, allocation: 'first_come' },
     plain: { title: 'Not scarce' },
   },
 }
@@ -359,6 +367,11 @@ describe('when the draw may run', () => {
     expect(opened.code).toBe(1)
     expect(opened.stderr).toContain('opened at')
     expect(await findDraw(pool, 'opened')).toBeNull()
+    // No opens_at: open from the start — refused once anyone registered.
+    await insertRecords('unopened', [{ id: uuidv7(), at: Date.now() }])
+    const entered = await cli(['draw', 'commit', '--campaign', 'unopened'])
+    expect(entered.code).toBe(1)
+    expect(entered.stderr).toContain('already has 1 registration')
     const refused = await cli(['draw', 'commit', '--campaign', 'fc'])
     expect(refused.code).toBe(2)
   })
@@ -410,21 +423,22 @@ describe('release', () => {
 })
 
 describe('first_come', () => {
+  const t = (s: number) => Date.parse('2026-01-01T10:00:00Z') + s * 1000
+  const early = { id: uuidv7({ msecs: t(1) }), at: t(1), status: 'verifying' }
+  const rejectedFirst = { id: uuidv7({ msecs: t(0) }), at: t(0), status: 'rejected' }
+  const b = { id: uuidv7({ msecs: t(2) }), at: t(2) }
+  const c = { id: uuidv7({ msecs: t(3) }), at: t(3) }
+  // Recorded late (another recorder committed the later submission first): its earlier twin,
+  // a duplicate received at t(1.5), gives it that place.
+  const late = { id: uuidv7({ msecs: t(9) }), at: t(9) }
+  const alloc = (id: string, status = 'accepted') => allocationOf(pool, campaign('fc'), { id, status })
+
   it('ranks by the gateway receive time: an early arrival verified last keeps its place; rejected and duplicates never win', async () => {
-    const t = (s: number) => Date.parse('2026-01-01T10:00:00Z') + s * 1000
-    const early = { id: uuidv7({ msecs: t(1) }), at: t(1), status: 'verifying' }
-    const rejectedFirst = { id: uuidv7({ msecs: t(0) }), at: t(0), status: 'rejected' }
-    const b = { id: uuidv7({ msecs: t(2) }), at: t(2) }
-    const c = { id: uuidv7({ msecs: t(3) }), at: t(3) }
-    // Recorded late (another recorder committed the later submission first): its earlier twin,
-    // a duplicate received at t(1.5), gives it that place.
-    const late = { id: uuidv7({ msecs: t(9) }), at: t(9) }
     await insertRecords('fc', [early, rejectedFirst, b, c, late])
     await pool.query(
       `INSERT INTO duplicates (id, original_id, campaign, received_at) VALUES ($1, $2, 'fc', $3)`,
       [uuidv7({ msecs: t(1.5) }), late.id, new Date(t(1.5))],
     )
-    const alloc = (id: string, status = 'accepted') => allocationOf(pool, campaign('fc'), { id, status })
     // While the earliest is being checked, everything after it is pending.
     expect(await alloc(early.id, 'verifying')).toEqual({ state: 'pending' })
     expect(await alloc(b.id)).toEqual({ state: 'pending' })
@@ -436,5 +450,78 @@ describe('first_come', () => {
     expect(await alloc(c.id)).toEqual({ state: 'waitlisted', position: 2 })
     expect(await alloc(rejectedFirst.id, 'rejected')).toBeNull()
     expect(await allocationOf(pool, campaign('plain'), { id: b.id, status: 'accepted' })).toBeNull()
+  })
+
+  it('release gives the place to the next in arrival order, once everything is settled', async () => {
+    const straggler = { id: uuidv7({ msecs: t(20) }), at: t(20), status: 'verifying' }
+    await insertRecords('fc', [straggler])
+    await expect(releasePlace(pool, campaign('fc'), late.id, 'op')).rejects.toMatchObject({
+      reason: 'not_settled',
+    })
+    await pool.query(`UPDATE registrations SET status = 'rejected' WHERE id = $1`, [straggler.id])
+    await expect(releasePlace(pool, campaign('fc'), c.id, 'op')).rejects.toMatchObject({
+      reason: 'not_a_winner',
+    })
+    expect(await releasePlace(pool, campaign('fc'), late.id, 'dana')).toMatchObject({
+      promoted: b.id,
+      changed: true,
+    })
+    expect(await alloc(late.id)).toEqual({ state: 'released' })
+    expect(await alloc(early.id)).toEqual({ state: 'won' })
+    expect(await alloc(b.id)).toEqual({ state: 'won' })
+    expect(await alloc(c.id)).toEqual({ state: 'waitlisted', position: 1 })
+    expect(await releasePlace(pool, campaign('fc'), late.id, 'eve')).toMatchObject({
+      changed: false,
+      releasedBy: 'dana',
+    })
+    const viaCli = await cli(['draw', 'release', early.id, '--by', 'frank'])
+    expect(viaCli.code, viaCli.stderr).toBe(0)
+    expect(JSON.parse(viaCli.stdout)).toMatchObject({ promoted: c.id, campaign: 'fc' })
+    expect(await alloc(c.id)).toEqual({ state: 'won' })
+  })
+
+  it('agrees with a model of the rule over random arrivals, ties, duplicates, rejections and releases', async () => {
+    const base = Date.parse('2026-01-01T10:00:00Z')
+    let seed = 13
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed % n
+    }
+    const rows = Array.from({ length: 80 }, () => {
+      const at = base + rnd(40) * 1000 // many ties
+      return { id: uuidv7({ msecs: at + rnd(1000) }), at, status: rnd(5) === 0 ? 'rejected' : 'accepted' }
+    })
+    await insertRecords('fc2', rows)
+    const dups: { original: string; at: number }[] = []
+    for (const r of rows) if (rnd(4) === 0) dups.push({ original: r.id, at: base + rnd(40) * 1000 })
+    for (const d of dups)
+      await pool.query(
+        `INSERT INTO duplicates (id, original_id, campaign, received_at) VALUES ($1, $2, 'fc2', $3)`,
+        [uuidv7(), d.original, new Date(d.at)],
+      )
+    const key = (r: (typeof rows)[number]) =>
+      Math.min(r.at, ...dups.filter((d) => d.original === r.id).map((d) => d.at))
+    const order = () =>
+      rows
+        .filter((r) => r.status === 'accepted' && !released.has(r.id))
+        .sort((a, b) => key(a) - key(b) || (a.id < b.id ? -1 : 1))
+    const released = new Set<string>()
+    const check = async () => {
+      const o = order()
+      for (const [i, r] of o.entries())
+        expect(await allocationOf(pool, campaign('fc2'), { id: r.id, status: 'accepted' })).toEqual(
+          i < 7 ? { state: 'won' } : { state: 'waitlisted', position: i + 1 - 7 },
+        )
+    }
+    await check()
+    for (let k = 0; k < 3; k++) {
+      const winner = order()[rnd(7)]!
+      const next = order()[7]!
+      expect(await releasePlace(pool, campaign('fc2'), winner.id, 'model')).toMatchObject({
+        promoted: next.id,
+      })
+      released.add(winner.id)
+      await check()
+    }
   })
 })

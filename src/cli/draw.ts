@@ -60,13 +60,14 @@ export async function runDraw(args: string[], ctx: { env: Env; log: Logger }): P
         process.stderr.write(`${DRAW_USAGE}\n`)
         return 2
       }
-      const a = await pool.query<{ campaign: string }>(
-        'SELECT campaign FROM allocations WHERE registration_id = $1',
-        [id],
-      )
+      const a = await pool.query<{ campaign: string }>('SELECT campaign FROM registrations WHERE id = $1', [
+        id,
+      ])
       const campaign = a.rows[0] ? config.campaigns.get(a.rows[0].campaign) : undefined
-      if (!campaign) {
-        process.stderr.write(`${id} is not a participant of a drawn lottery of this configuration\n`)
+      if (!campaign?.scarce) {
+        process.stderr.write(
+          `${id} is not a registration of a campaign with a capacity in this configuration\n`,
+        )
         return 1
       }
       const r = await releasePlace(pool, campaign, id, by)
@@ -96,6 +97,18 @@ export async function runDraw(args: string[], ctx: { env: Env; log: Logger }): P
       if (!existing && campaign.opensAt !== null && Date.now() >= campaign.opensAt) {
         process.stderr.write(
           `campaign ${campaign.slug} opened at ${new Date(campaign.opensAt).toISOString()}: a seed fixed now could be chosen knowing the entrants\n`,
+        )
+        return 1
+      }
+      // Without opens_at the campaign is open from the start: no entrant may exist yet either.
+      const entrants = await pool.query<{ n: number }>(
+        `SELECT ((SELECT count(*) FROM registrations WHERE campaign = $1)
+               + (SELECT count(*) FROM waiting WHERE campaign = $1))::int AS n`,
+        [campaign.slug],
+      )
+      if (!existing && entrants.rows[0]!.n > 0) {
+        process.stderr.write(
+          `campaign ${campaign.slug} already has ${entrants.rows[0]!.n} registration(s): a seed fixed now could be chosen knowing the entrants\n`,
         )
         return 1
       }

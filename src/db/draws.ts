@@ -60,16 +60,6 @@ export async function commitDraw(
   return { commitment: d.commitment, committedAt: d.committed_at, created: false }
 }
 
-/** Registrations of the campaign not settled yet: records being checked, submissions waiting. */
-export async function unsettled(q: Queryable, campaign: string): Promise<number> {
-  const r = await q.query<{ n: number }>(
-    `SELECT (SELECT count(*) FROM registrations WHERE campaign = $1 AND status IN ('recorded', 'verifying'))::int
-          + (SELECT count(*) FROM waiting WHERE campaign = $1)::int AS n`,
-    [campaign],
-  )
-  return r.rows[0]!.n
-}
-
 /** Why a draw did not run: the caller must wait (not yet) or act (not committed). */
 export class DrawRefused extends Error {
   constructor(
@@ -144,17 +134,24 @@ export async function drawLottery(
         'not_due',
         `the draw of ${campaign.slug} is at ${new Date(scarce.drawAt).toISOString()}`,
       )
-    const open = await unsettled(tx, campaign.slug)
-    if (open > 0)
-      throw new DrawRefused('not_settled', `${open} registration(s) of ${campaign.slug} are not settled yet`)
-
-    const ids = (
-      await tx.query<string[]>({
-        text: `SELECT id::text FROM registrations WHERE campaign = $1 AND status = 'accepted'`,
+    // One statement, one snapshot: the participants are exactly the accepted records of the
+    // moment nothing was unsettled (a replay finishing between two statements cannot slip in).
+    const rows = (
+      await tx.query<[string | null, string]>({
+        text: `WITH open AS (
+                 SELECT (SELECT count(*) FROM registrations WHERE campaign = $1 AND status IN ('recorded', 'verifying'))
+                      + (SELECT count(*) FROM waiting WHERE campaign = $1) AS n)
+               SELECT r.id::text, open.n::text FROM open
+               LEFT JOIN registrations r ON r.campaign = $1 AND r.status = 'accepted' AND open.n = 0`,
         values: [campaign.slug],
         rowMode: 'array',
       })
-    ).rows.map((r) => r[0]!)
+    ).rows
+    const open = Number(rows[0]?.[1] ?? 0)
+    if (open > 0)
+      throw new DrawRefused('not_settled', `${open} registration(s) of ${campaign.slug} are not settled yet`)
+    const ids: string[] = []
+    for (const r of rows) if (r[0] !== null) ids.push(r[0])
     const order = rankIds(d.seed, ids)
     for (let off = 0; off < order.length; off += RANK_CHUNK) {
       await tx.query(
@@ -164,6 +161,13 @@ export async function drawLottery(
       )
       await opts.afterChunk?.(Math.min(off + RANK_CHUNK, order.length))
     }
+    // Every participant is owed a callback with its allocation (the sweeper sends them).
+    if (campaign.callbackUrl)
+      await tx.query(
+        `UPDATE registrations SET callback_status = 'pending', callback_attempts = 0, callback_last_error = NULL,
+           callback_due_at = now() WHERE campaign = $1 AND status = 'accepted'`,
+        [campaign.slug],
+      )
     const drawn = await tx.query<{ drawn_at: Date }>(
       `UPDATE draws SET drawn_at = now(), drawn_by = $2, capacity = $3, participants = $4, participants_sha256 = $5
        WHERE campaign = $1 RETURNING drawn_at`,
@@ -243,6 +247,7 @@ export async function allocationOf(
     return { state: 'waitlisted', position: a.position! }
   }
   const f = await firstComePlace(q, campaign.slug, record.id)
+  if (f.released) return { state: 'released' }
   if (f.unsettledBefore > 0) return { state: 'pending' }
   return f.rank <= scarce.capacity
     ? { state: 'won' }
@@ -252,26 +257,48 @@ export async function allocationOf(
 /**
  * A record's place under first_come: the gateway's receive time of the person's earliest
  * submission (the record's own, or a later-committed duplicate's), ties by id; how many accepted
- * registrations stand before it, and how many earlier ones are still unsettled.
+ * registrations stand before it (a winner who released the place no longer does), and how many
+ * earlier ones are still unsettled.
  */
 export async function firstComePlace(
   q: Queryable,
   campaign: string,
   id: string,
-): Promise<{ rank: number; unsettledBefore: number }> {
-  const r = await q.query<{ ahead: number; unsettled: number }>(
-    `WITH placed AS (
-       SELECT r.id, r.status,
-              LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
-       FROM registrations r WHERE r.campaign = $1 AND r.status IN ('accepted', 'recorded', 'verifying')
-     ), me AS (SELECT at, id FROM placed WHERE id = $2)
-     SELECT (SELECT count(*) FROM placed p, me WHERE p.status = 'accepted' AND (p.at, p.id) < (me.at, me.id))::int AS ahead,
-            ((SELECT count(*) FROM placed p, me WHERE p.status <> 'accepted' AND p.at < me.at)
+): Promise<{ rank: number; unsettledBefore: number; released: boolean }> {
+  // A record's key is LEAST(its received_at, its duplicates' earliest) ≤ its received_at: every
+  // accepted record received before mine is ahead (counted on the partial index alone). Of the
+  // others only two kinds can be: one with a duplicate received by then, one received at the same
+  // instant (ties by id) — found from the duplicates' (campaign, received_at) index, not a scan.
+  const r = await q.query<{ ahead: number; unsettled: number; released: boolean }>(
+    `WITH me AS (
+       SELECT r.id, LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
+       FROM registrations r WHERE r.id = $2 AND r.campaign = $1
+     ), cand AS (
+       SELECT d.original_id AS id FROM duplicates d, me WHERE d.campaign = $1 AND d.received_at <= me.at
+       UNION
+       SELECT r.id FROM registrations r, me WHERE r.campaign = $1 AND r.status = 'accepted' AND r.received_at = me.at
+     ), keyed AS (
+       SELECT r.id, LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
+       FROM cand JOIN registrations r ON r.id = cand.id, me
+       WHERE r.status = 'accepted' AND r.received_at >= me.at AND r.id <> me.id
+     ), gone AS (SELECT released_id AS id FROM releases WHERE campaign = $1)
+     SELECT ((SELECT count(*) FROM registrations r, me
+              WHERE r.campaign = $1 AND r.status = 'accepted' AND r.received_at < me.at
+                AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.id = r.id))
+             + (SELECT count(*) FROM keyed k, me WHERE (k.at, k.id) < (me.at, me.id)
+                AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.id = k.id)))::int AS ahead,
+            EXISTS (SELECT 1 FROM gone WHERE id = $2) AS released,
+            ((SELECT count(*) FROM registrations r, me WHERE r.campaign = $1 AND r.status IN ('recorded', 'verifying')
+                AND LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) < me.at)
              + (SELECT count(*) FROM waiting w, me WHERE w.campaign = $1 AND w.received_at < me.at))::int AS unsettled`,
     [campaign, id],
   )
   const row = r.rows[0]
-  return { rank: (row?.ahead ?? 0) + 1, unsettledBefore: row?.unsettled ?? 0 }
+  return {
+    rank: (row?.ahead ?? 0) + 1,
+    unsettledBefore: row?.unsettled ?? 0,
+    released: row?.released ?? false,
+  }
 }
 
 export interface ReleaseOutcome {
@@ -284,9 +311,11 @@ export interface ReleaseOutcome {
 }
 
 /**
- * A winner gives the place up: the first on the waiting list (lowest rank not yet promoted) takes
- * it, recorded with who and when, and — when the campaign has a callback — is owed a callback
- * carrying its new allocation (the sweeper sends it). Serialised on the draw's row.
+ * A winner gives the place up: the first on the waiting list takes it, recorded with who and
+ * when, and — when the campaign has a callback — is owed a callback carrying its new allocation
+ * (the sweeper sends it). A lottery: the lowest rank not yet promoted, serialised on the draw's
+ * row. first_come: the next accepted registration in arrival order, once every registration of
+ * the campaign is settled (so the order is final), serialised on an advisory lock.
  */
 export async function releasePlace(
   pool: Pool,
@@ -294,23 +323,21 @@ export async function releasePlace(
   id: string,
   by: string,
 ): Promise<ReleaseOutcome> {
+  const scarce = campaign.scarce
+  if (!scarce) throw new DrawRefused('not_lottery', `campaign ${campaign.slug} has no capacity`)
   return inTransaction(pool, async (tx: Tx) => {
+    if (scarce.allocation === 'first_come') {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sabt-release:${campaign.slug}`])
+      const prior = await priorRelease(tx, id)
+      if (prior) return prior
+      return releaseFirstCome(tx, campaign, scarce.capacity, id, by)
+    }
     const d = (await tx.query<DrawRow>('SELECT * FROM draws WHERE campaign = $1 FOR UPDATE', [campaign.slug]))
       .rows[0]
     if (!d || d.drawn_at === null)
       throw new DrawRefused('not_committed', `campaign ${campaign.slug} is not drawn`)
-    const prior = await tx.query<{ promoted: string | null; released_by: string; released_at: Date }>(
-      'SELECT promoted_id::text AS promoted, released_by, released_at FROM releases WHERE released_id = $1',
-      [id],
-    )
-    if (prior.rows[0])
-      return {
-        released: id,
-        promoted: prior.rows[0].promoted,
-        releasedBy: prior.rows[0].released_by,
-        releasedAt: prior.rows[0].released_at,
-        changed: false,
-      }
+    const prior = await priorRelease(tx, id)
+    if (prior) return prior
     const upd = await tx.query(
       `UPDATE allocations SET released_at = now()
        WHERE registration_id = $1 AND campaign = $2 AND (won OR promoted_at IS NOT NULL) AND released_at IS NULL`,
@@ -326,19 +353,78 @@ export async function releasePlace(
       [campaign.slug],
     )
     const promoted = next.rows[0]?.id ?? null
-    const rel = await tx.query<{ released_at: Date }>(
-      `INSERT INTO releases (campaign, released_id, promoted_id, released_by) VALUES ($1, $2, $3, $4)
-       RETURNING released_at`,
-      [campaign.slug, id, promoted, by],
-    )
-    if (promoted && campaign.callbackUrl)
-      await tx.query(
-        `UPDATE registrations SET callback_status = 'pending', callback_attempts = 0, callback_last_error = NULL,
-           callback_due_at = now() WHERE id = $1`,
-        [promoted],
-      )
-    return { released: id, promoted, releasedBy: by, releasedAt: rel.rows[0]!.released_at, changed: true }
+    return recordRelease(tx, campaign, id, promoted, by)
   })
+}
+
+async function priorRelease(tx: Tx, id: string): Promise<ReleaseOutcome | null> {
+  const prior = await tx.query<{ promoted: string | null; released_by: string; released_at: Date }>(
+    'SELECT promoted_id::text AS promoted, released_by, released_at FROM releases WHERE released_id = $1',
+    [id],
+  )
+  const p = prior.rows[0]
+  return p
+    ? {
+        released: id,
+        promoted: p.promoted,
+        releasedBy: p.released_by,
+        releasedAt: p.released_at,
+        changed: false,
+      }
+    : null
+}
+
+async function releaseFirstCome(
+  tx: Tx,
+  campaign: Campaign,
+  capacity: number,
+  id: string,
+  by: string,
+): Promise<ReleaseOutcome> {
+  const open = await tx.query<{ n: number }>(
+    `SELECT ((SELECT count(*) FROM registrations WHERE campaign = $1 AND status IN ('recorded', 'verifying'))
+           + (SELECT count(*) FROM waiting WHERE campaign = $1))::int AS n`,
+    [campaign.slug],
+  )
+  if (open.rows[0]!.n > 0)
+    throw new DrawRefused(
+      'not_settled',
+      `${open.rows[0]!.n} registration(s) of ${campaign.slug} are not settled yet`,
+    )
+  // The holders of a place, then the first on the waiting list, in first_come order.
+  const first = await tx.query<{ id: string }>(
+    `SELECT r.id::text FROM registrations r
+     WHERE r.campaign = $1 AND r.status = 'accepted'
+       AND NOT EXISTS (SELECT 1 FROM releases x WHERE x.released_id = r.id)
+     ORDER BY LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)), r.id
+     LIMIT $2`,
+    [campaign.slug, capacity + 1],
+  )
+  const i = first.rows.findIndex((r) => r.id === id)
+  if (i < 0 || i >= capacity)
+    throw new DrawRefused('not_a_winner', `${id} does not hold a place in ${campaign.slug}`)
+  return recordRelease(tx, campaign, id, first.rows[capacity]?.id ?? null, by)
+}
+
+async function recordRelease(
+  tx: Tx,
+  campaign: Campaign,
+  id: string,
+  promoted: string | null,
+  by: string,
+): Promise<ReleaseOutcome> {
+  const rel = await tx.query<{ released_at: Date }>(
+    `INSERT INTO releases (campaign, released_id, promoted_id, released_by) VALUES ($1, $2, $3, $4)
+     RETURNING released_at`,
+    [campaign.slug, id, promoted, by],
+  )
+  if (promoted && campaign.callbackUrl)
+    await tx.query(
+      `UPDATE registrations SET callback_status = 'pending', callback_attempts = 0, callback_last_error = NULL,
+         callback_due_at = now() WHERE id = $1`,
+      [promoted],
+    )
+  return { released: id, promoted, releasedBy: by, releasedAt: rel.rows[0]!.released_at, changed: true }
 }
 
 export interface CampaignCounts {
@@ -370,9 +456,15 @@ export async function campaignCounts(q: Queryable, campaign: Campaign): Promise<
     )
     return { accepted, unsettled: open, ...a.rows[0]! }
   }
-  // first_come: the winners so far are the first `capacity` accepted (final once all before are settled).
-  const winners = Math.min(accepted, capacity)
-  return { accepted, unsettled: open, winners, waitlisted: accepted - winners, released: 0 }
+  // first_come: the winners so far are the first `capacity` accepted that kept their place
+  // (final once all before them are settled).
+  const rel = await q.query<{ n: number }>('SELECT count(*)::int AS n FROM releases WHERE campaign = $1', [
+    campaign.slug,
+  ])
+  const released = rel.rows[0]!.n
+  const holding = accepted - released
+  const winners = Math.min(holding, capacity)
+  return { accepted, unsettled: open, winners, waitlisted: holding - winners, released }
 }
 
 export async function releaseHistory(

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
-import type { SabtConfig } from '../../config/campaigns.js'
-import { campaignCounts, drawState, findDraw, loadResults } from '../../db/draws.js'
+import type { Campaign, SabtConfig } from '../../config/campaigns.js'
+import { type CampaignCounts, campaignCounts, drawState, findDraw, loadResults } from '../../db/draws.js'
 import type { Pool } from '../../db/pool.js'
 import { ApiError } from '../../http/errors.js'
 import type { Metrics } from '../../observability/metrics.js'
@@ -86,6 +86,19 @@ export async function campaignRoutes(app: FastifyInstance, opts: CampaignRouteOp
     app.addHook('onReady', async () => void refresh())
     app.addHook('onClose', async () => clearInterval(timer))
   }
+  // A public page under a surge: its counts (a count over the campaign's records) are read at most
+  // once a second per campaign and process; the results document is built once per draw and
+  // release, then served from memory.
+  const countsCache = new Map<string, { at: number; counts: Promise<CampaignCounts> }>()
+  const countsOf = (c: Campaign) => {
+    const hit = countsCache.get(c.slug)
+    if (hit && Date.now() - hit.at < 1000) return hit.counts
+    const counts = campaignCounts(opts.pool, c)
+    countsCache.set(c.slug, { at: Date.now(), counts })
+    counts.catch(() => countsCache.delete(c.slug))
+    return counts
+  }
+  const resultsCache = new Map<string, { version: string; text: string }>()
   const campaignOf = (slug: string) => {
     const c = opts.config.campaigns.get(slug)
     if (!c) throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'No such campaign')
@@ -107,7 +120,7 @@ export async function campaignRoutes(app: FastifyInstance, opts: CampaignRouteOp
     async (request, reply) => {
       const c = campaignOf((request.params as { campaign: string }).campaign)
       const d = c.scarce?.allocation === 'lottery' ? await findDraw(opts.pool, c.slug) : null
-      const counts = await campaignCounts(opts.pool, c)
+      const counts = await countsOf(c)
       reply.header('cache-control', 'public, max-age=5')
       const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString())
       return {
@@ -142,23 +155,61 @@ export async function campaignRoutes(app: FastifyInstance, opts: CampaignRouteOp
           'The same document as `sabt draw export`; check it with `sabt draw verify --results FILE` or the standalone script in docs/draw-verify.md. 404 before the draw.',
         params: Type.Object({ campaign: Slug }),
         response: {
-          200: {
-            description:
-              'seed, commitment and every participant (docs/draw-verify.md describes the document)',
-            type: 'object',
-            additionalProperties: true,
-          },
+          200: Type.Object(
+            {
+              format: Type.Literal('sabt-draw-results/1'),
+              campaign: Type.String(),
+              capacity: Type.Integer(),
+              commitment: Type.String(),
+              seed: Type.String({ description: 'hex, revealed by the draw' }),
+              drawn_at: Type.String(),
+              participants_sha256: Type.String(),
+              ranking: Type.String(),
+              participants: Type.Array(
+                Type.Object({
+                  id: Type.String(),
+                  rank: Type.Integer(),
+                  result: Type.Union([Type.Literal('won'), Type.Literal('waitlisted')]),
+                }),
+              ),
+              releases: Type.Array(
+                Type.Object({
+                  released: Type.String(),
+                  promoted: Type.Union([Type.String(), Type.Null()]),
+                  at: Type.String(),
+                }),
+              ),
+            },
+            { description: 'Sent pre-serialized (one string): the schema documents it' },
+          ),
           404: { $ref: 'ErrorBody#' },
         },
       },
     },
     async (request, reply) => {
       const c = campaignOf((request.params as { campaign: string }).campaign)
-      const results = c.scarce?.allocation === 'lottery' ? await loadResults(opts.pool, c.slug) : null
-      if (!results) throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'Not drawn (or not a lottery)')
+      const v =
+        c.scarce?.allocation === 'lottery'
+          ? (
+              await opts.pool.query<{ version: string }>(
+                `SELECT drawn_at::text || '/' || (SELECT count(*) FROM releases WHERE campaign = $1) AS version
+                 FROM draws WHERE campaign = $1 AND drawn_at IS NOT NULL`,
+                [c.slug],
+              )
+            ).rows[0]?.version
+          : undefined
+      if (!v) throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'Not drawn (or not a lottery)')
+      let cached = resultsCache.get(c.slug)
+      if (cached?.version !== v) {
+        const results = await loadResults(opts.pool, c.slug)
+        if (!results)
+          throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'Not drawn (or not a lottery)')
+        cached = { version: v, text: JSON.stringify(results) }
+        resultsCache.set(c.slug, cached)
+      }
       // Built as one string: a large draw's list would be slow through the schema serializer.
       reply.header('cache-control', 'public, max-age=60').type('application/json; charset=utf-8')
-      return reply.send(JSON.stringify(results))
+      return reply.send(cached.text)
     },
   )
 }

@@ -26,7 +26,7 @@ export async function scarceRows(pool: Pool, config: SabtConfig): Promise<Scarce
       counts: await campaignCounts(pool, c),
       draw: c.scarce.allocation === 'lottery' ? drawState(d).replace('_', ' ') : 'first come',
       commitment: d?.commitment ?? null,
-      releases: c.scarce.allocation === 'lottery' ? await releaseHistory(pool, c.slug, 10) : [],
+      releases: await releaseHistory(pool, c.slug, 10),
     })
   }
   return rows
