@@ -48,6 +48,10 @@ export interface ServerOptions {
   trustProxy?: readonly string[]
 }
 
+/** The Content-Security-Policy of /docs (Swagger UI), as strict as the dashboard's. */
+export const DOCS_CSP =
+  "default-src 'self'; base-uri 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; font-src 'self' data:; object-src 'none'; frame-ancestors 'none'; form-action 'self'"
+
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'SABT_UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_CTP_BODY_TOO_LARGE: 'SABT_BODY_TOO_LARGE',
@@ -274,7 +278,12 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       servers: [{ url: '/', description: 'this deployment' }],
       components: {
         securitySchemes: {
-          adminToken: { type: 'http', scheme: 'bearer', description: 'SABT_ADMIN_TOKEN' },
+          adminToken: {
+            type: 'http',
+            scheme: 'bearer',
+            description:
+              'an operator token (sabt operators add NAME); before the first operator exists, SABT_ADMIN_TOKEN',
+          },
           partnerKey: {
             type: 'http',
             scheme: 'bearer',
@@ -295,7 +304,20 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) || `def-${i}`,
     },
   })
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } })
+  // /docs shares the dashboard's origin: the same strict policy (Swagger UI's scripts are files,
+  // no inline script or eval; its inline styles need 'unsafe-inline' for styles only), no framing,
+  // and no call to the online validator (validatorUrl: null).
+  await app.register(fastifySwaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { docExpansion: 'list', validatorUrl: null },
+    staticCSP: DOCS_CSP,
+    uiHooks: {
+      onRequest: (_request, reply, done) => {
+        reply.header('x-frame-options', 'DENY')
+        done()
+      },
+    },
+  })
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
