@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs'
 import { chromium } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DOCS_CSP } from '../src/http/server.js'
+import { DOCS_CSP } from '../src/http/api-docs.js'
 import { startTestSabt, type TestSabt } from './support/harness.js'
 
 // Issue 17 item 2: /docs (Swagger UI) on the dashboard's origin, under a strict CSP — and still working.

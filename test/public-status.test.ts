@@ -66,7 +66,10 @@ describe('public status of a registration', () => {
     )
     expect(body.checks.map((c) => c.check)).toEqual(['identity', 'eligibility'])
     for (const c of body.checks) {
-      expect(Object.keys(c).sort()).toEqual(['check', 'outcome'])
+      // A failed check also says why (its reason code and the provider's words: issue 15).
+      expect(Object.keys(c).sort()).toEqual(
+        c.outcome === 'failed' ? ['check', 'outcome', 'reason'] : ['check', 'outcome'],
+      )
       expect(['pending', 'passed', 'failed', 'skipped']).toContain(c.outcome)
     }
     // Attempts, latencies and provider errors stay with the operators.
@@ -117,7 +120,11 @@ describe('public status of a registration', () => {
     const schema = doc.paths['/v1/registrations/{id}'].get.responses['200'].content['application/json'].schema
     const props = Object.keys(schema.properties)
     expect(props).not.toContain('original_id')
-    expect(Object.keys(schema.properties.checks.items.properties).sort()).toEqual(['check', 'outcome'])
+    expect(Object.keys(schema.properties.checks.items.properties).sort()).toEqual([
+      'check',
+      'outcome',
+      'reason',
+    ]) // reason: why a failed check said no (issue 15)
     expect(JSON.stringify(schema.properties.status)).toContain('waiting')
   })
 })

@@ -5,6 +5,7 @@ import Type, { type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError } from './env.js'
+import { BUILTIN_PROVIDERS, type ProviderDefinition, ProviderDefinitionSchema } from './providers.js'
 
 /**
  * Campaigns and checks are configuration, not code: a YAML (or JSON) file declares the checks
@@ -20,7 +21,8 @@ const Duration = Type.String({ pattern: '^[0-9]+(ms|s|m|h)$' })
 export const CheckConfigSchema = Type.Object(
   {
     provider: CheckName,
-    url: Type.String({ minLength: 1 }),
+    /** Where the provider is called; defaults to its definition's url. */
+    url: Type.Optional(Type.String({ minLength: 1 })),
     auth_header: Type.Optional(Type.String()),
     timeout_ms: Type.Optional(Type.Integer({ minimum: 1 })),
     concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
@@ -56,7 +58,13 @@ export const CampaignConfigSchema = Type.Object(
     checks: Type.Optional(Type.Array(CampaignCheckRef)),
     retention_days: Type.Optional(Type.Integer({ minimum: 1 })),
     callback_url: Type.Optional(Type.String({ minLength: 1 })),
+    // The environment variable holding this campaign's callback secret (only the checker is given
+    // it); unset: SABT_CALLBACK_SECRET. One secret per receiver: no receiver can forge another's.
+    callback_secret_env: Type.Optional(Type.String({ pattern: '^[A-Z][A-Z0-9_]*$' })),
     max_records_per_person: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    capacity: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),
+    allocation: Type.Optional(Type.Union([Type.Literal('first_come'), Type.Literal('lottery')])),
+    draw_at: Type.Optional(Type.String({ format: 'date-time' })),
   },
   { additionalProperties: false },
 )
@@ -64,6 +72,8 @@ export const CampaignConfigSchema = Type.Object(
 export const SabtConfigSchema = Type.Object(
   {
     retry_tiers: Type.Array(Duration, { minItems: 1, default: ['1s', '10s', '1m', '10m'] }),
+    /** How to ask each third party and read its answer (src/config/providers.ts, docs/providers.md). */
+    providers: Type.Record(CheckName, ProviderDefinitionSchema, { default: {} }),
     checks: Type.Record(CheckName, CheckConfigSchema, { default: {} }),
     campaigns: Type.Record(Slug, CampaignConfigSchema, { minProperties: 1 }),
   },
@@ -117,12 +127,34 @@ export interface Campaign {
   checks: CampaignCheck[]
   retentionDays: number | null
   callbackUrl: string | null
+  /** The variable named by `callback_secret_env` (null: the global SABT_CALLBACK_SECRET signs). */
+  callbackSecretEnv: string | null
+  /**
+   * Its value in this process's environment (null where it is not given, e.g. every role but the
+   * checker). Not enumerable: a configuration printed or serialised never shows it.
+   */
+  readonly callbackSecret: string | null
   /** Past this many records of one person, a submission is a plain duplicate (decision 015). */
   maxRecordsPerPerson: number
+  /** A scarce campaign (decision 019): how many can win, and how the winners are chosen; else null. */
+  scarce: Scarce | null
 }
+
+/**
+ * first_come: the first `capacity` accepted registrations in arrival order (the gateway's receive
+ * time of the person's earliest submission). lottery: ranked by HMAC-SHA256(seed, id) at `drawAt`,
+ * the seed committed (its SHA-256 published) before the campaign opens.
+ */
+export type Scarce =
+  | { capacity: number; allocation: 'first_come'; drawAt: null }
+  | { capacity: number; allocation: 'lottery'; drawAt: number }
 
 export interface SabtConfig {
   retryTiersMs: number[]
+  /** Provider definitions: the configuration's own, then the built-in ones it did not redefine. */
+  providers: Map<string, ProviderDefinition>
+  /** Where a provider module's relative path starts (the configuration file's folder). */
+  baseDir: string
   checks: Map<string, CheckConfig>
   campaigns: Map<string, Campaign>
 }
@@ -169,7 +201,11 @@ function keyPath(instancePath: string): string {
 }
 
 /** Validates a parsed configuration document; errors name the offending key. */
-export function buildConfig(doc: unknown, env: Record<string, string | undefined> = process.env): SabtConfig {
+export function buildConfig(
+  doc: unknown,
+  env: Record<string, string | undefined> = process.env,
+  baseDir: string = process.cwd(),
+): SabtConfig {
   const withEnv = interpolate(doc ?? {}, env, '')
   const withDefaults = validator.Default(withEnv)
   if (!validator.Check(withDefaults)) {
@@ -199,9 +235,32 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
         `invalid configuration: campaigns.${slug}: a campaign slug is lowercase letters, digits and -`,
       )
 
+  const providers = new Map<string, ProviderDefinition>(Object.entries(BUILTIN_PROVIDERS))
+  for (const [name, p] of Object.entries(raw.providers)) {
+    if (!CHECK_NAME.test(name))
+      throw new ConfigError(
+        `invalid configuration: providers.${name}: a provider name is lowercase letters, digits and _`,
+      )
+    providers.set(name, p)
+  }
   const checks = new Map<string, CheckConfig>()
   for (const [name, c] of Object.entries(raw.checks)) {
-    checks.set(name, fillCheckDefaults(name, c))
+    const def = providers.get(c.provider)
+    if (!def)
+      throw new ConfigError(
+        `invalid configuration: checks.${name}.provider: no provider named ${c.provider} (defined: ${[...providers.keys()].join(', ')})`,
+      )
+    const url = c.url ?? def.url
+    if (!url)
+      throw new ConfigError(
+        `invalid configuration: checks.${name}.url: missing (and providers.${c.provider} has no url)`,
+      )
+    try {
+      new URL(url)
+    } catch {
+      throw new ConfigError(`invalid configuration: checks.${name}.url: not a URL (${url})`)
+    }
+    checks.set(name, fillCheckDefaults(name, { ...c, url }))
   }
 
   const campaigns = new Map<string, Campaign>()
@@ -234,7 +293,8 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
     const closesAt = c.closes_at ? Date.parse(c.closes_at) : null
     if (opensAt !== null && closesAt !== null && closesAt <= opensAt)
       throw new ConfigError(`invalid configuration: campaigns.${slug}.closes_at: must be after opens_at`)
-    campaigns.set(slug, {
+    const scarce = scarceOf(slug, c, closesAt)
+    const campaign = {
       slug,
       title: c.title,
       opensAt,
@@ -243,13 +303,44 @@ export function buildConfig(doc: unknown, env: Record<string, string | undefined
       retentionDays: c.retention_days ?? null,
       callbackUrl: c.callback_url ?? null,
       maxRecordsPerPerson: c.max_records_per_person ?? CAMPAIGN_DEFAULTS.max_records_per_person,
+      scarce,
+      callbackSecretEnv: c.callback_secret_env ?? null,
+    } as Campaign
+    Object.defineProperty(campaign, 'callbackSecret', {
+      value: (c.callback_secret_env && env[c.callback_secret_env]) || null,
+      enumerable: false,
     })
+    campaigns.set(slug, campaign)
   }
 
-  return { retryTiersMs: raw.retry_tiers.map(parseDuration), checks, campaigns }
+  return { retryTiersMs: raw.retry_tiers.map(parseDuration), providers, baseDir, checks, campaigns }
 }
 
-function fillCheckDefaults(name: string, c: CheckConfigRaw): CheckConfig {
+/** capacity, allocation and draw_at go together: each error names the key that is wrong or missing. */
+function scarceOf(
+  slug: string,
+  c: Static<typeof CampaignConfigSchema>,
+  closesAt: number | null,
+): Scarce | null {
+  const key = (k: string) => `invalid configuration: campaigns.${slug}.${k}`
+  if (c.capacity === undefined && c.allocation === undefined && c.draw_at === undefined) return null
+  if (c.capacity === undefined)
+    throw new ConfigError(`${key('capacity')}: required with allocation or draw_at`)
+  if (c.allocation === undefined)
+    throw new ConfigError(`${key('allocation')}: required with capacity (first_come or lottery)`)
+  if (c.allocation === 'first_come') {
+    if (c.draw_at !== undefined)
+      throw new ConfigError(`${key('draw_at')}: only a lottery has a draw (allocation is first_come)`)
+    return { capacity: c.capacity, allocation: 'first_come', drawAt: null }
+  }
+  if (c.draw_at === undefined) throw new ConfigError(`${key('draw_at')}: required for allocation lottery`)
+  if (closesAt === null) throw new ConfigError(`${key('closes_at')}: required for allocation lottery`)
+  const drawAt = Date.parse(c.draw_at)
+  if (drawAt < closesAt) throw new ConfigError(`${key('draw_at')}: must not be before closes_at`)
+  return { capacity: c.capacity, allocation: 'lottery', drawAt }
+}
+
+function fillCheckDefaults(name: string, c: CheckConfigRaw & { url: string }): CheckConfig {
   const d = CHECK_DEFAULTS
   return {
     name,
@@ -301,7 +392,7 @@ export function loadConfigFile(
     throw new ConfigError(`cannot parse ${path}: ${(err as Error).message}`)
   }
   try {
-    return buildConfig(doc, env)
+    return buildConfig(doc, env, dirname(resolve(path)))
   } catch (err) {
     if (err instanceof ConfigError) throw new ConfigError(`${path}: ${err.message}`)
     throw err

@@ -58,6 +58,9 @@ export interface OutcomeArgs {
   attempts: number
   latencyMs: number | null
   detail: unknown
+  /** Why a "no": the provider's code, and its words (personal data, never logged). */
+  reason?: string | null
+  reasonText?: string | null
   required: readonly RequiredCheck[]
   /** The campaign declares a verdict callback: a final verdict marks it pending. */
   hasCallback: boolean
@@ -94,13 +97,14 @@ export async function recordOutcomes(
     const stored = new Set<string>()
     if (rows.length > 0) {
       const ins = await client.query<{ id: string; check_name: string }>(
-        `INSERT INTO check_results (registration_id, check_name, outcome, attempts, latency_ms, detail, last_error, updated_at, finished_at)
-         SELECT t.id, t.check_name, t.outcome, t.attempts, t.latency_ms, t.detail, NULL, now(), now()
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[], $6::jsonb[])
-              AS t(id, check_name, outcome, attempts, latency_ms, detail)
+        `INSERT INTO check_results (registration_id, check_name, outcome, attempts, latency_ms, detail, reason_code, reason_text, last_error, updated_at, finished_at)
+         SELECT t.id, t.check_name, t.outcome, t.attempts, t.latency_ms, t.detail, t.reason_code, t.reason_text, NULL, now(), now()
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[], $6::jsonb[], $7::text[], $8::text[])
+              AS t(id, check_name, outcome, attempts, latency_ms, detail, reason_code, reason_text)
          ON CONFLICT (registration_id, check_name) DO UPDATE
            SET outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts, latency_ms = EXCLUDED.latency_ms,
-               detail = EXCLUDED.detail, updated_at = now(), finished_at = now()
+               detail = EXCLUDED.detail, reason_code = EXCLUDED.reason_code, reason_text = EXCLUDED.reason_text,
+               updated_at = now(), finished_at = now()
            WHERE check_results.outcome IS NULL OR check_results.outcome = 'error'
          RETURNING registration_id::text AS id, check_name`,
         [
@@ -110,6 +114,8 @@ export async function recordOutcomes(
           rows.map((r) => r.attempts),
           rows.map((r) => r.latencyMs),
           rows.map((r) => (r.detail === undefined || r.detail === null ? null : JSON.stringify(r.detail))),
+          rows.map((r) => r.reason ?? null),
+          rows.map((r) => r.reasonText ?? null),
         ],
       )
       for (const r of ins.rows) stored.add(`${r.id}:${r.check_name}`)
@@ -490,6 +496,20 @@ export interface CallbackSubject {
   status: string
   verdict_at: Date | null
   callback_status: 'pending' | 'sent' | 'error' | null
+}
+
+/** Why a record's checks said no: its failed checks, their reason codes and texts. */
+export async function loadRejectionReasons(
+  pool: Pool,
+  id: string,
+): Promise<{ check: string; code: string; text: string | null }[]> {
+  const r = await pool.query<{ check: string; code: string | null; text: string | null }>({
+    name: 'sabt_load_rejection_reasons',
+    text: `SELECT check_name AS check, reason_code AS code, reason_text AS text FROM check_results
+           WHERE registration_id = $1 AND outcome = 'failed' ORDER BY finished_at, check_name`,
+    values: [id],
+  })
+  return r.rows.map((x) => ({ check: x.check, code: x.code ?? 'unspecified', text: x.text }))
 }
 
 export async function loadCallbackSubject(pool: Pool, id: string): Promise<CallbackSubject | null> {

@@ -47,6 +47,13 @@ export async function eraseCampaign(
        FROM victims WHERE r.id = victims.id`,
       [campaign, opts.all ?? false, opts.retentionDays ?? 0, batch],
     )
+    // A provider's reason text is treated as personal data: it goes with the rest.
+    await pool.query(
+      `UPDATE check_results c SET reason_text = NULL, detail = detail - 'reason_text'
+       FROM registrations r WHERE c.registration_id = r.id AND r.campaign = $1 AND r.erased_at IS NOT NULL
+         AND c.reason_text IS NOT NULL`,
+      [campaign],
+    )
     erased += r.rowCount ?? 0
     if ((r.rowCount ?? 0) < batch) return erased
   }

@@ -324,13 +324,16 @@ export interface CheckResultView {
   latency_ms: number | null
   last_error: string | null
   detail: unknown
+  reason_code: string | null
+  /** The provider's words: personal data (never logged). */
+  reason_text: string | null
   finished_at: Date | null
 }
 
 export async function findCheckResults(pool: Pool, id: string): Promise<CheckResultView[]> {
   const r = await pool.query<CheckResultView>({
     name: 'sabt_find_check_results',
-    text: `SELECT check_name AS check, outcome, attempts, latency_ms, last_error, detail, finished_at
+    text: `SELECT check_name AS check, outcome, attempts, latency_ms, last_error, detail, reason_code, reason_text, finished_at
            FROM check_results WHERE registration_id = $1 ORDER BY check_name`,
     values: [id],
   })

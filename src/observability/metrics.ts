@@ -143,6 +143,18 @@ export class Metrics {
     labelNames: ['check', 'outcome'] as const,
     registers: [this.registry],
   })
+  readonly rejectionReasons = new Counter({
+    name: 'sabt_check_rejections_total',
+    help: 'Checks answered "no", by campaign, check and the provider\'s reason code (never its text)',
+    labelNames: ['campaign', 'check', 'reason'] as const,
+    registers: [this.registry],
+  })
+  readonly oauthTokenFetches = new Counter({
+    name: 'sabt_oauth_token_fetches_total',
+    help: 'OAuth2 client-credentials tokens fetched, by token endpoint host',
+    labelNames: ['host'] as const,
+    registers: [this.registry],
+  })
   readonly checkAttempts = new Counter({
     name: 'sabt_check_attempts_total',
     help: 'Calls to providers, by check and result class (passed, failed, retryable, permanent, rate_limited, timeout)',
@@ -189,6 +201,24 @@ export class Metrics {
     name: 'sabt_provider_rate_limit_per_second',
     help: 'The configured rate limit of the provider behind each check',
     labelNames: ['check'] as const,
+    registers: [this.registry],
+  })
+  readonly campaignPlaces = new Gauge({
+    name: 'sabt_campaign_places',
+    help: 'A scarce campaign (decision 019), read from PostgreSQL by the status role: capacity, accepted, unsettled, winners, waitlisted, released',
+    labelNames: ['campaign', 'kind'] as const,
+    registers: [this.registry],
+  })
+  readonly drawState = new Gauge({
+    name: 'sabt_draw_state',
+    help: "A lottery's draw: 0 not committed, 1 committed (seed fixed, only its SHA-256 shown), 2 drawn and revealed",
+    labelNames: ['campaign'] as const,
+    registers: [this.registry],
+  })
+  readonly allocationAnswers = new Counter({
+    name: 'sabt_allocation_answers_total',
+    help: 'Status answers of scarce campaigns, by allocation (won, waitlisted, released, not_drawn, pending)',
+    labelNames: ['allocation'] as const,
     registers: [this.registry],
   })
 

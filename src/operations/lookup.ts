@@ -1,4 +1,5 @@
 import type { SabtConfig } from '../config/campaigns.js'
+import { type Allocation, allocationOf } from '../db/draws.js'
 import { findWaiting } from '../db/places.js'
 import type { Pool } from '../db/pool.js'
 import { findCheckResults, findDuplicate, findRecord } from '../db/registrations.js'
@@ -11,7 +12,14 @@ export interface CheckView {
   attempts: number
   latency_ms: number | null
   last_error: string | null
+  /** Why a failed check said no: the provider's code and its words (personal data, never logged). */
+  reason: CheckReason | null
   finished_at: string | null
+}
+
+export interface CheckReason {
+  code: string
+  text: string | null
 }
 
 export type RegistrationView =
@@ -24,6 +32,8 @@ export type RegistrationView =
       recorded_at: string
       verdict_at: string | null
       checks: CheckView[]
+      /** In a scarce campaign (decision 019): won, waitlisted (position), released, not_drawn, pending. */
+      allocation: Allocation | null
     }
   | {
       kind: 'duplicate'
@@ -71,6 +81,7 @@ export async function lookupRegistration(
     const stored = new Map((await findCheckResults(pool, lower)).map((c) => [c.check, c]))
     const required = config.campaigns.get(record.campaign)?.checks.map((c) => c.name) ?? []
     const names = [...required, ...[...stored.keys()].filter((n) => !required.includes(n))]
+    const allocation = await allocationOf(pool, config.campaigns.get(record.campaign), record)
     return {
       kind: 'record',
       id: record.id,
@@ -87,9 +98,14 @@ export async function lookupRegistration(
           attempts: c?.attempts ?? 0,
           latency_ms: c?.latency_ms ?? null,
           last_error: c?.last_error ?? null,
+          reason:
+            c?.outcome === 'failed'
+              ? { code: c.reason_code ?? 'unspecified', text: c.reason_text ?? null }
+              : null,
           finished_at: c?.finished_at ? c.finished_at.toISOString() : null,
         }
       }),
+      allocation,
     }
   }
   const dup = await findDuplicate(pool, lower)
@@ -127,6 +143,8 @@ export interface PublicCheck {
   check: string
   /** A dead-lettered check (`error`) is `pending`: it is asked again once replayed. */
   outcome: 'pending' | 'passed' | 'failed' | 'skipped'
+  /** Why a failed check said no (only on a failed check). */
+  reason?: CheckReason
 }
 
 export type PublicStatus =
@@ -138,6 +156,7 @@ export type PublicStatus =
       recorded_at: string
       verdict_at: string | null
       checks: PublicCheck[]
+      allocation?: Allocation
     }
   | {
       id: string
@@ -167,7 +186,9 @@ export function publicStatus(view: Exclude<RegistrationView, { kind: 'unknown' }
         checks: view.checks.map((c) => ({
           check: c.check,
           outcome: c.outcome === 'error' ? 'pending' : c.outcome,
+          ...(c.reason ? { reason: c.reason } : {}),
         })),
+        ...(view.allocation ? { allocation: view.allocation } : {}),
       }
     case 'duplicate':
     case 'waiting':

@@ -88,6 +88,7 @@ export async function startTestSabt(opts: {
   config?: SabtConfig
   log?: Logger
   listen?: boolean
+  tokenClock?: () => number
 }): Promise<TestSabt> {
   const env = opts.env ?? testEnv()
   const config = opts.config ?? testConfig()
@@ -98,6 +99,7 @@ export async function startTestSabt(opts: {
     log: opts.log ?? createLogger({ level: env.LOG_LEVEL }),
     migrate: true,
     listen: opts.listen ?? false,
+    ...(opts.tokenClock ? { tokenClock: opts.tokenClock } : {}),
   })
   if (running.mq) await running.mq.waitForConnect()
   return {

@@ -41,7 +41,8 @@ import {
   RateLimitedError,
   TransientError,
 } from './outcomes.js'
-import type { CheckSubject, Provider } from './providers/index.js'
+import { hmacHeaders, type TokenCache, type TokenCaches } from './providers/auth.js'
+import type { Answer, CheckSubject, Provider } from './providers/index.js'
 import { SharedRate } from './shared-rate.js'
 import { type FollowUp, ParkError, type Task } from './worker.js'
 
@@ -53,6 +54,8 @@ export interface CheckTaskDeps {
   sealer: Sealer
   metrics: Metrics
   log: Logger
+  /** The process's OAuth2 tokens, shared by every check that uses the same client. */
+  tokens: TokenCaches
 }
 
 /** Longest a message may wait for a rate-limit token while held; longer, and it is parked. */
@@ -95,10 +98,30 @@ class OutcomeWriter {
   }
 }
 
+interface Question {
+  request: unknown
+  key: Buffer | null
+}
+
+interface CachedAnswer {
+  outcome: 'passed' | 'failed'
+  detail: unknown
+}
+
 interface Prepared {
   rows: Map<string, CheckSubjectRow>
-  questions: Map<string, { request: Record<string, unknown>; key: Buffer | null }>
-  hits: Map<string, { outcome: 'passed' | 'failed'; detail: unknown }>
+  questions: Map<string, Question>
+  hits: Map<string, CachedAnswer>
+}
+
+/** A cached answer's reason (kept in its detail). */
+function cachedAnswer(hit: CachedAnswer): Answer {
+  const d = (hit.detail ?? {}) as { reason?: unknown; reason_text?: unknown }
+  return {
+    outcome: hit.outcome,
+    reason: typeof d.reason === 'string' ? d.reason : null,
+    text: typeof d.reason_text === 'string' ? d.reason_text : null,
+  }
 }
 
 const CIRCUIT_GAUGE: Record<CircuitState, number> = {
@@ -127,6 +150,7 @@ export class CheckTask implements Task {
   readonly #path: string
   readonly #outcomes: OutcomeWriter
   readonly #holds: Holds
+  readonly #tokens: TokenCache | null
 
   constructor(
     readonly check: CheckConfig,
@@ -142,6 +166,7 @@ export class CheckTask implements Task {
     this.rate = new SharedRate(deps.pool, check.name, this.bucket)
     this.#outcomes = new OutcomeWriter(deps.pool)
     this.#holds = new Holds(deps.metrics, deps.log)
+    this.#tokens = provider.auth?.type === 'oauth2_client_credentials' ? deps.tokens.for(provider.auth) : null
     const url = new URL(check.url)
     this.#path = `${url.pathname}${url.search}`
     this.http = new HttpPool(url.origin, {
@@ -177,12 +202,12 @@ export class CheckTask implements Task {
    */
   async prepare(ids: readonly string[]): Promise<Prepared> {
     const rows = await loadCheckSubjects(this.deps.pool, ids, this.name)
-    const questions = new Map<string, { request: Record<string, unknown>; key: Buffer | null }>()
-    const hits = new Map<string, { outcome: 'passed' | 'failed'; detail: unknown }>()
+    const questions = new Map<string, Question>()
+    const hits = new Map<string, CachedAnswer>()
     if (this.check.cache_ttl_s > 0) {
       for (const row of rows.values())
         if (!row.erased_at && row.outcome !== 'passed' && row.outcome !== 'failed' && !isFinal(row.status))
-          questions.set(row.id, this.#question(row))
+          questions.set(row.id, await this.#question(row))
       const keys = [...questions.values()].map((q) => q.key!)
       for (const [hex, hit] of await cachedOutcomes(this.deps.pool, this.name, keys, this.check.cache_ttl_s))
         hits.set(hex, hit)
@@ -190,23 +215,32 @@ export class CheckTask implements Task {
     return { rows, questions, hits }
   }
 
-  /** What the provider is asked for a record (opening only the sealed fields it needs), and its cache key. */
-  #question(row: CheckSubjectRow): { request: Record<string, unknown>; key: Buffer | null } {
+  /**
+   * What the provider is asked for a record, and its cache key: the provider is given only the
+   * fields its definition names, and only those sealed fields are opened.
+   */
+  async #question(row: CheckSubjectRow): Promise<Question> {
     const { sealer } = this.deps
-    const subject: CheckSubject = {
-      id: row.id,
-      campaign: row.campaign,
-      national_id: this.provider.needs.includes('national_id')
-        ? openField(sealer, row.id, 'national_id', row.national_id_sealed!, row.key_id)
-        : '',
-      mobile: this.provider.needs.includes('mobile')
-        ? openField(sealer, row.id, 'mobile', row.mobile_sealed!, row.key_id)
-        : '',
-      first_name: row.first_name ?? '',
-      last_name: row.last_name ?? '',
-      birth_date: row.birth_date ?? '',
+    const subject: CheckSubject = {}
+    for (const f of this.provider.fields) {
+      switch (f) {
+        case 'national_id':
+          subject.national_id = openField(sealer, row.id, 'national_id', row.national_id_sealed!, row.key_id)
+          break
+        case 'mobile':
+          subject.mobile = openField(sealer, row.id, 'mobile', row.mobile_sealed!, row.key_id)
+          break
+        case 'id':
+          subject.id = row.id
+          break
+        case 'campaign':
+          subject.campaign = row.campaign
+          break
+        default:
+          subject[f] = row[f] ?? ''
+      }
     }
-    const request = this.provider.buildRequest(subject)
+    const request = await this.provider.buildRequest(subject)
     const key =
       this.check.cache_ttl_s > 0 ? sealer.blindIndex(`${this.name}\u0000${JSON.stringify(request)}`) : null
     return { request, key }
@@ -229,14 +263,21 @@ export class CheckTask implements Task {
       // Already answered (a redelivery, or a replay of a check that meanwhile succeeded): do not
       // ask again; make sure what follows from the answer happened (idempotent).
       metrics.checkAttempts.inc({ check: this.name, result: 'already_done' })
-      return this.#finish(id, campaign, row.outcome, attempt, null, null)
+      return this.#finish(
+        id,
+        campaign,
+        { outcome: row.outcome, reason: null, text: null },
+        attempt,
+        null,
+        false,
+      )
     }
     if (isFinal(row.status)) {
       metrics.checkAttempts.inc({ check: this.name, result: 'skipped_final' })
       return [] // the verdict is known (another check failed): spend no quota
     }
 
-    const { request, key: cacheKey } = ready?.questions.get(id) ?? this.#question(row)
+    const { request, key: cacheKey } = ready?.questions.get(id) ?? (await this.#question(row))
     if (cacheKey) {
       // Asked before, within the cache's TTL (another campaign, a replay): the stored answer.
       const hit = ready?.questions.has(id)
@@ -246,10 +287,7 @@ export class CheckTask implements Task {
           ) ?? undefined)
       if (hit) {
         metrics.checkAttempts.inc({ check: this.name, result: 'cached' })
-        return this.#finish(id, campaign, hit.outcome, attempt, null, {
-          ...(hit.detail as object),
-          cached: true,
-        })
+        return this.#finish(id, campaign, cachedAnswer(hit), attempt, null, true)
       }
     }
 
@@ -266,7 +304,7 @@ export class CheckTask implements Task {
       await new Promise((r) => setTimeout(r, wait))
     }
 
-    let answer: { outcome: 'passed' | 'failed'; detail: Record<string, unknown>; latencyMs: number }
+    let answer: Answer & { latencyMs: number }
     try {
       answer = await this.breaker.execute(() => this.#call(id, request))
     } catch (err) {
@@ -278,35 +316,56 @@ export class CheckTask implements Task {
       throw err
     }
     this.bucket.recover()
-    return this.#finish(id, campaign, answer.outcome, attempt, answer.latencyMs, answer.detail, cacheKey)
+    return this.#finish(id, campaign, answer, attempt, answer.latencyMs, false, cacheKey)
   }
 
-  async #call(
-    id: string,
-    request: Record<string, unknown>,
-  ): Promise<{ outcome: 'passed' | 'failed'; detail: Record<string, unknown>; latencyMs: number }> {
-    const { metrics } = this.deps
-    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
-    if (this.provider.idempotencyKey) headers['idempotency-key'] = id
+  /** The headers of one call: the definition's, its authentication's, the idempotency key. */
+  #headers(id: string, body: string, token: string | null): Record<string, string> {
+    const p = this.provider
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: 'application/json',
+      ...p.headers,
+    }
+    if (p.idempotencyKey) headers['idempotency-key'] = id
     if (this.check.auth_header) headers.authorization = this.check.auth_header
+    const auth = p.auth
+    if (auth?.type === 'header') headers[auth.name.toLowerCase()] = auth.value
+    if (token) headers.authorization = `Bearer ${token}`
+    const call = { method: p.method, path: this.#path, body, headers }
+    if (p.extraHeaders) Object.assign(headers, p.extraHeaders(body, call))
+    if (auth?.type === 'hmac') Object.assign(headers, hmacHeaders(auth, call))
+    return headers
+  }
+
+  async #call(id: string, request: unknown): Promise<Answer & { latencyMs: number }> {
+    const { metrics } = this.deps
+    const body = JSON.stringify(request)
+    let token = this.#tokens ? await this.#tokens.get() : null
     const started = performance.now()
     let res: Awaited<ReturnType<HttpPool['request']>>
-    try {
-      res = await this.http.request({
-        path: this.#path,
-        method: 'POST',
-        headers,
-        body: JSON.stringify(request),
-        signal: AbortSignal.timeout(this.check.timeout_ms),
-      })
-    } catch (err) {
-      const e = err as Error & { code?: string }
-      const timedOut =
-        e.name === 'TimeoutError' || e.name === 'AbortError' || /timeout/i.test(e.code ?? e.message)
-      metrics.checkAttempts.inc({ check: this.name, result: timedOut ? 'timeout' : 'connection_error' })
-      throw new TransientError(
-        timedOut ? `timeout after ${this.check.timeout_ms} ms` : `connection error: ${e.code ?? e.message}`,
-      )
+    for (let renewed = false; ; renewed = true) {
+      try {
+        res = await this.http.request({
+          path: this.#path,
+          method: this.provider.method,
+          headers: this.#headers(id, body, token),
+          body,
+          signal: AbortSignal.timeout(this.check.timeout_ms),
+        })
+      } catch (err) {
+        const e = err as Error & { code?: string }
+        const timedOut =
+          e.name === 'TimeoutError' || e.name === 'AbortError' || /timeout/i.test(e.code ?? e.message)
+        metrics.checkAttempts.inc({ check: this.name, result: timedOut ? 'timeout' : 'connection_error' })
+        throw new TransientError(
+          timedOut ? `timeout after ${this.check.timeout_ms} ms` : `connection error: ${e.code ?? e.message}`,
+        )
+      }
+      // A token the provider no longer takes (revoked, expired early): one new token, one more try.
+      if (res.statusCode !== 401 || !this.#tokens || !token || renewed) break
+      await res.body.dump().catch(() => {})
+      token = await this.#tokens.renew(token)
     }
     const latencyMs = Math.round(performance.now() - started)
     metrics.providerLatency.observe({ check: this.name }, latencyMs / 1000)
@@ -318,13 +377,13 @@ export class CheckTask implements Task {
       if (cls === 'transient') throw new TransientError(`provider answered ${res.statusCode}`)
       throw new PermanentError(`provider answered ${res.statusCode}`)
     }
-    let body: unknown = null
+    let answer: unknown = null
     try {
-      body = await res.body.json()
+      answer = await res.body.json()
     } catch {
-      body = null
+      answer = null
     }
-    const read = this.provider.readOutcome(body)
+    const read = await this.provider.readAnswer(answer, res.statusCode)
     if (!read) {
       metrics.checkAttempts.inc({ check: this.name, result: 'permanent' })
       throw new PermanentError('provider answered 2xx with an answer that cannot be read')
@@ -337,32 +396,50 @@ export class CheckTask implements Task {
   async #finish(
     id: string,
     campaign: Campaign,
-    outcome: 'passed' | 'failed',
+    answer: Answer,
     attempt: number,
     latencyMs: number | null,
-    detail: unknown,
+    cached: boolean,
     cacheKey: Buffer | null = null,
   ): Promise<FollowUp[]> {
     const { metrics } = this.deps
+    const { outcome } = answer
     const written = await this.#outcomes.write({
       id,
       check: this.name,
       outcome,
       attempts: attempt + 1,
       latencyMs,
-      detail,
+      // The reason travels with the cached answer; its text is personal data (never logged).
+      detail:
+        outcome === 'failed'
+          ? { reason: answer.reason, reason_text: answer.text, ...(cached ? { cached } : {}) }
+          : cached
+            ? { cached }
+            : null,
+      reason: outcome === 'failed' ? answer.reason : null,
+      reasonText: outcome === 'failed' ? answer.text : null,
       required: campaign.checks,
       hasCallback: campaign.callbackUrl !== null,
       cacheKey, // a fresh answer is kept for the cache's TTL, in the same transaction
       maxRecordsPerPerson: campaign.maxRecordsPerPerson,
     })
     if (!written) return []
-    if (written.stored) metrics.checks.inc({ check: this.name, outcome })
+    if (written.stored) {
+      metrics.checks.inc({ check: this.name, outcome })
+      if (outcome === 'failed')
+        metrics.rejectionReasons.inc({
+          campaign: campaign.slug,
+          check: this.name,
+          reason: answer.reason ?? 'unspecified',
+        })
+    }
     this.deps.log.debug({
       event: 'checker.outcome',
       registration_id: id,
       check: this.name,
       outcome,
+      reason: answer.reason, // a code, never the provider's text
       attempts: attempt + 1,
       latency_ms: latencyMs,
       stored: written.stored,

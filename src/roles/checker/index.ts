@@ -7,11 +7,13 @@ import type { Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Sealer } from '../../privacy/sealing.js'
+import { need, type RoleContext } from '../role.js'
 import { CallbackSweeper } from './callback-sweeper.js'
 import { CallbackTask } from './callback-task.js'
 import { CheckTask } from './check-task.js'
 import { DeadLetterInbox } from './dead-inbox.js'
-import { PROVIDER_REGISTRY } from './providers/index.js'
+import { TokenCaches } from './providers/auth.js'
+import type { Provider } from './providers/index.js'
 import { Redirector } from './redirect.js'
 import { Worker } from './worker.js'
 
@@ -23,6 +25,10 @@ export interface CheckerDeps {
   sealer: Sealer
   metrics: Metrics
   log: Logger
+  /** The configuration's providers, compiled and their samples checked (compileProviders). */
+  providers: ReadonlyMap<string, Provider>
+  /** The clock OAuth2 token expiry is judged by (tests move it forward). */
+  tokenClock?: () => number
   callbackSecret: string
   /** How often pending callbacks are looked for, and how long one is left to its message first. */
   callbackSweepMs: number
@@ -41,6 +47,7 @@ export class Checker {
   readonly callback: CallbackTask
   readonly sweeper: CallbackSweeper
   readonly inbox: DeadLetterInbox
+  readonly tokens: TokenCaches
   #pruner: NodeJS.Timeout | null = null
 
   constructor(
@@ -53,14 +60,16 @@ export class Checker {
       const c = deps.config.checks.get(check)
       return c ? idsPerCheckMessage(c) : 200
     }
+    // One token per OAuth2 client for the whole process, whichever checks use it.
+    const tokens = new TokenCaches(deps.tokenClock ?? Date.now, (host) =>
+      deps.metrics.oauthTokenFetches.inc({ host }),
+    )
+    this.tokens = tokens
     for (const check of deps.config.checks.values()) {
       if (only && !only.includes(check.name)) continue
-      const provider = PROVIDER_REGISTRY.get(check.provider)
-      if (!provider)
-        throw new Error(
-          `check ${check.name}: no provider named ${check.provider} (known: ${[...PROVIDER_REGISTRY.keys()].join(', ')})`,
-        )
-      const task = new CheckTask(check, provider, deps)
+      const provider = deps.providers.get(check.provider)
+      if (!provider) throw new Error(`check ${check.name}: provider ${check.provider} was not compiled`)
+      const task = new CheckTask(check, provider, { ...deps, tokens })
       this.tasks.set(check.name, task)
       this.workers.push(new Worker(task, deps.mq, redirect, deps.log, idsFor))
     }
@@ -94,4 +103,37 @@ export class Checker {
     for (const t of this.tasks.values()) await t.close()
     await this.callback.close()
   }
+}
+
+/**
+ * The checker role's start: every configured check (or only SABT_CHECKS), callbacks and the inbox.
+ * `providers` are the configuration's, compiled (and their samples checked) before any role started.
+ */
+export async function startChecker(
+  ctx: RoleContext,
+  extra: Pick<CheckerDeps, 'providers' | 'tokenClock'>,
+): Promise<Checker> {
+  const { env } = ctx
+  const only = env.SABT_CHECKS?.split(',')
+    .map((c) => c.trim())
+    .filter(Boolean)
+  const checker = new Checker(
+    {
+      mq: need(ctx.mq, 'checker', 'a broker connection'),
+      pool: need(ctx.pool, 'checker', 'a database pool'),
+      publisher: await ctx.publisher('checker'),
+      config: ctx.config,
+      sealer: need(ctx.sealer, 'checker', 'the data keys'),
+      metrics: ctx.metrics,
+      log: ctx.log,
+      ...extra,
+      callbackSecret: need(ctx.secrets, 'checker', 'the secrets').callbackSecret,
+      callbackSweepMs: env.SABT_CALLBACK_SWEEP_MS,
+      callbackLeaseMs: env.SABT_CALLBACK_LEASE_MS,
+    },
+    only,
+  )
+  await checker.start()
+  ctx.onStop(() => checker.stop())
+  return checker
 }

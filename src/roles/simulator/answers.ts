@@ -42,6 +42,47 @@ export function isEligible(q: EligibilityQuestion, failPercent = DEFAULT_FAIL_PE
   return bucket('eligibility', q.national_id, q.campaign) >= failPercent
 }
 
+/**
+ * Why a "no", in realistic shares: a second hash of the same input picks the reason, so the
+ * answer stays deterministic and the share of "no" stays what it was. Reason texts are what a
+ * provider would say (and what Sabt treats as personal data).
+ */
+export const REASONS: Record<ProviderName, readonly { code: string; share: number; text: string }[]> = {
+  identity: [
+    { code: 'not_found', share: 40, text: 'No person with this national id in the civil registry' },
+    { code: 'name_mismatch', share: 35, text: 'The name does not match the civil registry' },
+    { code: 'birth_date_mismatch', share: 20, text: 'The birth date does not match the civil registry' },
+    { code: 'deceased', share: 5, text: 'The civil registry records this person as deceased' },
+  ],
+  mobile: [
+    { code: 'not_owner', share: 80, text: 'This mobile number is registered to another person' },
+    { code: 'number_inactive', share: 20, text: 'This mobile number is not in service' },
+  ],
+  eligibility: [
+    { code: 'already_served', share: 70, text: 'Already served in a previous campaign' },
+    { code: 'age_limit', share: 30, text: 'Outside the age limit of this campaign' },
+  ],
+}
+
+export function reasonFor(p: ProviderName, ...parts: string[]): { code: string; text: string } {
+  let b = bucket('reason', p, ...parts)
+  for (const r of REASONS[p]) {
+    if (b < r.share) return { code: r.code, text: r.text }
+    b -= r.share
+  }
+  return REASONS[p][0]!
+}
+
+export function identityReason(q: IdentityQuestion): { code: string; text: string } {
+  return reasonFor('identity', q.national_id, q.first_name, q.last_name, q.birth_date)
+}
+export function mobileReason(q: MobileQuestion): { code: string; text: string } {
+  return reasonFor('mobile', q.national_id, q.mobile)
+}
+export function eligibilityReason(q: EligibilityQuestion): { code: string; text: string } {
+  return reasonFor('eligibility', q.national_id, q.campaign)
+}
+
 /** What a campaign with checks identity → mobile, eligibility decides for one person. */
 export function expectedVerdict(
   r: IdentityQuestion & MobileQuestion & EligibilityQuestion,

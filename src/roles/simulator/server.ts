@@ -5,15 +5,19 @@ import { requireAdmin } from '../../http/auth.js'
 import type { Logger } from '../../observability/logger.js'
 import {
   type EligibilityQuestion,
+  eligibilityReason,
   type IdentityQuestion,
   identityMatches,
+  identityReason,
   isEligible,
   type MobileQuestion,
   mobileMatches,
+  mobileReason,
   PROVIDERS,
   type ProviderName,
 } from './answers.js'
 import { defaultKnobs, drawLatency, type Knobs, KnobsPatch } from './knobs.js'
+import { type Ask, type RealApiOptions, RealApis, realApiRoutes } from './real-apis.js'
 
 /** What the simulator saw of one provider: the numbers tests and the dashboard assert on. */
 export interface ProviderStats {
@@ -118,14 +122,26 @@ const QUESTIONS = {
   ),
 } as const
 
-function answer(p: ProviderName, body: unknown, failPercent: number): Record<string, unknown> {
+/** The answer, and for a "no" its reason code and text. */
+export function answer(p: ProviderName, body: unknown, failPercent: number): Record<string, unknown> {
+  const no = (key: string, r: { code: string; text: string }) => ({
+    [key]: false,
+    reason: r.code,
+    reason_text: r.text,
+  })
   switch (p) {
-    case 'identity':
-      return { match: identityMatches(body as IdentityQuestion, failPercent) }
-    case 'mobile':
-      return { match: mobileMatches(body as MobileQuestion, failPercent) }
-    case 'eligibility':
-      return { eligible: isEligible(body as EligibilityQuestion, failPercent) }
+    case 'identity': {
+      const q = body as IdentityQuestion
+      return identityMatches(q, failPercent) ? { match: true } : no('match', identityReason(q))
+    }
+    case 'mobile': {
+      const q = body as MobileQuestion
+      return mobileMatches(q, failPercent) ? { match: true } : no('match', mobileReason(q))
+    }
+    case 'eligibility': {
+      const q = body as EligibilityQuestion
+      return isEligible(q, failPercent) ? { eligible: true } : no('eligible', eligibilityReason(q))
+    }
   }
 }
 
@@ -134,6 +150,8 @@ export interface SimulatorOptions {
   adminToken: string | null
   /** Knobs at start, e.g. from SABT_SIMULATOR_KNOBS: {"identity": {"latency_median_ms": 50}}. */
   knobs?: Partial<Record<ProviderName, Partial<Knobs>>>
+  /** The OAuth2 client, the HMAC secret and the token lifetime of /oauth/token, /v2/mobile, /v2/identity. */
+  realApis?: Partial<RealApiOptions>
 }
 
 /**
@@ -141,7 +159,7 @@ export interface SimulatorOptions {
  * `identity` (civil registry), `mobile` (operator), `eligibility`. Answers derive from the input
  * (src/roles/simulator/answers.ts); latency, errors, silence, rate limits and outages are knobs.
  */
-export type Simulator = FastifyInstance & { providers: Map<ProviderName, ProviderState> }
+export type Simulator = FastifyInstance & { providers: Map<ProviderName, ProviderState>; realApis: RealApis }
 
 export async function buildSimulator(opts: SimulatorOptions): Promise<Simulator> {
   const providers = new Map<ProviderName, ProviderState>(PROVIDERS.map((p) => [p, new ProviderState(p)]))
@@ -157,52 +175,61 @@ export async function buildSimulator(opts: SimulatorOptions): Promise<Simulator>
   })
   const held = new Set<() => void>()
 
-  for (const name of PROVIDERS) {
+  /** One provider's behaviour for one question: its knobs, then its answer (undefined: replied already). */
+  const ask: Ask = async (name, question, request, reply) => {
     const state = providers.get(name)!
-    app.post(`/${name}`, async (request, reply) => {
-      const now = Date.now()
-      const key = request.headers['idempotency-key']
-      state.arrive(now, typeof key === 'string' ? key : undefined)
-      const k = state.knobs
-      if (state.overLimit(now)) {
-        state.stats.rate_limited++
-        return reply.code(429).header('retry-after', '1').send({ error: 'rate limited' })
-      }
-      if (k.outage) {
-        state.stats.errors++
-        return reply.code(503).send({ error: 'outage' })
-      }
-      if (k.timeout_rate > 0 && Math.random() < k.timeout_rate) {
-        state.stats.timeouts++
-        // Never answer: hold the request until the caller gives up (or the simulator stops).
-        reply.hijack()
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            held.delete(done)
-            resolve()
-          }
-          held.add(done)
-          request.raw.socket.once('close', done)
-        })
-        request.raw.socket.destroy()
-        return
-      }
-      const latency = drawLatency(k)
-      if (latency > 0) await new Promise((r) => setTimeout(r, latency))
-      if (k.error_rate > 0 && Math.random() < k.error_rate) {
-        state.stats.errors++
-        return reply.code(503).send({ error: 'upstream error' })
-      }
-      if (!QUESTIONS[name].Check(request.body)) {
-        state.stats.bad_requests++
-        return reply.code(400).send({ error: 'bad request' })
-      }
-      const a = answer(name, request.body, k.fail_percent)
-      state.stats.answered++
-      if (a.match === false || a.eligible === false) state.stats.no_answers++
-      return a
-    })
+    const now = Date.now()
+    const key = request.headers['idempotency-key']
+    state.arrive(now, typeof key === 'string' ? key : undefined)
+    const k = state.knobs
+    if (state.overLimit(now)) {
+      state.stats.rate_limited++
+      reply.code(429).header('retry-after', '1').send({ error: 'rate limited' })
+      return undefined
+    }
+    if (k.outage) {
+      state.stats.errors++
+      reply.code(503).send({ error: 'outage' })
+      return undefined
+    }
+    if (k.timeout_rate > 0 && Math.random() < k.timeout_rate) {
+      state.stats.timeouts++
+      // Never answer: hold the request until the caller gives up (or the simulator stops).
+      reply.hijack()
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          held.delete(done)
+          resolve()
+        }
+        held.add(done)
+        request.raw.socket.once('close', done)
+      })
+      request.raw.socket.destroy()
+      return undefined
+    }
+    const latency = drawLatency(k)
+    if (latency > 0) await new Promise((r) => setTimeout(r, latency))
+    if (k.error_rate > 0 && Math.random() < k.error_rate) {
+      state.stats.errors++
+      reply.code(503).send({ error: 'upstream error' })
+      return undefined
+    }
+    if (!QUESTIONS[name].Check(question)) {
+      state.stats.bad_requests++
+      reply.code(400).send({ error: 'bad request' })
+      return undefined
+    }
+    const a = answer(name, question, k.fail_percent)
+    state.stats.answered++
+    if (a.match === false || a.eligible === false) state.stats.no_answers++
+    return a
   }
+
+  for (const name of PROVIDERS) {
+    app.post(`/${name}`, async (request, reply) => (await ask(name, request.body, request, reply)) ?? reply)
+  }
+  const realApis = new RealApis(opts.realApis)
+  await app.register(realApiRoutes, { apis: realApis, ask })
 
   const admin = { preHandler: requireAdmin(opts.adminToken) }
   app.get('/admin/providers', admin, async () =>
@@ -225,8 +252,16 @@ export async function buildSimulator(opts: SimulatorOptions): Promise<Simulator>
     state.knobs = { ...state.knobs, ...(request.body as KnobsPatch) }
     return state.knobs
   })
-  app.get('/admin/stats', admin, async () => Object.fromEntries([...providers].map(([n, s]) => [n, s.stats])))
+  app.get('/admin/stats', admin, async () => ({
+    ...Object.fromEntries([...providers].map(([n, s]) => [n, s.stats])),
+    real_apis: realApis.stats,
+  }))
+  app.post('/admin/oauth/revoke', admin, async () => {
+    realApis.revokeTokens()
+    return { revoked: true }
+  })
   app.post('/admin/stats/reset', admin, async () => {
+    realApis.reset()
     for (const s of providers.values()) s.reset()
     return { reset: true }
   })
@@ -234,5 +269,5 @@ export async function buildSimulator(opts: SimulatorOptions): Promise<Simulator>
   app.addHook('onClose', async () => {
     for (const release of [...held]) release()
   })
-  return Object.assign(app, { providers }) as unknown as Simulator
+  return Object.assign(app, { providers, realApis }) as unknown as Simulator
 }

@@ -3,6 +3,7 @@ import Type from 'typebox'
 import type { SabtConfig } from '../../config/campaigns.js'
 import type { Pool } from '../../db/pool.js'
 import { ApiError } from '../../http/errors.js'
+import type { Metrics } from '../../observability/metrics.js'
 import { isUuid, lookupThroughReplica, publicStatus } from '../../operations/index.js'
 
 export interface StatusRouteOptions {
@@ -11,6 +12,8 @@ export interface StatusRouteOptions {
   primary?: Pool
   config: SabtConfig
   queuedWindowMs: number
+  /** Counts answers by allocation (scarce campaigns). */
+  metrics?: Metrics
 }
 
 const PublicCheckView = Type.Object(
@@ -23,6 +26,40 @@ const PublicCheckView = Type.Object(
           'pending until answered (also while a dead-lettered check waits for its replay); skipped: not needed, the verdict came first',
       },
     ),
+    reason: Type.Optional(
+      Type.Object(
+        {
+          code: Type.String({
+            description: "the provider's reason code, e.g. not_found, name_mismatch, not_owner",
+          }),
+          text: Type.Union([Type.String(), Type.Null()], {
+            description: "the provider's own words, if it gave any",
+          }),
+        },
+        { additionalProperties: false, description: 'why a failed check said no' },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+/** In a scarce campaign only (decision 019). */
+export const AllocationView = Type.Object(
+  {
+    state: Type.Union(
+      [
+        Type.Literal('won'),
+        Type.Literal('waitlisted'),
+        Type.Literal('released'),
+        Type.Literal('not_drawn'),
+        Type.Literal('pending'),
+      ],
+      {
+        description:
+          'won: holds a place; waitlisted: on the waiting list at `position` (1 = next); released: gave its place up; not_drawn: accepted, the lottery has not been drawn (or ran before it was accepted); pending: not final yet — being checked, or (first_come) an earlier registration is still being checked',
+      },
+    ),
+    position: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
 )
@@ -51,6 +88,7 @@ const RegistrationStatus = Type.Object(
     recorded_at: Type.Optional(Type.String()),
     verdict_at: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     checks: Type.Optional(Type.Array(PublicCheckView)),
+    allocation: Type.Optional(AllocationView),
   },
   { additionalProperties: false },
 )
@@ -96,6 +134,8 @@ export async function statusRoutes(app: FastifyInstance, opts: StatusRouteOption
       if (view.kind === 'unknown')
         throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'No such registration')
       if (view.kind === 'queued') reply.code(202)
+      if (view.kind === 'record' && view.allocation)
+        opts.metrics?.allocationAnswers.inc({ allocation: view.allocation.state })
       return publicStatus(view)
     },
   )

@@ -1,0 +1,150 @@
+import { once } from 'node:events'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { loadConfigFile } from '../src/config/campaigns.js'
+import {
+  captureLogger,
+  registration,
+  startTestSabt,
+  type TestSabt,
+  testEnv,
+  waitFor,
+} from './support/harness.js'
+
+/** A provider no code in Sabt knows: its shape lives only in the test's configuration file. */
+const REGISTRY_YAML = (providerUrl: string, callbackUrl: string) => `
+retry_tiers: [200ms, 500ms]
+providers:
+  registry:
+    fields: [national_id, last_name, birth_date]
+    body: '{"person": {"nid": national_id, "surname": last_name}, "dob": birth_date}'
+    answer:
+      outcome: 'result.status = "OK" ? "passed" : result.status = "REJECT" ? "failed"'
+      reason: result.code
+      text: result.message
+    samples:
+      - { answer: { result: { status: OK } }, outcome: passed }
+      - { answer: { result: { status: REJECT, code: DECEASED } }, outcome: failed, reason: deceased }
+      - { answer: { result: { status: PENDING } }, outcome: unreadable }
+checks:
+  registry: { provider: registry, url: '${providerUrl}', timeout_ms: 1000, concurrency: 4, rate_per_second: 500 }
+campaigns:
+  demo: { title: Demo, checks: [registry], callback_url: '${callbackUrl}' }
+`
+
+async function listen(server: Server): Promise<string> {
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    let b = ''
+    req.on('data', (c) => (b += c))
+    req.on('end', () => resolve(b))
+  })
+}
+
+describe('declarative providers', () => {
+  const cleanups: (() => Promise<void>)[] = []
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c()
+  })
+
+  it('calls a provider defined only in a config file with exactly the fields it names, maps its answers to outcome and reason, and shows the reason in the status API and the callback — never in the logs', async () => {
+    const asked: { path: string; body: Record<string, unknown>; headers: IncomingMessage['headers'] }[] = []
+    const REJECT_TEXT = 'Registry says: person deceased on 1400/01/01'
+    const provider = createServer(async (req, res) => {
+      const body = JSON.parse(await readBody(req)) as { person: { surname: string } }
+      asked.push({ path: req.url ?? '', body, headers: req.headers })
+      const reject = body.person.surname === 'Reject'
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(
+          JSON.stringify(
+            reject
+              ? { result: { status: 'REJECT', code: 'DECEASED', message: REJECT_TEXT } }
+              : { result: { status: 'OK' } },
+          ),
+        )
+    })
+    const callbacks: Record<string, unknown>[] = []
+    const receiver = createServer(async (req, res) => {
+      callbacks.push(JSON.parse(await readBody(req)) as Record<string, unknown>)
+      res.writeHead(204).end()
+    })
+    const providerUrl = await listen(provider)
+    const callbackUrl = await listen(receiver)
+    cleanups.push(async () => {
+      provider.close()
+      receiver.close()
+    })
+    const dir = mkdtempSync(join(tmpdir(), 'sabt-providers-'))
+    const file = join(dir, 'sabt.yaml')
+    writeFileSync(file, REGISTRY_YAML(`${providerUrl}/v1/verify`, `${callbackUrl}/verdicts`))
+    const config = loadConfigFile(file, {})
+    const { log, lines } = captureLogger('debug')
+    const sabt: TestSabt = await startTestSabt({
+      roles: ['gateway', 'recorder', 'checker', 'status'],
+      env: testEnv({ SABT_CALLBACK_SECRET: 'test-callback-secret-0123456789' }),
+      config,
+      log,
+    })
+    cleanups.push(() => sabt.cleanup())
+
+    const ok = registration({ last_name: 'Ahmadi' }) as Record<string, string>
+    const bad = registration({ last_name: 'Reject' }) as Record<string, string>
+    const ids: string[] = []
+    for (const r of [ok, bad]) {
+      const res = await sabt.app.inject({ method: 'POST', url: '/v1/registrations', payload: r })
+      expect(res.statusCode).toBe(202)
+      ids.push(res.json<{ id: string }>().id)
+    }
+    const statusOf = async (id: string) =>
+      (await sabt.app.inject({ method: 'GET', url: `/v1/registrations/${id}` })).json<{
+        status: string
+        checks: { check: string; outcome: string; reason?: { code: string; text: string | null } }[]
+      }>()
+    await waitFor(
+      async () =>
+        (await statusOf(ids[0]!)).status === 'accepted' && (await statusOf(ids[1]!)).status === 'rejected',
+      'the verdicts',
+    )
+
+    // Exactly the fields named, in the shape the definition builds: no mobile, no first name.
+    expect(asked).toHaveLength(2)
+    for (const [i, r] of [ok, bad].entries()) {
+      expect(asked[i]!.path).toBe('/v1/verify')
+      expect(asked[i]!.body).toEqual({
+        person: { nid: r.national_id, surname: r.last_name },
+        dob: r.birth_date,
+      })
+      expect(asked[i]!.headers['idempotency-key']).toBe(ids[i])
+    }
+
+    const accepted = await statusOf(ids[0]!)
+    expect(accepted.checks).toEqual([{ check: 'registry', outcome: 'passed' }])
+    const rejected = await statusOf(ids[1]!)
+    expect(rejected.checks).toEqual([
+      { check: 'registry', outcome: 'failed', reason: { code: 'deceased', text: REJECT_TEXT } },
+    ])
+
+    await waitFor(() => callbacks.length === 2, 'both callbacks')
+    const cb = callbacks.find((c) => c.id === ids[1])!
+    expect(cb).toMatchObject({
+      status: 'rejected',
+      reasons: [{ check: 'registry', code: 'deceased', text: REJECT_TEXT }],
+    })
+    expect(callbacks.find((c) => c.id === ids[0])).toMatchObject({ status: 'accepted', reasons: [] })
+
+    // The code is counted; the provider's words are personal data: never in a log line.
+    const metrics = await sabt.metrics.registry.getSingleMetricAsString('sabt_check_rejections_total')
+    expect(metrics).toContain('campaign="demo",check="registry",reason="deceased"} 1')
+    expect(lines.some((l) => l.includes('"reason":"deceased"'))).toBe(true)
+    expect(lines.filter((l) => l.includes('deceased on'))).toEqual([])
+  })
+})
