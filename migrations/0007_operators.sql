@@ -35,7 +35,28 @@ CREATE TABLE operator_audit (
 );
 CREATE INDEX operator_audit_at ON operator_audit (at);
 
+-- The status role (its own PostgreSQL login, migrations/0008_database_roles.sql) signs operators
+-- in, keeps their sessions and writes the audit; it reads no token and changes no account (that is
+-- `sabt operators`, run as the owner). 0008 creates the roles too; made here first if missing, so
+-- these grants have someone to go to (roles belong to the cluster: another database may have them).
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sabt_status') THEN
+    BEGIN
+      CREATE ROLE sabt_status NOLOGIN;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      NULL; -- created by a concurrent migration of another database
+    END;
+  END IF;
+END
+$$;
+GRANT SELECT (id, name, token_sha256, revoked_at) ON operators TO sabt_status;
+GRANT SELECT, INSERT, UPDATE, DELETE ON operator_sessions TO sabt_status;
+GRANT INSERT ON operator_audit TO sabt_status;
+GRANT USAGE ON SEQUENCE operator_audit_id_seq TO sabt_status;
+
 -- Down Migration
+REVOKE ALL ON operators, operator_sessions, operator_audit FROM sabt_status;
 DROP TABLE operator_audit;
 DROP TABLE operator_sessions;
 DROP TABLE operators;

@@ -114,7 +114,8 @@ describe('dashboard in a browser', () => {
     await page.fill('#token', s.adminToken)
     await Promise.all([page.waitForURL(`${base}/dashboard`), page.click('button[type=submit]')])
     const cookie = (await page.context().cookies()).find((c) => c.name === 'sabt_admin')
-    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict' })
+    // Secure (SABT_COOKIE_SECURE's default), and still taken over plain HTTP on 127.0.0.1: the quick start works.
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict', secure: true })
     expect(cookie!.value).not.toContain(s.adminToken)
 
     // The charts update: new points arrive, the newest one moves on, and the intake rate shows traffic.

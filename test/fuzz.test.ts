@@ -75,8 +75,7 @@ describe('hostile input: the intake refuses clearly, accepts only what is valid,
         SABT_BODY_LIMIT: String(BODY_LIMIT),
         SABT_BATCH_BODY_LIMIT: String(BATCH_BODY_LIMIT),
         SABT_BATCH_MAX_RECORDS: String(BATCH_MAX_RECORDS),
-        // Thousands of hostile requests from one address: the input rules are under test here,
-        // not the per-client limit (test/intake-limits.test.ts).
+        // Thousands of generated requests from one address: the per-client limit would answer them.
         SABT_CLIENT_RATE: '0',
       }),
       config: testConfig({

@@ -1,7 +1,10 @@
 import { spawn } from 'node:child_process'
 import { userInfo } from 'node:os'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runOperators } from '../src/cli/operators.js'
+import { AdminAuth } from '../src/http/auth.js'
 import { createLogger } from '../src/observability/logger.js'
 import { registration, startTestSabt, type TestSabt, testEnv, waitFor } from './support/harness.js'
 
@@ -244,5 +247,26 @@ describe('operator accounts (issue 17 item 3)', () => {
       action: 'replay',
       detail: { kind: 'check', check: 'identity' },
     })
+  })
+
+  it('answers 503, not 500 or 401, while the sessions cannot be read (PostgreSQL away)', async () => {
+    const away = new pg.Pool({
+      connectionString: 'postgres://postgres@127.0.0.1:9/none',
+      connectionTimeoutMillis: 500,
+    })
+    try {
+      const guard = new AdminAuth(away, 'a-bootstrap-token-0123456789').guard()
+      const request = {
+        headers: { cookie: `sabt_admin=${'A'.repeat(43)}` },
+        ip: '127.0.0.1',
+        method: 'GET',
+      } as unknown as FastifyRequest
+      await expect(guard(request, {} as FastifyReply)).rejects.toMatchObject({
+        code: 'SABT_NOT_READY',
+        status: 503,
+      })
+    } finally {
+      await away.end()
+    }
   })
 })

@@ -38,7 +38,8 @@ describe('provider authentication (the worked examples of docs/providers.md, aga
     env: Record<string, string>,
     tokenClock?: () => number,
   ): Promise<System> {
-    const e = testEnv({ SABT_CLIENT_RATE: '0' }) // 1,000 registrations from one address
+    // 1,000 registrations from one address: the per-client intake limit would answer most of them 429.
+    const e = testEnv({ SABT_CLIENT_RATE: '0' })
     const sim = await buildSimulator({
       log: createLogger({ level: 'error' }),
       adminToken: e.SABT_ADMIN_TOKEN!,

@@ -24,7 +24,9 @@ export async function runStart(rest: string[], { env, log }: CliContext): Promis
     const base = running.url?.replace('0.0.0.0', '127.0.0.1') ?? ''
     process.stderr.write(
       `\nSabt is up (${roles.join(', ')}): ${base}\n  ready:   ${base}/readyz\n  API:     ${base}/docs\n` +
-        (roles.includes('status') ? `  dashboard: ${base}/dashboard (sign in with the admin token)\n` : '') +
+        (roles.includes('status')
+          ? `  dashboard: ${base}/dashboard (sign in with your operator token, or the admin token before the first operator)\n`
+          : '') +
         // Printed only when it was generated here: one set in the environment is someone's secret.
         (secrets?.generatedFile && secrets.adminTokenGenerated
           ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n`

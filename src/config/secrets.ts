@@ -75,7 +75,7 @@ export function resolveSecrets(env: Env, needs: readonly SecretVar[] = SECRET_VA
   }
   const out = {
     generatedFile: file ? env.SABT_SECRETS_FILE : null,
-    adminTokenGenerated: !env.SABT_ADMIN_TOKEN,
+    adminTokenGenerated: !env.SABT_ADMIN_TOKEN && file !== null,
   } as Secrets
   const absent = (key: keyof Secrets, name: string) =>
     Object.defineProperty(out, key, {

@@ -4,6 +4,10 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { errorCatalogueMarkdown } from './errors.js'
 
+/** The Content-Security-Policy of /docs (Swagger UI), as strict as the dashboard's. */
+export const DOCS_CSP =
+  "default-src 'self'; base-uri 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; font-src 'self' data:; object-src 'none'; frame-ancestors 'none'; form-action 'self'"
+
 /** The OpenAPI document at `/openapi.json`, generated from the route schemas, and Swagger UI at `/docs`. Registered before the routes, so it sees them all. */
 export const apiDocs = fp(
   async (app: FastifyInstance) => {
@@ -20,7 +24,12 @@ export const apiDocs = fp(
         servers: [{ url: '/', description: 'this deployment' }],
         components: {
           securitySchemes: {
-            adminToken: { type: 'http', scheme: 'bearer', description: 'SABT_ADMIN_TOKEN' },
+            adminToken: {
+              type: 'http',
+              scheme: 'bearer',
+              description:
+                'an operator token (sabt operators add NAME); before the first operator exists, SABT_ADMIN_TOKEN',
+            },
             partnerKey: {
               type: 'http',
               scheme: 'bearer',
@@ -41,7 +50,20 @@ export const apiDocs = fp(
         buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) || `def-${i}`,
       },
     })
-    await app.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } })
+    // /docs shares the dashboard's origin: the same strict policy (Swagger UI's scripts are files,
+    // no inline script or eval; its inline styles need 'unsafe-inline' for styles only), no
+    // framing, and no call to the online validator (validatorUrl: null).
+    await app.register(fastifySwaggerUi, {
+      routePrefix: '/docs',
+      uiConfig: { docExpansion: 'list', validatorUrl: null },
+      staticCSP: DOCS_CSP,
+      uiHooks: {
+        onRequest: (_request, reply, done) => {
+          reply.header('x-frame-options', 'DENY')
+          done()
+        },
+      },
+    })
 
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   },

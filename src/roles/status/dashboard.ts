@@ -98,7 +98,8 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
   app.post('/dashboard/login', { schema: hide }, async (request, reply) => {
     if (csrfProblem(request, false)) return page(reply, loginPage({ error: 'Sign in from this page.' }), 403)
     const token = (request.body as { token?: unknown } | undefined)?.token
-    const r = await auth.signIn(request.ip, typeof token === 'string' ? token.trim() : null)
+    const r = await auth.signIn(request.ip, typeof token === 'string' ? token.trim() : null).catch(() => null)
+    if (!r) return page(reply, loginPage({ error: 'The database is not reachable: try again shortly.' }), 503)
     if (!r.ok) {
       if (r.lockedForS > 0) {
         log.warn({ event: 'admin.login_locked', ip: request.ip })

@@ -100,11 +100,11 @@ export function loginPage(opts: { error?: string } = {}): string {
     html`<main class="login">
 <h1>Sabt operator dashboard</h1>
 <form method="post" action="/dashboard/login">
-  <label for="token">Admin token</label>
+  <label for="token">Operator token</label>
   <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
   <button type="submit">Sign in</button>
   ${opts.error ? html`<p class="error" role="alert">${opts.error}</p>` : ''}
-  <p class="hint">The token is <code>SABT_ADMIN_TOKEN</code> (<code>npm start</code> prints a generated one).</p>
+  <p class="hint">Your personal token (<code>sabt operators add NAME</code>). Before the first operator exists: <code>SABT_ADMIN_TOKEN</code> (<code>npm start</code> prints a generated one).</p>
 </form>
 </main>`,
   )
