@@ -21,6 +21,7 @@ import {
 } from './operations/index.js'
 import { Sealer } from './privacy/sealing.js'
 import { parseRoles, startSabt, topologyOptions } from './runtime/start.js'
+import { announceWhenReady } from './runtime/startup-banner.js'
 
 const USAGE = `sabt — surge-proof registration intake
 
@@ -61,19 +62,8 @@ async function main(argv: string[]): Promise<number> {
         { event: 'started', roles, url: running.url },
         `Sabt ${roles.join(', ')} listening on ${running.url}`,
       )
-      if (process.stdout.isTTY || roles.length > 1) {
-        const base = running.url?.replace('0.0.0.0', '127.0.0.1') ?? ''
-        process.stderr.write(
-          `\nSabt is up (${roles.join(', ')}): ${base}\n  ready:   ${base}/readyz\n  API:     ${base}/docs\n` +
-            (roles.includes('status')
-              ? `  dashboard: ${base}/dashboard (sign in with the admin token)\n`
-              : '') +
-            (secrets?.generatedFile
-              ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n`
-              : '') +
-            '\n',
-        )
-      }
+      if (process.stdout.isTTY || roles.length > 1)
+        announceWhenReady(running, roles, secrets?.generatedFile ?? null, secrets?.adminToken ?? null)
       await new Promise<void>((resolve) => {
         const onSignal = (signal: string) => {
           log.info({ event: 'stopping', signal }, 'stopping: finishing in-flight work')

@@ -26,6 +26,7 @@ import { adminRoutes } from '../roles/status/admin.js'
 import { dashboardRoutes } from '../roles/status/dashboard.js'
 import { LiveStats } from '../roles/status/live.js'
 import { statusRoutes } from '../roles/status/routes.js'
+import { listenError, probeDatabase } from './startup-errors.js'
 
 export const ROLES = ['gateway', 'recorder', 'checker', 'status', 'simulator'] as const
 export type Role = (typeof ROLES)[number]
@@ -78,6 +79,8 @@ export interface Running {
   simulatorUrl: string | null
   /** The address the HTTP server listens on, when it does. */
   url: string | null
+  /** What /readyz answers: ready, and each component up or down. */
+  readiness(): Promise<Readiness>
   stop(): Promise<void>
 }
 
@@ -143,11 +146,25 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     }
     const sim = await buildSimulator({ log, adminToken: secrets!.adminToken, knobs: knobs as never })
     simulator = sim
-    if (opts.listen !== false || opts.listenSimulator)
-      simulatorUrl = await sim.listen({ host: env.HOST, port: env.SABT_SIMULATOR_PORT })
     stops.push(() => sim.close())
+    if (opts.listen !== false || opts.listenSimulator)
+      simulatorUrl = await sim
+        .listen({ host: env.HOST, port: env.SABT_SIMULATOR_PORT })
+        .catch(async (err: unknown) => {
+          await sim.close().catch(() => {})
+          throw listenError(err, env.SABT_SIMULATOR_PORT, 'SABT_SIMULATOR_PORT', 'the provider simulator')
+        })
   }
 
+  // A database that is not there stops the start with one line that says what to do.
+  if (needsDb || has('gateway')) {
+    try {
+      await probeDatabase(env.DATABASE_URL, { willCreate: opts.migrate ?? false })
+    } catch (err) {
+      await simulator?.close().catch(() => {})
+      throw err
+    }
+  }
   if ((needsDb || has('gateway')) && opts.migrate) await migrate(env.DATABASE_URL, log)
   const pool = needsDb
     ? createPool(env.DATABASE_URL, { max: env.DATABASE_POOL_SIZE, log, name: `sabt-${roles.join('+')}` })
@@ -364,8 +381,6 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
 
   await app.ready()
   stats?.start()
-  let url: string | null = null
-  if (opts.listen !== false) url = await app.listen({ host: env.HOST, port: env.PORT })
 
   let stopped: Promise<void> | null = null
   const stop = (): Promise<void> => {
@@ -382,6 +397,15 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     })()
     return stopped
   }
+
+  let url: string | null = null
+  if (opts.listen !== false)
+    try {
+      url = await app.listen({ host: env.HOST, port: env.PORT })
+    } catch (err) {
+      await stop()
+      throw listenError(err, env.PORT, 'PORT', 'the HTTP API')
+    }
 
   return {
     roles,
@@ -400,6 +424,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     stats,
     simulatorUrl,
     url,
+    readiness,
     stop,
   }
 }
