@@ -11,7 +11,7 @@ module.exports = {
         'A role never imports another role: move what both need below the roles (src/lib, src/operations, …).',
       severity: 'error',
       from: { path: '^src/roles/([^/]+)/' },
-      to: { path: '^src/roles/', pathNot: '^src/roles/$1/' },
+      to: { path: '^src/roles/[^/]+/', pathNot: '^src/roles/$1/' },
     },
     {
       name: 'only-mq-talks-to-the-broker',
@@ -25,7 +25,7 @@ module.exports = {
       comment: 'Shared layers never import a role, the runtime that composes them, or the CLI.',
       severity: 'error',
       from: { path: '^src/(domain|lib|config|db|mq|observability|privacy|http|operations)/' },
-      to: { path: '^src/(roles|runtime)/|^src/cli\\.ts$' },
+      to: { path: '^src/(roles|runtime|cli)/|^src/cli\\.ts$' },
     },
     {
       name: 'domain-is-pure',

@@ -42,15 +42,22 @@ for (const f of files) {
   const lineOf = (pos) => text.slice(0, pos - ast.span.start).split('\n').length
   const visit = (node, name) => {
     if (!node || typeof node !== 'object') return
-    if (Array.isArray(node)) return node.forEach((n) => visit(n, name))
+    if (Array.isArray(node)) {
+      for (const n of node) visit(n, name)
+      return
+    }
     let label = name
     if (node.type === 'FunctionDeclaration' || node.type === 'ClassMethod' || node.type === 'PrivateMethod')
       label = node.identifier?.value ?? node.key?.value ?? node.key?.id?.value ?? name
     if (node.type === 'VariableDeclarator' && node.id?.type === 'Identifier') label = node.id.value
     if (
-      ['FunctionDeclaration', 'FunctionExpression', 'ArrowFunctionExpression', 'ClassMethod', 'PrivateMethod'].includes(
-        node.type,
-      ) &&
+      [
+        'FunctionDeclaration',
+        'FunctionExpression',
+        'ArrowFunctionExpression',
+        'ClassMethod',
+        'PrivateMethod',
+      ].includes(node.type) &&
       node.span
     ) {
       const lines = lineOf(node.span.end) - lineOf(node.span.start) + 1
@@ -61,4 +68,16 @@ for (const f of files) {
   visit(ast.body, undefined)
 }
 fns.sort((a, b) => b.lines - a.lines)
-console.log(JSON.stringify({ files: files.length, roles, role_imports: roleImports, amqplib_outside_mq: amqp, longest: fns.slice(0, 8) }, null, 1))
+console.log(
+  JSON.stringify(
+    {
+      files: files.length,
+      roles,
+      role_imports: roleImports,
+      amqplib_outside_mq: amqp,
+      longest: fns.slice(0, 8),
+    },
+    null,
+    1,
+  ),
+)

@@ -1,4 +1,8 @@
-import { readFileSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ERRORS, errorCatalogueMarkdown } from '../src/http/errors.js'
 import { startTestSabt, type TestSabt } from './support/harness.js'
@@ -35,6 +39,39 @@ describe('API documentation is generated from the route schemas', () => {
     expect(schema).toContain('"additionalProperties":false')
     for (const code of Object.keys(ERRORS)) expect(doc.info.description).toContain(code)
   })
+
+  it("is accepted by a partner's tooling: Redocly's recommended rules find no error, and every operation has an operationId", async () => {
+    const res = await sabt.app.inject({ method: 'GET', url: '/openapi.json' })
+    const doc = res.json()
+    const operations = Object.entries(
+      doc.paths as Record<string, Record<string, { operationId?: string }>>,
+    ).flatMap(([path, ops]) =>
+      Object.entries(ops).map(([method, op]) => ({ path, method, operationId: op.operationId })),
+    )
+    expect(operations.filter((o) => !o.operationId)).toEqual([])
+    expect(new Set(operations.map((o) => o.operationId)).size).toBe(operations.length)
+    const dir = mkdtempSync(join(tmpdir(), 'sabt-openapi-'))
+    try {
+      const file = join(dir, 'openapi.json')
+      writeFileSync(file, res.body)
+      // Exit status 1 means errors were found: read the report either way.
+      const out = await promisify(execFile)('node_modules/.bin/redocly', ['lint', file, '--format', 'json'], {
+        env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+      }).catch((e: { stdout: string }) => e)
+      const report = JSON.parse(out.stdout) as {
+        totals: { errors: number }
+        problems: { ruleId: string; location: { pointer: string }[] }[]
+      }
+      expect(report.totals.errors).toBe(0)
+      // The only warnings left: the health probes answer 200/503 and nothing in between.
+      expect(report.problems.map((p) => `${p.ruleId} ${p.location[0]?.pointer}`).sort()).toEqual([
+        'operation-4xx-response #/paths/~1healthz/get/responses',
+        'operation-4xx-response #/paths/~1readyz/get/responses',
+      ])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 30_000)
 
   it('serves a docs page', async () => {
     const res = await sabt.app.inject({ method: 'GET', url: '/docs/' })

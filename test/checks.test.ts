@@ -1,11 +1,11 @@
 import { once } from 'node:events'
 import { createServer } from 'node:http'
 import amqp from 'amqplib'
+import { Webhook } from 'standardwebhooks'
 import { afterEach, describe, expect, it } from 'vitest'
 import { encodeCheckMessage } from '../src/mq/messages.js'
 import { createLogger } from '../src/observability/logger.js'
 import { lookupRegistration } from '../src/operations/index.js'
-import { signBody } from '../src/roles/checker/callback-task.js'
 import { expectedVerdict, identityMatches } from '../src/roles/simulator/answers.js'
 import { startSabt } from '../src/runtime/start.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
@@ -385,7 +385,7 @@ describe('checks', () => {
   })
 
   it('POSTs the final verdict to the campaign callback, signed, retrying until it is taken', async () => {
-    const received: { body: string; signature: string | undefined }[] = []
+    const received: { body: string; headers: Record<string, string> }[] = []
     let calls = 0
     const receiver = createServer((req, res) => {
       let body = ''
@@ -396,7 +396,7 @@ describe('checks', () => {
           res.writeHead(500).end()
           return
         }
-        received.push({ body, signature: req.headers['x-sabt-signature'] as string | undefined })
+        received.push({ body, headers: req.headers as Record<string, string> })
         res.writeHead(204).end()
       })
     })
@@ -415,7 +415,10 @@ describe('checks', () => {
       await waitFor(() => received.length === 1, 'the callback to be taken')
       const body = JSON.parse(received[0]!.body)
       expect(body).toMatchObject({ id: sub!.id, campaign: 'demo', status: got.get(sub!.id) })
-      expect(received[0]!.signature).toBe(signBody('test-callback-secret-0123456789', received[0]!.body))
+      // Standard Webhooks headers, verified by the ecosystem's own library (a raw, non-whsec_ secret).
+      const wh = new Webhook('test-callback-secret-0123456789', { format: 'raw' })
+      expect(() => wh.verify(received[0]!.body, received[0]!.headers)).not.toThrow()
+      expect(received[0]!.headers['webhook-id']).toBe(`verdict_${sub!.id}`)
       const row = await waitFor(async () => {
         const r = await sql<{ callback_status: string; callback_attempts: number }>(
           s.sabt.env.DATABASE_URL,

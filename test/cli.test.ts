@@ -69,14 +69,17 @@ describe('the sabt command', () => {
       "SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
     )
     expect(tables.map((r) => r.t)).toEqual([
+      'allocations',
       'api_keys',
       'campaigns',
       'check_cache',
       'check_results',
+      'draws',
       'duplicates',
       'pgmigrations',
       'rate_schedules',
       'registrations',
+      'releases',
       'waiting',
     ])
     const campaigns = await sql<{ slug: string }>(env.DATABASE_URL, 'SELECT slug FROM campaigns')

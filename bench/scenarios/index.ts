@@ -2,10 +2,11 @@ import type { Scenario } from '../lib/context.js'
 import { checks } from './checks.js'
 import { deployed } from './deployed.js'
 import { drain } from './drain.js'
+import { draw } from './draw.js'
 import { e2e } from './e2e.js'
 import { ingest } from './ingest.js'
 import { seed } from './seed.js'
 import { surge } from './surge.js'
 
 /** Every scenario, in the order they run (later ones read the earlier ones' results). */
-export const SCENARIOS: Scenario[] = [ingest, deployed, drain, surge, e2e, checks, seed]
+export const SCENARIOS: Scenario[] = [ingest, deployed, drain, surge, e2e, checks, draw, seed]

@@ -58,7 +58,13 @@ export const CampaignConfigSchema = Type.Object(
     checks: Type.Optional(Type.Array(CampaignCheckRef)),
     retention_days: Type.Optional(Type.Integer({ minimum: 1 })),
     callback_url: Type.Optional(Type.String({ minLength: 1 })),
+    // The environment variable holding this campaign's callback secret (only the checker is given
+    // it); unset: SABT_CALLBACK_SECRET. One secret per receiver: no receiver can forge another's.
+    callback_secret_env: Type.Optional(Type.String({ pattern: '^[A-Z][A-Z0-9_]*$' })),
     max_records_per_person: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    capacity: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),
+    allocation: Type.Optional(Type.Union([Type.Literal('first_come'), Type.Literal('lottery')])),
+    draw_at: Type.Optional(Type.String({ format: 'date-time' })),
   },
   { additionalProperties: false },
 )
@@ -121,9 +127,27 @@ export interface Campaign {
   checks: CampaignCheck[]
   retentionDays: number | null
   callbackUrl: string | null
+  /** The variable named by `callback_secret_env` (null: the global SABT_CALLBACK_SECRET signs). */
+  callbackSecretEnv: string | null
+  /**
+   * Its value in this process's environment (null where it is not given, e.g. every role but the
+   * checker). Not enumerable: a configuration printed or serialised never shows it.
+   */
+  readonly callbackSecret: string | null
   /** Past this many records of one person, a submission is a plain duplicate (decision 015). */
   maxRecordsPerPerson: number
+  /** A scarce campaign (decision 019): how many can win, and how the winners are chosen; else null. */
+  scarce: Scarce | null
 }
+
+/**
+ * first_come: the first `capacity` accepted registrations in arrival order (the gateway's receive
+ * time of the person's earliest submission). lottery: ranked by HMAC-SHA256(seed, id) at `drawAt`,
+ * the seed committed (its SHA-256 published) before the campaign opens.
+ */
+export type Scarce =
+  | { capacity: number; allocation: 'first_come'; drawAt: null }
+  | { capacity: number; allocation: 'lottery'; drawAt: number }
 
 export interface SabtConfig {
   retryTiersMs: number[]
@@ -269,7 +293,8 @@ export function buildConfig(
     const closesAt = c.closes_at ? Date.parse(c.closes_at) : null
     if (opensAt !== null && closesAt !== null && closesAt <= opensAt)
       throw new ConfigError(`invalid configuration: campaigns.${slug}.closes_at: must be after opens_at`)
-    campaigns.set(slug, {
+    const scarce = scarceOf(slug, c, closesAt)
+    const campaign = {
       slug,
       title: c.title,
       opensAt,
@@ -278,10 +303,41 @@ export function buildConfig(
       retentionDays: c.retention_days ?? null,
       callbackUrl: c.callback_url ?? null,
       maxRecordsPerPerson: c.max_records_per_person ?? CAMPAIGN_DEFAULTS.max_records_per_person,
+      scarce,
+      callbackSecretEnv: c.callback_secret_env ?? null,
+    } as Campaign
+    Object.defineProperty(campaign, 'callbackSecret', {
+      value: (c.callback_secret_env && env[c.callback_secret_env]) || null,
+      enumerable: false,
     })
+    campaigns.set(slug, campaign)
   }
 
   return { retryTiersMs: raw.retry_tiers.map(parseDuration), providers, baseDir, checks, campaigns }
+}
+
+/** capacity, allocation and draw_at go together: each error names the key that is wrong or missing. */
+function scarceOf(
+  slug: string,
+  c: Static<typeof CampaignConfigSchema>,
+  closesAt: number | null,
+): Scarce | null {
+  const key = (k: string) => `invalid configuration: campaigns.${slug}.${k}`
+  if (c.capacity === undefined && c.allocation === undefined && c.draw_at === undefined) return null
+  if (c.capacity === undefined)
+    throw new ConfigError(`${key('capacity')}: required with allocation or draw_at`)
+  if (c.allocation === undefined)
+    throw new ConfigError(`${key('allocation')}: required with capacity (first_come or lottery)`)
+  if (c.allocation === 'first_come') {
+    if (c.draw_at !== undefined)
+      throw new ConfigError(`${key('draw_at')}: only a lottery has a draw (allocation is first_come)`)
+    return { capacity: c.capacity, allocation: 'first_come', drawAt: null }
+  }
+  if (c.draw_at === undefined) throw new ConfigError(`${key('draw_at')}: required for allocation lottery`)
+  if (closesAt === null) throw new ConfigError(`${key('closes_at')}: required for allocation lottery`)
+  const drawAt = Date.parse(c.draw_at)
+  if (drawAt < closesAt) throw new ConfigError(`${key('draw_at')}: must not be before closes_at`)
+  return { capacity: c.capacity, allocation: 'lottery', drawAt }
 }
 
 function fillCheckDefaults(name: string, c: CheckConfigRaw & { url: string }): CheckConfig {

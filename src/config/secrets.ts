@@ -20,32 +20,78 @@ interface DevSecretsFile {
   callback_secret?: string
 }
 
-const SECRET_VARS = ['SABT_DATA_KEYS', 'SABT_INDEX_KEY', 'SABT_ADMIN_TOKEN', 'SABT_CALLBACK_SECRET'] as const
+export const SECRET_VARS = [
+  'SABT_DATA_KEYS',
+  'SABT_INDEX_KEY',
+  'SABT_ADMIN_TOKEN',
+  'SABT_CALLBACK_SECRET',
+] as const
+export type SecretVar = (typeof SECRET_VARS)[number]
+
+/**
+ * The secrets a process running these roles uses (decision 020), so a production container is
+ * given only those: the gateway none (it seals nothing by default; with SABT_SEAL_AT=gateway the
+ * data and index keys), the recorder the data and index keys, the checker those and the callback
+ * secret (it opens fields for the providers and keys the check cache by the index key), status
+ * those and the admin token, the simulator the admin token (its knobs API).
+ */
+export function secretsFor(roles: readonly string[], env: Pick<Env, 'SABT_SEAL_AT'>): SecretVar[] {
+  const need = new Set<SecretVar>()
+  const keys = () => {
+    need.add('SABT_DATA_KEYS')
+    need.add('SABT_INDEX_KEY')
+  }
+  for (const r of roles) {
+    if (r === 'gateway' && env.SABT_SEAL_AT === 'gateway') keys()
+    if (r === 'recorder') keys()
+    if (r === 'checker') {
+      keys()
+      need.add('SABT_CALLBACK_SECRET')
+    }
+    if (r === 'status') {
+      keys()
+      need.add('SABT_ADMIN_TOKEN')
+    }
+    if (r === 'simulator') need.add('SABT_ADMIN_TOKEN')
+  }
+  return SECRET_VARS.filter((v) => need.has(v))
+}
 
 /**
  * Secrets come from the environment. Outside production, any that are missing are generated once
  * into a local file (git-ignored, mode 0600) so `npm start` works on a fresh clone and keeps
- * working across restarts; in production a missing secret stops the process, naming it.
+ * working across restarts; in production a missing secret that the process needs (`needs`, from
+ * secretsFor) stops it, naming it, and one it does not need may be absent: reading it throws.
  */
-export function resolveSecrets(env: Env): Secrets {
-  const missing = SECRET_VARS.filter((k) => !env[k])
+export function resolveSecrets(env: Env, needs: readonly SecretVar[] = SECRET_VARS): Secrets {
+  const missing = needs.filter((k) => !env[k])
   let file: DevSecretsFile | null = null
   if (missing.length > 0) {
     if (env.NODE_ENV === 'production')
       throw new ConfigError(`missing secret(s) in production: ${missing.join(', ')}`)
     file = loadOrCreateDevSecrets(env.SABT_SECRETS_FILE)
   }
+  const out = { generatedFile: file ? env.SABT_SECRETS_FILE : null } as Secrets
+  const absent = (key: keyof Secrets, name: string) =>
+    Object.defineProperty(out, key, {
+      enumerable: false,
+      get() {
+        throw new ConfigError(`${name} is not given to this process (none of its roles uses it)`)
+      },
+    })
   try {
-    return {
-      dataKeys: parseDataKeys(
-        env.SABT_DATA_KEYS ?? file!.data_keys,
-        env.SABT_DATA_KEYS ? env.SABT_DATA_KEY_ID : undefined,
-        env.SABT_INDEX_KEY ?? file!.index_key,
-      ),
-      adminToken: env.SABT_ADMIN_TOKEN ?? file!.admin_token,
-      callbackSecret: env.SABT_CALLBACK_SECRET ?? file!.callback_secret ?? file!.admin_token,
-      generatedFile: file ? env.SABT_SECRETS_FILE : null,
-    }
+    const dataKeys = env.SABT_DATA_KEYS ?? file?.data_keys
+    const indexKey = env.SABT_INDEX_KEY ?? file?.index_key
+    if (dataKeys && indexKey)
+      out.dataKeys = parseDataKeys(dataKeys, env.SABT_DATA_KEYS ? env.SABT_DATA_KEY_ID : undefined, indexKey)
+    else absent('dataKeys', dataKeys ? 'SABT_INDEX_KEY' : 'SABT_DATA_KEYS')
+    const adminToken = env.SABT_ADMIN_TOKEN ?? file?.admin_token
+    if (adminToken) out.adminToken = adminToken
+    else absent('adminToken', 'SABT_ADMIN_TOKEN')
+    const callbackSecret = env.SABT_CALLBACK_SECRET ?? file?.callback_secret ?? file?.admin_token
+    if (callbackSecret) out.callbackSecret = callbackSecret
+    else absent('callbackSecret', 'SABT_CALLBACK_SECRET')
+    return out
   } catch (err) {
     throw new ConfigError((err as Error).message)
   }

@@ -1,30 +1,14 @@
-import { isUtf8 } from 'node:buffer'
-import type { Socket } from 'node:net'
-import fastifySwagger from '@fastify/swagger'
-import fastifySwaggerUi from '@fastify/swagger-ui'
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyError,
-  type FastifyInstance,
-  LogController,
-} from 'fastify'
-import sjson from 'secure-json-parse'
-import type { FieldError } from '../domain/registration.js'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
-import {
-  ApiError,
-  ErrorBodySchema,
-  type ErrorCode,
-  errorCatalogueMarkdown,
-  fieldErrorsFromAjv,
-} from './errors.js'
+import { apiDocs } from './api-docs.js'
+import { clientErrorHandler } from './client-errors.js'
+import { errorAnswers } from './error-answers.js'
+import { health, type Readiness } from './health.js'
+import { jsonBody } from './json-body.js'
+import { httpLimits } from './limits.js'
+import { requestMetrics } from './request-metrics.js'
 import { BODY_VALIDATION } from './validation.js'
-
-export interface Readiness {
-  ready: boolean
-  components: Record<string, 'up' | 'down'>
-}
 
 export interface ServerOptions {
   log: Logger
@@ -43,14 +27,6 @@ export interface ServerOptions {
   roles: readonly string[]
   /** Proxy hops whose X-Forwarded-For/-Proto/-Host are believed (0: none). */
   trustProxy?: number
-}
-
-const FASTIFY_CODES: Record<string, ErrorCode> = {
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'SABT_UNSUPPORTED_MEDIA_TYPE',
-  FST_ERR_CTP_BODY_TOO_LARGE: 'SABT_BODY_TOO_LARGE',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'SABT_INVALID_JSON',
-  FST_ERR_CTP_INVALID_JSON_BODY: 'SABT_INVALID_JSON',
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'SABT_BAD_REQUEST',
 }
 
 /**
@@ -89,277 +65,19 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     ajv: {
       customOptions: BODY_VALIDATION,
     },
-    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
-      // Malformed HTTP, headers too large, or a client too slow to send its request.
-      if (socket.destroyed) return
-      const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage
-      const [status, code, fieldError]: [string, ErrorCode, FieldError] =
-        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? [
-              '408 Request Timeout',
-              'SABT_REQUEST_TIMEOUT',
-              // A response object exists once the headers are in: then it is the body that was late.
-              inFlight
-                ? {
-                    field: '(body)',
-                    rule: 'timeout',
-                    message: `must arrive within ${limits.requestTimeoutMs} ms`,
-                  }
-                : {
-                    field: '(headers)',
-                    rule: 'timeout',
-                    message: `must arrive within ${limits.headersTimeoutMs} ms`,
-                  },
-            ]
-          : err.code === 'HPE_HEADER_OVERFLOW'
-            ? [
-                '431 Request Header Fields Too Large',
-                'SABT_HEADERS_TOO_LARGE',
-                {
-                  field: '(headers)',
-                  rule: 'max_bytes',
-                  message: `must be at most ${limits.maxHeaderBytes} bytes`,
-                },
-              ]
-            : [
-                '400 Bad Request',
-                'SABT_BAD_REQUEST',
-                { field: '(request)', rule: 'http', message: 'must be a well-formed HTTP/1.1 request' },
-              ]
-      // Answer only when no response has started on this socket (Node's own rule: a second status
-      // line in the middle of a response would corrupt it), then let go of the socket once the answer
-      // is flushed. `end()` alone is not enough: the HTTP server allows half-open sockets, so a client
-      // that keeps sending would keep it (and its slot) forever.
-      if (socket.writable && !inFlight?.headersSent) {
-        const body = JSON.stringify(new ApiError(code, [fieldError]).body())
-        socket.end(
-          `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-        )
-      }
-      socket.destroySoon()
-    },
+    clientErrorHandler: clientErrorHandler(limits),
   })
   // At the connection limit, idle keep-alive sockets make room: they must not lock out new clients.
   app.server.maxConnections = limits.maxConnections
   app.server.on('drop', () => app.server.closeIdleConnections())
 
-  // JSON is UTF-8 (RFC 8259 §8.1): a body declared in another charset is refused before it is read,
-  // rather than decoded as something its sender did not mean.
-  app.addHook('preParsing', async (request, _reply, payload) => {
-    const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1]
-    if (charset !== undefined && !/^utf-?8$/i.test(charset))
-      throw new ApiError('SABT_UNSUPPORTED_MEDIA_TYPE', [
-        { field: 'content-type', rule: 'charset', message: 'must be utf-8 (or not given)' },
-      ])
-    return payload
-  })
-
-  // JSON only, valid UTF-8 only. (Fastify also parses text/plain by default: not here.)
-  app.removeAllContentTypeParsers()
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
-    const buf = body as Buffer
-    if (!isUtf8(buf)) {
-      done(
-        new ApiError('SABT_INVALID_ENCODING', [
-          { field: '(body)', rule: 'utf8', message: 'must be valid UTF-8' },
-        ]),
-        undefined,
-      )
-      return
-    }
-    if (buf.length === 0) {
-      done(
-        new ApiError('SABT_INVALID_JSON', [
-          { field: '(body)', rule: 'json', message: 'must be a JSON document' },
-        ]),
-        undefined,
-      )
-      return
-    }
-    try {
-      done(null, sjson.parse(buf.toString('utf8'), { protoAction: 'error', constructorAction: 'error' }))
-    } catch (err) {
-      const forbidden = /prototype property|constructor property/i.test((err as Error).message)
-      done(
-        new ApiError(
-          'SABT_INVALID_JSON',
-          forbidden
-            ? [
-                {
-                  field: '(body)',
-                  rule: 'forbidden_key',
-                  message: 'must not contain __proto__ or constructor.prototype',
-                },
-              ]
-            : [{ field: '(body)', rule: 'json', message: 'must be a JSON document' }],
-        ),
-        undefined,
-      )
-    }
-  })
-
-  app.addSchema(ErrorBodySchema)
-  app.addSchema(ReadinessSchema)
-
-  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
-    let api: ApiError
-    if (error instanceof ApiError) api = error
-    else if ((error as FastifyError).validation) {
-      const fe = error as FastifyError
-      const where = !fe.validationContext || fe.validationContext === 'body' ? '' : fe.validationContext
-      api = new ApiError('SABT_VALIDATION', fieldErrorsFromAjv(fe.validation as never, where))
-    } else if ((error as FastifyError).code && FASTIFY_CODES[(error as FastifyError).code]) {
-      const code = FASTIFY_CODES[(error as FastifyError).code]!
-      const rule =
-        code === 'SABT_BODY_TOO_LARGE'
-          ? { field: '(body)', rule: 'max_bytes', message: 'is larger than the body limit' }
-          : code === 'SABT_UNSUPPORTED_MEDIA_TYPE'
-            ? { field: 'content-type', rule: 'media_type', message: 'must be application/json' }
-            : { field: '(body)', rule: 'json', message: 'must be a JSON document' }
-      api = new ApiError(code, [rule])
-    } else if ((error as FastifyError).statusCode && (error as FastifyError).statusCode! < 500) {
-      api = new ApiError('SABT_BAD_REQUEST', undefined, undefined, (error as Error).message)
-    } else {
-      request.log.error(
-        { event: 'http.internal_error', err: error, route: request.routeOptions.url },
-        'unhandled error',
-      )
-      api = new ApiError('SABT_INTERNAL')
-    }
-    if (api.retryAfterS) reply.header('retry-after', String(api.retryAfterS))
-    // Answered before the body was read (415, 413…): close, or Node would read and discard the rest
-    // of it to keep the connection, however large or slow it is.
-    if (!request.raw.complete) reply.header('connection', 'close')
-    reply.code(api.status).type('application/json').send(api.body())
-  })
-
-  app.setNotFoundHandler((_request, reply) => {
-    const api = new ApiError('SABT_NOT_FOUND')
-    reply.code(404).send(api.body())
-  })
-
-  // Counts and latency of every answer, by route template (never by raw URL: ids would explode it).
-  // The labelled children are looked up once per (route, method, status), not hashed per request.
-  const children = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>()
-  app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched'
-    const key = `${route}\u0000${request.method}\u0000${reply.statusCode}`
-    let child = children.get(key)
-    if (!child) {
-      const labels = { route, method: request.method, status: String(reply.statusCode) }
-      child = {
-        count: opts.metrics.httpRequests.labels(labels),
-        duration: opts.metrics.httpDuration.labels(labels),
-      }
-      children.set(key, child)
-    }
-    child.count.inc()
-    child.duration.observe(reply.elapsedTime / 1000)
-    done()
-  })
-
-  await app.register(fastifySwagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'Sabt API',
-        version: '1',
-        description: `Sabt takes registrations at surge rates and verifies them in the background.\n\n### Errors\n\nEvery error answers JSON \`{statusCode, code, message, errors?: [{field, rule, message}]}\`.\n\n${errorCatalogueMarkdown()}`,
-      },
-      components: {
-        securitySchemes: {
-          adminToken: { type: 'http', scheme: 'bearer', description: 'SABT_ADMIN_TOKEN' },
-          partnerKey: {
-            type: 'http',
-            scheme: 'bearer',
-            description: 'a partner API key (sabt keys create), also accepted as X-Api-Key',
-          },
-        },
-      },
-    },
-    refResolver: {
-      buildLocalReference: (json, _baseUri, _fragment, i) => (json.$id as string) || `def-${i}`,
-    },
-  })
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } })
-
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
-
-  app.get(
-    '/healthz',
-    {
-      schema: {
-        tags: ['health'],
-        summary: 'The process is alive',
-        response: { 200: { type: 'object', properties: { status: { type: 'string' } } } },
-      },
-    },
-    async () => ({ status: 'ok' }),
-  )
-
-  app.get(
-    '/readyz',
-    {
-      schema: {
-        tags: ['health'],
-        summary: 'The dependencies this process needs (broker, database) are reachable',
-        response: {
-          200: { $ref: 'Readiness#' },
-          503: { $ref: 'Readiness#' },
-        },
-      },
-    },
-    async (_request, reply) => {
-      const r = await opts.readiness()
-      reply.code(r.ready ? 200 : 503)
-      return { status: r.ready ? 'ready' : 'not_ready', roles: opts.roles, components: r.components }
-    },
-  )
-
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
-    reply.type(opts.metrics.registry.contentType)
-    return opts.metrics.registry.metrics()
-  })
-
+  await app.register(jsonBody)
+  await app.register(errorAnswers)
+  await app.register(requestMetrics, { metrics: opts.metrics })
+  await app.register(apiDocs)
+  await app.register(health, { readiness: opts.readiness, roles: opts.roles, metrics: opts.metrics })
   return app
 }
 
-export interface HttpLimits {
-  requestTimeoutMs: number
-  headersTimeoutMs: number
-  /** How often Node looks for requests past their timeouts: the timeouts' granularity. */
-  checkEveryMs: number
-  maxHeaderBytes: number
-  maxConnections: number
-}
-
-/**
- * The slow-client settings, derived once. Node checks request and header deadlines on a timer
- * (30 s by default), so a 1 s timeout would really be up to 31 s: the timer runs at a quarter of
- * the shorter deadline, between 25 ms and 1 s.
- */
-export function httpLimits(opts: {
-  requestTimeoutMs: number
-  headersTimeoutMs?: number | undefined
-  maxHeaderBytes?: number | undefined
-  maxConnections?: number | undefined
-}): HttpLimits {
-  const headersTimeoutMs = Math.min(opts.headersTimeoutMs ?? 5000, opts.requestTimeoutMs)
-  return {
-    requestTimeoutMs: opts.requestTimeoutMs,
-    headersTimeoutMs,
-    checkEveryMs: Math.max(25, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
-    maxHeaderBytes: opts.maxHeaderBytes ?? 16_384,
-    maxConnections: opts.maxConnections ?? 10_000,
-  }
-}
-
-export const ReadinessSchema = {
-  $id: 'Readiness',
-  type: 'object',
-  properties: {
-    status: { type: 'string', enum: ['ready', 'not_ready'] },
-    roles: { type: 'array', items: { type: 'string' } },
-    components: { type: 'object', additionalProperties: { type: 'string', enum: ['up', 'down'] } },
-  },
-} as const
+export { type Readiness, ReadinessSchema } from './health.js'
+export { type HttpLimits, httpLimits } from './limits.js'

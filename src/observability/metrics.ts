@@ -203,6 +203,24 @@ export class Metrics {
     labelNames: ['check'] as const,
     registers: [this.registry],
   })
+  readonly campaignPlaces = new Gauge({
+    name: 'sabt_campaign_places',
+    help: 'A scarce campaign (decision 019), read from PostgreSQL by the status role: capacity, accepted, unsettled, winners, waitlisted, released',
+    labelNames: ['campaign', 'kind'] as const,
+    registers: [this.registry],
+  })
+  readonly drawState = new Gauge({
+    name: 'sabt_draw_state',
+    help: "A lottery's draw: 0 not committed, 1 committed (seed fixed, only its SHA-256 shown), 2 drawn and revealed",
+    labelNames: ['campaign'] as const,
+    registers: [this.registry],
+  })
+  readonly allocationAnswers = new Counter({
+    name: 'sabt_allocation_answers_total',
+    help: 'Status answers of scarce campaigns, by allocation (won, waitlisted, released, not_drawn, pending)',
+    labelNames: ['allocation'] as const,
+    registers: [this.registry],
+  })
 
   /**
    * What every process publishes once a second on the stats exchange for the status role's

@@ -30,3 +30,4 @@ export {
   type OperatorLookup,
   type OperatorRecord,
 } from './operator-lookup.js'
+export { eraseCampaign, eraseExpired, resealAll, startRetentionSweeper } from './personal-data.js'

@@ -1,4 +1,5 @@
 import type { SabtConfig } from '../config/campaigns.js'
+import { type Allocation, allocationOf } from '../db/draws.js'
 import { findWaiting } from '../db/places.js'
 import type { Pool } from '../db/pool.js'
 import { findCheckResults, findDuplicate, findRecord } from '../db/registrations.js'
@@ -31,6 +32,8 @@ export type RegistrationView =
       recorded_at: string
       verdict_at: string | null
       checks: CheckView[]
+      /** In a scarce campaign (decision 019): won, waitlisted (position), released, not_drawn, pending. */
+      allocation: Allocation | null
     }
   | {
       kind: 'duplicate'
@@ -78,6 +81,7 @@ export async function lookupRegistration(
     const stored = new Map((await findCheckResults(pool, lower)).map((c) => [c.check, c]))
     const required = config.campaigns.get(record.campaign)?.checks.map((c) => c.name) ?? []
     const names = [...required, ...[...stored.keys()].filter((n) => !required.includes(n))]
+    const allocation = await allocationOf(pool, config.campaigns.get(record.campaign), record)
     return {
       kind: 'record',
       id: record.id,
@@ -101,6 +105,7 @@ export async function lookupRegistration(
           finished_at: c?.finished_at ? c.finished_at.toISOString() : null,
         }
       }),
+      allocation,
     }
   }
   const dup = await findDuplicate(pool, lower)
@@ -151,6 +156,7 @@ export type PublicStatus =
       recorded_at: string
       verdict_at: string | null
       checks: PublicCheck[]
+      allocation?: Allocation
     }
   | {
       id: string
@@ -182,6 +188,7 @@ export function publicStatus(view: Exclude<RegistrationView, { kind: 'unknown' }
           outcome: c.outcome === 'error' ? 'pending' : c.outcome,
           ...(c.reason ? { reason: c.reason } : {}),
         })),
+        ...(view.allocation ? { allocation: view.allocation } : {}),
       }
     case 'duplicate':
     case 'waiting':

@@ -2,12 +2,10 @@ import type { FastifyInstance } from 'fastify'
 import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../config/campaigns.js'
 import type { Env } from '../config/env.js'
 import { compileProviders } from '../config/providers.js'
-import { resolveSecrets } from '../config/secrets.js'
+import { resolveSecrets, secretsFor } from '../config/secrets.js'
 import { migrate } from '../db/migrate.js'
-import { eraseCampaign, withSweepLock } from '../db/personal-data.js'
 import { createPool, type Pool } from '../db/pool.js'
 import { syncCampaigns } from '../db/registrations.js'
-import { AdminAuth } from '../http/auth.js'
 import { buildServer, type Readiness } from '../http/server.js'
 import { MqClient } from '../mq/connection.js'
 import { Publisher } from '../mq/publisher.js'
@@ -16,16 +14,14 @@ import { createLogger, type Logger } from '../observability/logger.js'
 import { Metrics } from '../observability/metrics.js'
 import { StatsPublisher } from '../observability/snapshots.js'
 import { Sealer } from '../privacy/sealing.js'
-import { Checker } from '../roles/checker/index.js'
-import { Intake } from '../roles/gateway/intake.js'
-import { PartnerKeys } from '../roles/gateway/partners.js'
-import { gatewayRoutes } from '../roles/gateway/routes.js'
-import { Recorder } from '../roles/recorder/index.js'
-import { buildSimulator, type Simulator } from '../roles/simulator/server.js'
-import { adminRoutes } from '../roles/status/admin.js'
-import { dashboardRoutes } from '../roles/status/dashboard.js'
-import { LiveStats } from '../roles/status/live.js'
-import { statusRoutes } from '../roles/status/routes.js'
+import { type Checker, startChecker } from '../roles/checker/index.js'
+import { type StartedGateway, startGateway } from '../roles/gateway/index.js'
+import { type Recorder, startRecorder } from '../roles/recorder/index.js'
+import { need, type RoleContext } from '../roles/role.js'
+import { startSimulator } from '../roles/simulator/index.js'
+import type { Simulator } from '../roles/simulator/server.js'
+import { startStatus } from '../roles/status/index.js'
+import type { LiveStats } from '../roles/status/live.js'
 import { listenError, probeDatabase } from './startup-errors.js'
 
 export const ROLES = ['gateway', 'recorder', 'checker', 'status', 'simulator'] as const
@@ -110,7 +106,8 @@ async function dbReachable(pool: Pool): Promise<boolean> {
 /**
  * Starts the given roles in this process, sharing one broker connection, one database pool and
  * one HTTP server (health, readiness and metrics on every role; the API on gateway and status).
- * The simulator, standing in for third parties, gets its own server and port.
+ * It only composes: what a role does is in its entry, `src/roles/<role>/index.ts`. The simulator,
+ * standing in for third parties, gets its own server and port.
  */
 export async function startSabt(opts: StartOptions): Promise<Running> {
   const { env, roles } = opts
@@ -129,39 +126,27 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   const needsBroker = has('gateway') || has('recorder') || has('checker')
   const needsMq = needsBroker || has('status') // status: queue depths and replay
   const sealsAtGateway = has('gateway') && env.SABT_SEAL_AT === 'gateway'
-  const secrets = needsDb || sealsAtGateway || has('simulator') ? resolveSecrets(env) : null
+  const needsSecrets = secretsFor(roles, env)
+  const secrets = needsSecrets.length > 0 ? resolveSecrets(env, needsSecrets) : null
   const stops: Array<() => Promise<void>> = []
+  const onStop = (stop: () => Promise<void>) => {
+    stops.push(stop)
+  }
 
   // The simulator first: with npm start, the checker in this same process calls it.
-  let simulator: Simulator | null = null
-  let simulatorUrl: string | null = null
-  if (has('simulator')) {
-    let knobs: Record<string, unknown> | undefined
-    if (env.SABT_SIMULATOR_KNOBS) {
-      try {
-        knobs = JSON.parse(env.SABT_SIMULATOR_KNOBS) as Record<string, unknown>
-      } catch {
-        throw new Error('SABT_SIMULATOR_KNOBS: not JSON')
-      }
-    }
-    const sim = await buildSimulator({ log, adminToken: secrets!.adminToken, knobs: knobs as never })
-    simulator = sim
-    stops.push(() => sim.close())
-    if (opts.listen !== false || opts.listenSimulator)
-      simulatorUrl = await sim
-        .listen({ host: env.HOST, port: env.SABT_SIMULATOR_PORT })
-        .catch(async (err: unknown) => {
-          await sim.close().catch(() => {})
-          throw listenError(err, env.SABT_SIMULATOR_PORT, 'SABT_SIMULATOR_PORT', 'the provider simulator')
-        })
-  }
+  const sim = has('simulator')
+    ? await startSimulator(
+        { env, log, secrets, onStop },
+        { listen: opts.listen !== false || !!opts.listenSimulator },
+      )
+    : null
 
   // A database that is not there stops the start with one line that says what to do.
   if (needsDb || has('gateway')) {
     try {
       await probeDatabase(env.DATABASE_URL, { willCreate: opts.migrate ?? false })
     } catch (err) {
-      await simulator?.close().catch(() => {})
+      await sim?.simulator.close().catch(() => {})
       throw err
     }
   }
@@ -188,19 +173,9 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   // Every process with a broker connection tells the status role what its counters say, once a
   // second. Stopped last (pushed first), so the roles' final numbers go out with it.
   const stats = mq ? new StatsPublisher(mq, metrics, log, { roles }) : null
-  if (stats) stops.push(() => stats.stop())
-  const publisher = (name: string) =>
-    new Publisher(
-      mq!,
-      { name, confirmTimeoutMs: env.SABT_CONFIRM_TIMEOUT_MS, maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT },
-      metrics,
-      log,
-    )
+  if (stats) onStop(() => stats.stop())
 
-  let recorder: Recorder | null = null
-  let checker: Checker | null = null
-  let intakePublisher: Publisher | null = null
-
+  let gateway: StartedGateway | null = null
   // Ready means: what this process's roles need is reachable. The status role needs only the
   // database — the dashboard must stay up when the broker is what broke.
   const readiness = async (): Promise<Readiness> => {
@@ -208,8 +183,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     const required: string[] = []
     if (mq) components.broker = mq.connected ? 'up' : 'down'
     if (needsBroker) required.push('broker')
-    if (intakePublisher) {
-      components.intake = intakePublisher.ready ? 'up' : 'down'
+    if (gateway) {
+      components.intake = gateway.ready() ? 'up' : 'down'
       required.push('intake')
     }
     if (pool) {
@@ -236,152 +211,39 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     roles,
   })
 
-  if (has('gateway') && mq) {
-    const p = publisher('intake')
-    intakePublisher = p
-    await p.start()
-    const intake = new Intake(mq, p, metrics, sealsAtGateway ? sealer : null, {
-      shards: env.SABT_INTAKE_SHARDS,
-      retryAfterS: env.SABT_RETRY_AFTER_S,
-      maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT,
-      batchMaxRecords: env.SABT_INTAKE_BATCH_MAX_RECORDS,
-      batchMaxBytes: env.SABT_INTAKE_BATCH_MAX_BYTES,
-      log,
-    })
-    // Partner keys are read in the background: the request path never waits on the database.
-    const keysPool = pool ?? createPool(env.DATABASE_URL, { max: 2, log, name: 'sabt-gateway-keys' })
-    const partners = new PartnerKeys(keysPool, log, env.SABT_BATCH_MAX_RECORDS)
-    await partners.start()
-    stops.push(async () => {
-      partners.stop()
-      if (keysPool !== pool) await keysPool.end().catch(() => {})
-    })
-    await app.register(gatewayRoutes, {
-      config,
-      intake,
-      metrics,
-      publicUrl: env.PUBLIC_URL ?? '',
-      retryAfterS: env.SABT_RETRY_AFTER_S,
-      batchBodyLimit: env.SABT_BATCH_BODY_LIMIT,
-      batchMaxRecords: env.SABT_BATCH_MAX_RECORDS,
-      partners,
-    })
-    stops.push(() => p.close())
-  }
-
-  let live: LiveStats | null = null
-  if (has('status') && readPool && pool && mq && sealer) {
-    await app.register(statusRoutes, {
-      pool: readPool,
-      primary: pool,
-      config,
-      queuedWindowMs: env.SABT_QUEUED_WINDOW_S * 1000,
-    })
-    const p = publisher('admin')
-    await p.start()
-    if (env.SABT_ERASE_EVERY_S > 0) {
-      // Retention: erase personal data past each campaign's retention_days, one sweeper at a time.
-      const sweep = async () => {
-        for (const c of config.campaigns.values()) {
-          if (c.retentionDays === null) continue
-          const erased = await withSweepLock(pool, 'sabt-erase', () =>
-            eraseCampaign(pool, c.slug, { retentionDays: c.retentionDays }),
-          )
-          if (erased)
-            log.info({ event: 'retention.erased', campaign: c.slug, erased }, 'erased expired personal data')
-        }
-      }
-      const timer = setInterval(() => {
-        sweep().catch((err) => log.warn({ event: 'retention.failed', err: (err as Error).message }))
-      }, env.SABT_ERASE_EVERY_S * 1000)
-      timer.unref()
-      stops.push(async () => clearInterval(timer))
-    }
-    const l = new LiveStats({ mq, pool: readPool, config, metrics, log })
-    live = l
-    await l.start()
-    const auth = new AdminAuth(secrets!.adminToken)
-    const queuedWindowMs = env.SABT_QUEUED_WINDOW_S * 1000
-    await app.register(adminRoutes, {
-      mq,
-      pool,
-      readPool,
-      publisher: p,
-      config,
-      log,
-      adminToken: secrets!.adminToken,
-      auth,
-      live: l,
-      sealer,
-      queuedWindowMs,
-    })
-    await app.register(dashboardRoutes, {
-      auth,
-      live: l,
-      mq,
-      pool,
-      readPool,
-      publisher: p,
-      config,
-      sealer,
-      log,
-      queuedWindowMs,
-    })
-    stops.push(async () => {
-      await l.stop()
-      await p.close()
-    })
-  }
-
-  if (has('checker') && mq && pool && sealer) {
-    const p = publisher('checker')
-    await p.start()
-    const only = env.SABT_CHECKS?.split(',')
-      .map((c) => c.trim())
-      .filter(Boolean)
-    const c = new Checker(
-      {
-        mq,
-        pool,
-        publisher: p,
-        config,
-        sealer,
+  const ctx: RoleContext = {
+    env,
+    config,
+    log,
+    metrics,
+    app,
+    mq,
+    pool,
+    readPool,
+    sealer,
+    secrets,
+    onStop,
+    publisher: async (name) => {
+      const p = new Publisher(
+        need(mq, name, 'a broker connection'),
+        { name, confirmTimeoutMs: env.SABT_CONFIRM_TIMEOUT_MS, maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT },
         metrics,
         log,
-        providers,
-        ...(opts.tokenClock ? { tokenClock: opts.tokenClock } : {}),
-        callbackSecret: secrets!.callbackSecret,
-        callbackSweepMs: env.SABT_CALLBACK_SWEEP_MS,
-        callbackLeaseMs: env.SABT_CALLBACK_LEASE_MS,
-      },
-      only,
-    )
-    checker = c
-    await c.start()
-    stops.push(async () => {
-      await c.stop()
-      await p.close()
-    })
+      )
+      await p.start()
+      onStop(() => p.close()) // before the role's own stop is registered: closed after it
+      return p
+    },
   }
-
-  if (has('recorder') && mq && pool && sealer) {
-    const p = publisher('checks')
-    await p.start()
-    const r = new Recorder(
-      { mq, pool, publisher: p, config, sealer, metrics, log },
-      { prefetch: env.SABT_RECORDER_PREFETCH, batchSize: env.SABT_BATCH_SIZE, batchMs: env.SABT_BATCH_MS },
-    )
-    recorder = r
-    await r.start()
-    stops.push(async () => {
-      await r.stop()
-      await p.close()
-    })
-  }
+  if (has('gateway')) gateway = await startGateway(ctx)
+  const status = has('status') ? await startStatus(ctx) : null
+  const checker = has('checker')
+    ? await startChecker(ctx, { providers, ...(opts.tokenClock ? { tokenClock: opts.tokenClock } : {}) })
+    : null
+  const recorder = has('recorder') ? await startRecorder(ctx) : null
 
   await app.ready()
   stats?.start()
-
   let stopped: Promise<void> | null = null
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
@@ -419,10 +281,10 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     readPool,
     recorder,
     checker,
-    simulator,
-    live,
+    simulator: sim?.simulator ?? null,
+    live: status?.live ?? null,
     stats,
-    simulatorUrl,
+    simulatorUrl: sim?.url ?? null,
     url,
     readiness,
     stop,

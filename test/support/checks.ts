@@ -35,6 +35,8 @@ export async function startChecksSystem(opts: {
   knobs?: Record<string, Partial<Knobs>>
   retryTiers?: string[]
   env?: Record<string, string>
+  /** The environment config/sabt.yaml is read with (e.g. the variables `callback_secret_env` names). */
+  configEnv?: Record<string, string>
   /** Listen on a real port (browser tests); the URL is in sabt.url. */
   listen?: boolean
   /** The roles' and the simulator's logger (e.g. captureLogger's, to assert on every line). */
@@ -64,13 +66,16 @@ export async function startChecksSystem(opts: {
       ...opts.checks?.eligibility,
     },
   }
-  const config = testConfig({
-    retry_tiers: opts.retryTiers ?? ['200ms', '500ms', '1s'],
-    checks,
-    campaigns: opts.campaigns ?? {
-      demo: { title: 'Demo', checks: ['identity', { name: 'mobile', after: ['identity'] }, 'eligibility'] },
+  const config = testConfig(
+    {
+      retry_tiers: opts.retryTiers ?? ['200ms', '500ms', '1s'],
+      checks,
+      campaigns: opts.campaigns ?? {
+        demo: { title: 'Demo', checks: ['identity', { name: 'mobile', after: ['identity'] }, 'eligibility'] },
+      },
     },
-  })
+    opts.configEnv ?? {},
+  )
   const sabt = await startTestSabt({
     roles: ['gateway', 'recorder', 'checker', 'status'],
     env,

@@ -2,12 +2,14 @@ import { createHmac } from 'node:crypto'
 import { Agent, request } from 'undici'
 import type { SabtConfig } from '../../config/campaigns.js'
 import { configuredFor } from '../../config/campaigns.js'
+import { ConfigError } from '../../config/env.js'
 import {
   loadCallbackSubject,
   loadRejectionReasons,
   recordCallback,
   recordCallbackRetries,
 } from '../../db/checks.js'
+import { allocationOf } from '../../db/draws.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
 import type { MqClient } from '../../mq/connection.js'
@@ -24,11 +26,30 @@ import {
 } from './outcomes.js'
 import type { FollowUp, Task } from './worker.js'
 
-export const SIGNATURE_HEADER = 'x-sabt-signature'
+/** How long a receiver should accept a callback after its `webhook-timestamp` (docs/security.md). */
+export const WEBHOOK_TOLERANCE_S = 300
 
-/** `sha256=<hex HMAC-SHA256 of the raw body>` with the shared secret: how a receiver verifies us. */
-export function signBody(secret: string, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`
+/**
+ * The HMAC key of a callback secret, by the Standard Webhooks convention: `whsec_<base64>` is the
+ * base64 of the key; any other string is its own UTF-8 bytes (a receiver verifies with the
+ * library's `{ format: 'raw' }`).
+ */
+export function callbackKey(secret: string): Buffer {
+  if (!secret.startsWith('whsec_')) return Buffer.from(secret, 'utf8')
+  const b64 = secret.slice('whsec_'.length)
+  const key = Buffer.from(b64, 'base64')
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || key.length < 16)
+    throw new Error('a whsec_ callback secret must be the base64 of at least 16 random bytes')
+  return key
+}
+
+/**
+ * `webhook-signature` of Standard Webhooks (standardwebhooks.com): `v1,<base64 HMAC-SHA256 of
+ * "<webhook-id>.<webhook-timestamp>.<body>">`. The timestamp is signed, so a receiver that
+ * refuses old ones (and remembers ids within the window) cannot be replayed to.
+ */
+export function signWebhook(key: Buffer, id: string, timestampS: number, body: string): string {
+  return `v1,${createHmac('sha256', key).update(`${id}.${timestampS}.${body}`).digest('base64')}`
 }
 
 /**
@@ -37,7 +58,8 @@ export function signBody(secret: string, body: string): string {
  * as checks (then dead-lettered and replayable like them). What is owed is the database's
  * `callback_status = 'pending'`, not a message: a message for a callback already sent (or dead)
  * sends nothing, and the sweeper (callback-sweeper.ts) sends again a pending one whose message
- * was lost. The receiver may see a retry, with the same `Idempotency-Key`.
+ * was lost. The receiver may see a retry, with the same `webhook-id` (and `Idempotency-Key`).
+ * Signed with the campaign's own secret (`callback_secret_env`), else SABT_CALLBACK_SECRET.
  */
 export class CallbackTask implements Task {
   readonly name = CALLBACK
@@ -53,6 +75,8 @@ export class CallbackTask implements Task {
   })
 
   readonly #holds: Holds
+  readonly #globalKey: Buffer
+  readonly #keys = new Map<string, Buffer>()
 
   constructor(
     readonly deps: {
@@ -68,6 +92,24 @@ export class CallbackTask implements Task {
   ) {
     this.queue = deps.mq.names.callbackQueue
     this.#holds = new Holds(deps.metrics, deps.log)
+    // Every secret is checked at start: a campaign naming a variable this process lacks stops it.
+    try {
+      this.#globalKey = callbackKey(deps.secret)
+    } catch (err) {
+      throw new ConfigError(`SABT_CALLBACK_SECRET: ${(err as Error).message}`)
+    }
+    for (const c of deps.config.campaigns.values()) {
+      if (!c.callbackSecretEnv || !c.callbackUrl) continue
+      if (!c.callbackSecret)
+        throw new ConfigError(
+          `campaigns.${c.slug}.callback_secret_env: ${c.callbackSecretEnv} is not set in the checker's environment`,
+        )
+      try {
+        this.#keys.set(c.slug, callbackKey(c.callbackSecret))
+      } catch (err) {
+        throw new ConfigError(`${c.callbackSecretEnv}: ${(err as Error).message}`)
+      }
+    }
   }
 
   async perform(id: string, campaignSlug: string, attempt: number): Promise<FollowUp[]> {
@@ -80,6 +122,15 @@ export class CallbackTask implements Task {
     // Known, and without a callback here: a dead letter (listed, replayable once it has one again).
     if (!campaign.callbackUrl)
       throw new PermanentError(`campaign ${campaignSlug} has no callback_url in this configuration`)
+    // A scarce campaign's callback carries the allocation; one sent after a release (the new
+    // winner's) is another message to the receiver than the verdict's: its own idempotency key
+    // and webhook-id (the receiver's de-duplication key).
+    const allocation = await allocationOf(this.deps.pool, campaign, record)
+    const idempotencyKey =
+      allocation && allocation.state !== 'pending' && allocation.state !== 'not_drawn'
+        ? `${record.id}:allocation:${allocation.state}`
+        : `${record.id}:verdict`
+    const sentAt = new Date()
     // A rejection says why: each failed check with its provider's reason code and words.
     const reasons = record.status === 'rejected' ? await loadRejectionReasons(this.deps.pool, record.id) : []
     const body = JSON.stringify({
@@ -87,9 +138,16 @@ export class CallbackTask implements Task {
       campaign: record.campaign,
       status: record.status,
       verdict_at: record.verdict_at?.toISOString() ?? null,
+      ...(allocation ? { allocation } : {}),
       reasons,
-      sent_at: new Date().toISOString(),
+      sent_at: sentAt.toISOString(),
     })
+    const webhookId =
+      idempotencyKey === `${record.id}:verdict`
+        ? `verdict_${record.id}`
+        : `allocation_${record.id}_${allocation!.state}`
+    const timestamp = Math.floor(sentAt.getTime() / 1000)
+    const key = this.#keys.get(campaign.slug) ?? this.#globalKey
     let res: Awaited<ReturnType<typeof request>>
     try {
       res = await request(campaign.callbackUrl, {
@@ -97,8 +155,10 @@ export class CallbackTask implements Task {
         dispatcher: this.#agent,
         headers: {
           'content-type': 'application/json',
-          'idempotency-key': `${record.id}:verdict`,
-          [SIGNATURE_HEADER]: signBody(this.deps.secret, body),
+          'idempotency-key': idempotencyKey,
+          'webhook-id': webhookId,
+          'webhook-timestamp': String(timestamp),
+          'webhook-signature': signWebhook(key, webhookId, timestamp, body),
         },
         body,
         signal: AbortSignal.timeout(10_000),

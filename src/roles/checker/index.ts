@@ -7,6 +7,7 @@ import type { Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { Sealer } from '../../privacy/sealing.js'
+import { need, type RoleContext } from '../role.js'
 import { CallbackSweeper } from './callback-sweeper.js'
 import { CallbackTask } from './callback-task.js'
 import { CheckTask } from './check-task.js'
@@ -102,4 +103,37 @@ export class Checker {
     for (const t of this.tasks.values()) await t.close()
     await this.callback.close()
   }
+}
+
+/**
+ * The checker role's start: every configured check (or only SABT_CHECKS), callbacks and the inbox.
+ * `providers` are the configuration's, compiled (and their samples checked) before any role started.
+ */
+export async function startChecker(
+  ctx: RoleContext,
+  extra: Pick<CheckerDeps, 'providers' | 'tokenClock'>,
+): Promise<Checker> {
+  const { env } = ctx
+  const only = env.SABT_CHECKS?.split(',')
+    .map((c) => c.trim())
+    .filter(Boolean)
+  const checker = new Checker(
+    {
+      mq: need(ctx.mq, 'checker', 'a broker connection'),
+      pool: need(ctx.pool, 'checker', 'a database pool'),
+      publisher: await ctx.publisher('checker'),
+      config: ctx.config,
+      sealer: need(ctx.sealer, 'checker', 'the data keys'),
+      metrics: ctx.metrics,
+      log: ctx.log,
+      ...extra,
+      callbackSecret: need(ctx.secrets, 'checker', 'the secrets').callbackSecret,
+      callbackSweepMs: env.SABT_CALLBACK_SWEEP_MS,
+      callbackLeaseMs: env.SABT_CALLBACK_LEASE_MS,
+    },
+    only,
+  )
+  await checker.start()
+  ctx.onStop(() => checker.stop())
+  return checker
 }

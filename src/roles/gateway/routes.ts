@@ -90,7 +90,9 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
         httpPart === 'body' ? fastifyBodyValidator(validateRegistration) : () => true,
       schema: {
         tags: ['intake'],
+        operationId: 'createRegistration',
         summary: 'Submit one registration',
+        security: [],
         description:
           'Answers 202 only after RabbitMQ has confirmed the registration into the intake queue. 503 (with Retry-After) means it was not taken: retry.',
         body: { $ref: 'Registration#' },
@@ -121,6 +123,7 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
       bodyLimit: opts.batchBodyLimit,
       schema: {
         tags: ['intake'],
+        operationId: 'createRegistrations',
         summary: `Submit up to ${opts.batchMaxRecords} registrations; each record is answered on its own (partners, with an API key)`,
         security: [{ partnerKey: [] }],
         description:

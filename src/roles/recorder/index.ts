@@ -23,6 +23,7 @@ import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { sealPersonal } from '../../privacy/personal-fields.js'
 import type { Sealer } from '../../privacy/sealing.js'
+import { need, type RoleContext } from '../role.js'
 
 export interface RecorderOptions {
   prefetch: number
@@ -477,4 +478,24 @@ export class Recorder {
     }
     return true
   }
+}
+
+/** The recorder role's start: consumes every intake shard, writes in batches. */
+export async function startRecorder(ctx: RoleContext): Promise<Recorder> {
+  const { env } = ctx
+  const recorder = new Recorder(
+    {
+      mq: need(ctx.mq, 'recorder', 'a broker connection'),
+      pool: need(ctx.pool, 'recorder', 'a database pool'),
+      publisher: await ctx.publisher('checks'),
+      config: ctx.config,
+      sealer: need(ctx.sealer, 'recorder', 'the data keys'),
+      metrics: ctx.metrics,
+      log: ctx.log,
+    },
+    { prefetch: env.SABT_RECORDER_PREFETCH, batchSize: env.SABT_BATCH_SIZE, batchMs: env.SABT_BATCH_MS },
+  )
+  await recorder.start()
+  ctx.onStop(() => recorder.stop())
+  return recorder
 }

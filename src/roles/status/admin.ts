@@ -42,6 +42,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
       onRequest: guard,
       schema: {
         tags: ['admin'],
+        operationId: 'listDeadLetters',
         summary: 'Dead-lettered checks: counts by check and the latest entries',
         security,
         querystring: Type.Object(
@@ -51,7 +52,10 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
           },
           { additionalProperties: false },
         ),
-        response: { 401: { $ref: 'ErrorBody#' } },
+        response: {
+          200: opaque('counts by check and the latest entries (`sabt dead list` prints the same)'),
+          401: { $ref: 'ErrorBody#' },
+        },
       },
     },
     async (request) => {
@@ -66,6 +70,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
       onRequest: guard,
       schema: {
         tags: ['admin'],
+        operationId: 'replayDeadLetters',
         summary: 'Move dead-lettered checks back to their queue with fresh attempts',
         security,
         body: Type.Object(
@@ -106,6 +111,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
         onRequest: guard,
         schema: {
           tags: ['admin'],
+          operationId: 'getLiveView',
           summary:
             'What the dashboard shows: rates from every process, queue depths, providers, processes, counts by status',
           security,
@@ -113,7 +119,10 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
             { since: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' })) },
             { additionalProperties: false },
           ),
-          response: { 401: { $ref: 'ErrorBody#' } },
+          response: {
+            200: opaque('series since the given time, queues, providers, processes, counts by status'),
+            401: { $ref: 'ErrorBody#' },
+          },
         },
       },
       async (request) => {
@@ -141,6 +150,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
         onRequest: guard,
         schema: {
           tags: ['admin'],
+          operationId: 'lookupRegistration',
           summary:
             'Find a registration by id or by national id (POST: a national id never goes in a URL); national ids and mobiles come back masked, except the one searched for',
           security,
@@ -148,7 +158,10 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
             { q: Type.String({ minLength: 1, maxLength: 64 }) },
             { additionalProperties: false },
           ),
-          response: { 401: { $ref: 'ErrorBody#' } },
+          response: {
+            200: opaque('the registrations found, with their checks; personal data masked'),
+            401: { $ref: 'ErrorBody#' },
+          },
         },
       },
       async (request) => {
@@ -166,4 +179,12 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
       },
     )
   }
+}
+
+/**
+ * An operator-facing answer documented by its description only: `additionalProperties` keeps the
+ * serializer from dropping what the schema does not list (these shapes follow the dashboard).
+ */
+function opaque(description: string) {
+  return { description, type: 'object', additionalProperties: true } as const
 }

@@ -14,6 +14,7 @@ import type { Logger } from '../../observability/logger.js'
 import { auditLookup, deadList, lookupForOperator, replayDead } from '../../operations/index.js'
 import type { Sealer } from '../../privacy/sealing.js'
 import type { LiveStats } from './live.js'
+import { scarceFragment, scarceRows } from './scarce-view.js'
 import {
   countsFragment,
   dashboardPage,
@@ -120,6 +121,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
         checks: [...config.checks.keys()],
         queues: live.watched,
         replica: opts.readPool !== opts.pool,
+        scarce: [...config.campaigns.values()].some((c) => c.scarce),
       }),
     )
   })
@@ -143,6 +145,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
       replicaFragment(await replicaLag(opts.pool, opts.readPool).catch(() => null)),
     )
   fragment('dead', async () => deadFragment(await deadList(mq, pool, { limit: 50 })))
+  fragment('scarce', async () => scarceFragment(await scarceRows(opts.readPool, config)))
 
   // A national id in a URL would end up in proxy logs and browser history: the lookup is a POST.
   app.post('/dashboard/fragments/lookup', { schema: hide, onRequest: guard }, async (request, reply) => {

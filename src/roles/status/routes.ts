@@ -3,6 +3,7 @@ import Type from 'typebox'
 import type { SabtConfig } from '../../config/campaigns.js'
 import type { Pool } from '../../db/pool.js'
 import { ApiError } from '../../http/errors.js'
+import type { Metrics } from '../../observability/metrics.js'
 import { isUuid, lookupThroughReplica, publicStatus } from '../../operations/index.js'
 
 export interface StatusRouteOptions {
@@ -11,6 +12,8 @@ export interface StatusRouteOptions {
   primary?: Pool
   config: SabtConfig
   queuedWindowMs: number
+  /** Counts answers by allocation (scarce campaigns). */
+  metrics?: Metrics
 }
 
 const PublicCheckView = Type.Object(
@@ -40,6 +43,27 @@ const PublicCheckView = Type.Object(
   { additionalProperties: false },
 )
 
+/** In a scarce campaign only (decision 019). */
+export const AllocationView = Type.Object(
+  {
+    state: Type.Union(
+      [
+        Type.Literal('won'),
+        Type.Literal('waitlisted'),
+        Type.Literal('released'),
+        Type.Literal('not_drawn'),
+        Type.Literal('pending'),
+      ],
+      {
+        description:
+          'won: holds a place; waitlisted: on the waiting list at `position` (1 = next); released: gave its place up; not_drawn: accepted, the lottery has not been drawn (or ran before it was accepted); pending: not final yet — being checked, or (first_come) an earlier registration is still being checked',
+      },
+    ),
+    position: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+)
+
 const RegistrationStatus = Type.Object(
   {
     id: Type.String(),
@@ -64,6 +88,7 @@ const RegistrationStatus = Type.Object(
     recorded_at: Type.Optional(Type.String()),
     verdict_at: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     checks: Type.Optional(Type.Array(PublicCheckView)),
+    allocation: Type.Optional(AllocationView),
   },
   { additionalProperties: false },
 )
@@ -81,7 +106,9 @@ export async function statusRoutes(app: FastifyInstance, opts: StatusRouteOption
     {
       schema: {
         tags: ['status'],
+        operationId: 'getRegistration',
         summary: 'Follow a registration',
+        security: [],
         description:
           "200 with its own status and, per check, pending / passed / failed once recorded; a duplicate or a waiting submission says so and nothing of the person's other registration; 202 `queued` when the id was minted minutes ago and is not recorded yet; 404 otherwise.",
         params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
@@ -107,6 +134,8 @@ export async function statusRoutes(app: FastifyInstance, opts: StatusRouteOption
       if (view.kind === 'unknown')
         throw new ApiError('SABT_NOT_FOUND', undefined, undefined, 'No such registration')
       if (view.kind === 'queued') reply.code(202)
+      if (view.kind === 'record' && view.allocation)
+        opts.metrics?.allocationAnswers.inc({ allocation: view.allocation.state })
       return publicStatus(view)
     },
   )

@@ -115,6 +115,8 @@ export function dashboardPage(opts: {
   checks: string[]
   queues: { name: string }[]
   replica?: boolean
+  /** A panel per scarce campaign (decision 019). */
+  scarce?: boolean
 }): string {
   const poll = (path: string, every: string) =>
     raw(`hx-get="/dashboard/fragments/${path}" hx-trigger="load, every ${every}" hx-swap="innerHTML"`)
@@ -178,6 +180,14 @@ ${
     ? html`<section>
   <h2>Read replica <span class="sub">status lookups and this page read it</span></h2>
   <div id="replica" ${poll('replica', '2s')}></div>
+</section>`
+    : ''
+}
+${
+  opts.scarce
+    ? html`<section>
+  <h2>Scarce campaigns <span class="sub">places, waiting lists, draws, releases</span></h2>
+  <div id="scarce" ${poll('scarce', '5s')}></div>
 </section>`
     : ''
 }

@@ -1,0 +1,45 @@
+import type { SabtConfig } from '../config/campaigns.js'
+import { eraseCampaign, resealAll, withSweepLock } from '../db/personal-data.js'
+import type { Pool } from '../db/pool.js'
+import type { Logger } from '../observability/logger.js'
+
+export { eraseCampaign, resealAll }
+
+/**
+ * Retention: erases the personal data of every campaign past its `retention_days`, one sweeper at
+ * a time across processes (an advisory lock; another process's sweep in progress makes this one
+ * a no-op). Returns how many registrations were erased, by campaign.
+ */
+export async function eraseExpired(
+  pool: Pool,
+  config: SabtConfig,
+  log: Logger,
+): Promise<Map<string, number>> {
+  const erasedBy = new Map<string, number>()
+  for (const c of config.campaigns.values()) {
+    if (c.retentionDays === null) continue
+    const erased = await withSweepLock(pool, 'sabt-erase', () =>
+      eraseCampaign(pool, c.slug, { retentionDays: c.retentionDays }),
+    )
+    if (!erased) continue
+    erasedBy.set(c.slug, erased)
+    log.info({ event: 'retention.erased', campaign: c.slug, erased }, 'erased expired personal data')
+  }
+  return erasedBy
+}
+
+/** Runs eraseExpired every `everyS` seconds; the returned function stops it. */
+export function startRetentionSweeper(
+  pool: Pool,
+  config: SabtConfig,
+  log: Logger,
+  everyS: number,
+): () => Promise<void> {
+  const timer = setInterval(() => {
+    eraseExpired(pool, config, log).catch((err) =>
+      log.warn({ event: 'retention.failed', err: (err as Error).message }),
+    )
+  }, everyS * 1000)
+  timer.unref()
+  return async () => clearInterval(timer)
+}
