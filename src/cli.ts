@@ -4,6 +4,7 @@ import { runDraw } from './cli/draw.js'
 import { runErase } from './cli/erase.js'
 import { runKeys } from './cli/keys.js'
 import { runMigrate } from './cli/migrate.js'
+import { runOperators } from './cli/operators.js'
 import { runReseal } from './cli/reseal.js'
 import { runStart } from './cli/start.js'
 import { runStatus } from './cli/status.js'
@@ -20,6 +21,7 @@ usage:
   sabt dead replay [--check X | --intake] [--limit N]
   sabt keys create --name NAME [--rate RECORDS_PER_SECOND]   (prints the key once)
   sabt keys list | sabt keys revoke <id>
+  sabt operators add NAME | list | revoke NAME   personal operator tokens (printed once)
   sabt erase --campaign X [--all]   erase personal data past the campaign's retention (or all of it)
   sabt reseal                       re-seal personal data under the current key (SABT_DATA_KEY_ID)
   sabt draw commit|run|export|verify|release …   a scarce campaign's lottery (sabt draw --help)
@@ -47,6 +49,8 @@ async function main(argv: string[]): Promise<number> {
       return runDead(rest, ctx)
     case 'keys':
       return runKeys(rest, ctx)
+    case 'operators':
+      return runOperators(rest, ctx)
     case 'erase':
       return runErase(rest, ctx)
     case 'reseal':

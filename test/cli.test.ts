@@ -76,6 +76,9 @@ describe('the sabt command', () => {
       'check_results',
       'draws',
       'duplicates',
+      'operator_audit',
+      'operator_sessions',
+      'operators',
       'pgmigrations',
       'rate_schedules',
       'registrations',
@@ -98,6 +101,9 @@ describe('the sabt command', () => {
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 'readyz 200', 30_000, 100)
     // Said once ready (the CLI watches readiness), so a moment after /readyz turned 200.
     await waitFor(() => /Sabt is up/.test(out), '"Sabt is up"', 5000, 50)
+    // The admin token came from the environment: someone's secret, never printed.
+    expect(out).not.toContain(vars.SABT_ADMIN_TOKEN!)
+    expect(out).not.toMatch(/admin token \(generated/)
 
     const res = await fetch(`${base}/v1/registrations`, {
       method: 'POST',
@@ -120,6 +126,17 @@ describe('the sabt command', () => {
     const missing = await run(['status', '0190b6a3-0000-7000-8000-000000000000'], vars)
     expect(missing.code).toBe(1)
     expect(JSON.parse(missing.stdout)).toMatchObject({ status: 'not_found' })
+  })
+
+  it('says the admin token came from the generated development file only when it did', async () => {
+    const { resolveSecrets } = await import('../src/config/secrets.js')
+    const { mkdtempSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const file = `${mkdtempSync(`${tmpdir()}/sabt-secrets-`)}/dev.json`
+    const fromEnv = resolveSecrets(testEnv({ SABT_SECRETS_FILE: file }))
+    expect([fromEnv.generatedFile, fromEnv.adminTokenGenerated]).toEqual([file, false])
+    const generated = resolveSecrets({ ...testEnv({ SABT_SECRETS_FILE: file }), SABT_ADMIN_TOKEN: undefined })
+    expect([generated.generatedFile, generated.adminTokenGenerated]).toEqual([file, true])
   })
 
   it('refuses a bad environment with a message naming the variable', async () => {

@@ -93,6 +93,21 @@ describe('configuration', () => {
     expect(loadEnv({}).PORT).toBe(8080)
   })
 
+  it('trusts proxies by address or CIDR only: a bare hop count stops the start, naming SABT_TRUST_PROXY', () => {
+    for (const hops of ['1', '2', '0']) {
+      expect(() => loadEnv({ SABT_TRUST_PROXY: hops })).toThrow(ConfigError)
+      expect(() => loadEnv({ SABT_TRUST_PROXY: hops })).toThrow(/SABT_TRUST_PROXY=\d is a hop count/)
+    }
+    expect(() => loadEnv({ SABT_TRUST_PROXY: '10.0.0.0/8,1' })).toThrow(/SABT_TRUST_PROXY/)
+    for (const bad of ['10.0.0.0/33', 'traefik', '10.0.0/8', '::1/129', '10.0.0.1/8/2'])
+      expect(() => loadEnv({ SABT_TRUST_PROXY: bad }), bad).toThrow(/SABT_TRUST_PROXY entry/)
+    for (const good of ['10.0.0.0/8,172.16.0.0/12', '192.168.1.10', 'fd00::/8, ::1', 'loopback'])
+      expect(loadEnv({ SABT_TRUST_PROXY: good }).SABT_TRUST_PROXY, good).toBe(good)
+    expect(loadEnv({}).SABT_TRUST_PROXY).toBe('')
+    expect(loadEnv({}).SABT_COOKIE_SECURE).toBe(true)
+    expect(loadEnv({ SABT_COOKIE_SECURE: 'false' }).SABT_COOKIE_SECURE).toBe(false)
+  })
+
   it('takes an empty variable as unset, as docker-compose.yml passes `${VAR:-}` (found by npm run test:deploy)', () => {
     // Compose sets PUBLIC_URL, SABT_DATA_KEY_ID, SABT_CHECKS… to '' when .env leaves them empty;
     // every container refused to start ("must NOT have fewer than 1 characters").

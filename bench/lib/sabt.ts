@@ -64,6 +64,8 @@ export class BenchSabt {
       SABT_SEAL_AT: process.env.SABT_SEAL_AT ?? 'recorder',
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
+      // The load driver is one address sending thousands of requests a second: no per-client limit.
+      SABT_CLIENT_RATE: '0',
       ...extraEnv,
     }
     const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())

@@ -80,6 +80,8 @@ export class Cluster {
       HOST: '127.0.0.1',
       SABT_CONFIRM_TIMEOUT_MS: '3000',
       SABT_SHUTDOWN_TIMEOUT_MS: '5000',
+      // The load is driven from one address: no per-client limit.
+      SABT_CLIENT_RATE: '0',
       ...extra,
     } as Record<string, string>
   }

@@ -1,10 +1,11 @@
+import { userInfo } from 'node:os'
 import { parseArgs } from 'node:util'
 import { defaultConfigPath, loadConfigFile } from '../config/campaigns.js'
 import { createPool } from '../db/pool.js'
 import { MqClient } from '../mq/connection.js'
 import { Publisher } from '../mq/publisher.js'
 import { Metrics } from '../observability/metrics.js'
-import { deadList, intakeDeadList, replayDead, replayIntakeDead } from '../operations/index.js'
+import { auditReplay, deadList, intakeDeadList, replayDead, replayIntakeDead } from '../operations/index.js'
 import { topologyOptions } from '../runtime/start.js'
 import type { CliContext } from './context.js'
 
@@ -60,6 +61,17 @@ export async function runDead(rest: string[], { env, log }: CliContext): Promise
       ? await replayIntakeDead({ mq, publisher, log }, { limit })
       : await replayDead({ mq, pool, publisher, config, log }, { check: values.check, limit })
     await publisher.close()
+    await auditReplay(
+      pool,
+      log,
+      { operator: `cli:${userInfo().username}`, client: null },
+      {
+        kind: values.intake ? 'intake' : 'check',
+        ...(values.check ? { check: values.check } : {}),
+        ...(limit ? { limit } : {}),
+        ...result,
+      },
+    )
     process.stdout.write(`${JSON.stringify(result)}\n`)
     return 0
   } finally {

@@ -23,7 +23,13 @@ export async function runStart(rest: string[], { env, log }: CliContext): Promis
   )
   // "Sabt is up" only once /readyz would answer 200; until then, what it waits for.
   if (process.stdout.isTTY || roles.length > 1)
-    announceWhenReady(running, roles, secrets?.generatedFile ?? null, secrets?.adminToken ?? null)
+    announceWhenReady(
+      running,
+      roles,
+      // Printed only when it was generated here: one set in the environment is someone's secret.
+      secrets?.generatedFile && secrets.adminTokenGenerated ? secrets.generatedFile : null,
+      secrets?.adminToken ?? null,
+    )
   await new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {
       log.info({ event: 'stopping', signal }, 'stopping: finishing in-flight work')

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import envSchema from 'env-schema'
 import Type, { type Static } from 'typebox'
 
@@ -42,7 +43,13 @@ export const EnvSchema = Type.Object({
   SABT_HEADERS_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 100 }),
   SABT_MAX_HEADER_BYTES: Type.Integer({ default: 16_384, minimum: 1024, maximum: 1_048_576 }),
   SABT_MAX_CONNECTIONS: Type.Integer({ default: 10_000, minimum: 1 }),
-  SABT_TRUST_PROXY: Type.Integer({ default: 0, minimum: 0, maximum: 10 }),
+  SABT_TRUST_PROXY: Type.String({ default: '' }),
+  SABT_COOKIE_SECURE: Type.Boolean({ default: true }),
+  SABT_CLIENT_RATE: Type.Number({ default: 20, minimum: 0 }),
+  SABT_CLIENT_BURST: Type.Integer({ default: 200, minimum: 1 }),
+  SABT_CLIENT_TRACKED: Type.Integer({ default: 100_000, minimum: 1 }),
+  SABT_LOGIN_MAX_FAILURES: Type.Integer({ default: 10, minimum: 1 }),
+  SABT_LOGIN_WINDOW_S: Type.Integer({ default: 900, minimum: 1 }),
   SABT_SEAL_AT: Type.Union([Type.Literal('recorder'), Type.Literal('gateway')], { default: 'recorder' }),
   SABT_RECORDER_PREFETCH: Type.Integer({ default: 4000, minimum: 1 }),
   SABT_BATCH_SIZE: Type.Integer({ default: 1000, minimum: 1 }),
@@ -85,10 +92,44 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
     const v = source[key]
     if (v !== undefined && v !== '') data[key] = v
   }
+  let env: Env
   try {
     // env: false — env-schema would otherwise read process.env itself, empty strings included.
-    return envSchema<Env>({ schema: EnvSchema, data, env: false })
+    env = envSchema<Env>({ schema: EnvSchema, data, env: false })
   } catch (err) {
     throw new ConfigError(`invalid environment: ${(err as Error).message}`)
   }
+  parseTrustProxy(env.SABT_TRUST_PROXY)
+  return env
+}
+
+const NAMED_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/**
+ * `SABT_TRUST_PROXY`: the addresses (or CIDRs) of the proxies whose X-Forwarded-For/-Proto/-Host
+ * are believed, comma-separated; `loopback`, `linklocal` and `uniquelocal` name their ranges.
+ * Never a hop count: with one, a client talking to Sabt directly is believed about itself.
+ */
+export function parseTrustProxy(value: string): string[] {
+  const entries = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+  for (const e of entries) {
+    if (/^[0-9]+$/.test(e))
+      throw new ConfigError(
+        `invalid environment: SABT_TRUST_PROXY=${e} is a hop count; give the proxies' addresses or CIDRs instead (e.g. 10.0.0.0/8,172.16.0.0/12)`,
+      )
+    if (NAMED_RANGES.has(e)) continue
+    const [addr, prefix, extra] = e.split('/')
+    const family = isIP(addr ?? '')
+    const max = family === 6 ? 128 : 32
+    const prefixOk =
+      prefix === undefined || (/^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= max && extra === undefined)
+    if (family === 0 || !prefixOk)
+      throw new ConfigError(
+        `invalid environment: SABT_TRUST_PROXY entry ${JSON.stringify(e)} is not an IP address or CIDR (e.g. 10.0.0.0/8)`,
+      )
+  }
+  return entries
 }

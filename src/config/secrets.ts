@@ -11,6 +11,8 @@ export interface Secrets {
   callbackSecret: string
   /** Where secrets that were not in the environment came from (a generated development file). */
   generatedFile: string | null
+  /** The admin token came from that file, not from the environment (only then may it be printed). */
+  adminTokenGenerated: boolean
 }
 
 interface DevSecretsFile {
@@ -71,7 +73,10 @@ export function resolveSecrets(env: Env, needs: readonly SecretVar[] = SECRET_VA
       throw new ConfigError(`missing secret(s) in production: ${missing.join(', ')}`)
     file = loadOrCreateDevSecrets(env.SABT_SECRETS_FILE)
   }
-  const out = { generatedFile: file ? env.SABT_SECRETS_FILE : null } as Secrets
+  const out = {
+    generatedFile: file ? env.SABT_SECRETS_FILE : null,
+    adminTokenGenerated: !env.SABT_ADMIN_TOKEN,
+  } as Secrets
   const absent = (key: keyof Secrets, name: string) =>
     Object.defineProperty(out, key, {
       enumerable: false,

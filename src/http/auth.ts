@@ -1,16 +1,30 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { parseCookie, stringifySetCookie } from 'cookie'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import {
+  anyActiveOperator,
+  BOOTSTRAP_OPERATOR,
+  createSession,
+  endSession,
+  type OperatorIdentity,
+  operatorByToken,
+  sessionOperator,
+} from '../db/operators.js'
+import type { Pool } from '../db/pool.js'
 import { ApiError } from './errors.js'
+import { SignInLockout } from './lockout.js'
 
 /**
- * Admin authentication: the admin token (SABT_ADMIN_TOKEN), either as a bearer header (scripts,
- * curl) or, for a browser, as a session cookie the dashboard's login form hands out in exchange
- * for the token (docs/decisions/009-admin-sessions-and-csrf.md).
+ * Operator authentication (docs/decisions/017-operator-accounts-and-limits.md): each operator has
+ * a personal token (`sabt operators add NAME`), sent as a bearer header (scripts, curl) or, for a
+ * browser, traded at the dashboard's login form for a session cookie. The bootstrap token
+ * (SABT_ADMIN_TOKEN) signs in as the pseudo-operator "bootstrap" only while no operator account
+ * exists: it is there to set up the first one, not to be shared.
  *
- * The cookie holds no token: `v1.<expiry>.<HMAC-SHA256(key, "v1.<expiry>")>`, where the key is
- * derived from the admin token — so changing the token ends every session. HttpOnly (no script
- * reads it), SameSite=Strict (no other site's page sends it), Secure over HTTPS.
+ * Sessions are server-side (operator_sessions): the cookie holds 256 random bits, the table their
+ * hash, so logout and `sabt operators revoke` end a session at once. HttpOnly, SameSite=Strict,
+ * Secure (SABT_COOKIE_SECURE, on by default). Ten wrong tokens from one address within the window
+ * lock that address out of signing in (429 with Retry-After), a right token included.
  *
  * CSRF: a change (POST/PUT/PATCH/DELETE) authenticated by the cookie must also carry
  * `HX-Request: true` (htmx sends it; a cross-site form cannot, and a cross-site fetch with it needs
@@ -34,95 +48,135 @@ export function bearerToken(request: FastifyRequest): string | null {
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
+export type SignIn = { ok: true; operator: OperatorIdentity } | { ok: false; lockedForS: number }
+
+export interface AdminAuthOptions {
+  ttlS?: number
+  /** Secure on every session cookie (SABT_COOKIE_SECURE), not only when the request came over HTTPS. */
+  secureCookie?: boolean
+  lockout?: SignInLockout
+}
+
 export class AdminAuth {
-  readonly #expected: Buffer | null
-  readonly #key: Buffer | null
+  readonly #bootstrap: Buffer | null
+  readonly ttlS: number
+  readonly secureCookie: boolean
+  readonly lockout: SignInLockout
+  readonly #who = new WeakMap<FastifyRequest, OperatorIdentity>()
 
   constructor(
-    token: string | null,
-    readonly ttlS = SESSION_TTL_S,
+    readonly pool: Pool,
+    bootstrapToken: string | null,
+    opts: AdminAuthOptions = {},
   ) {
-    this.#expected = token ? digest(token) : null
-    this.#key = token ? createHmac('sha256', token).update('sabt admin session v1').digest() : null
+    this.#bootstrap = bootstrapToken ? digest(bootstrapToken) : null
+    this.ttlS = opts.ttlS ?? SESSION_TTL_S
+    this.secureCookie = opts.secureCookie ?? true
+    this.lockout = opts.lockout ?? new SignInLockout()
   }
 
-  /** The admin token, compared in constant time (both sides hashed to the same length first). */
-  checkToken(given: string | null | undefined): boolean {
-    if (!this.#expected || typeof given !== 'string' || given.length === 0) return false
-    return timingSafeEqual(digest(given), this.#expected)
+  /** The bootstrap token, compared in constant time (both sides hashed to the same length first). */
+  #isBootstrap(given: string): boolean {
+    return this.#bootstrap !== null && timingSafeEqual(digest(given), this.#bootstrap)
   }
 
-  #mac(payload: string): Buffer {
-    return createHmac('sha256', this.#key!).update(payload).digest()
+  /** Who a token belongs to: an operator, the bootstrap token while no operator exists, or nobody. */
+  async identify(token: string | null | undefined): Promise<OperatorIdentity | null> {
+    if (typeof token !== 'string' || token.length === 0 || token.length > 200) return null
+    if (this.#isBootstrap(token))
+      return (await anyActiveOperator(this.pool)) ? null : { id: null, name: BOOTSTRAP_OPERATOR }
+    return operatorByToken(this.pool, token)
   }
 
-  /** A new session value, valid for ttlS. */
-  issue(now = Date.now()): string {
-    if (!this.#key) throw new Error('no admin token configured')
-    const payload = `v1.${Math.floor(now / 1000) + this.ttlS}`
-    return `${payload}.${this.#mac(payload).toString('base64url')}`
+  /** A sign-in attempt from `address`, counted by the lockout. */
+  async signIn(address: string, token: string | null | undefined): Promise<SignIn> {
+    const locked = this.lockout.lockedFor(address)
+    if (locked > 0) return { ok: false, lockedForS: locked }
+    const operator = await this.identify(token)
+    if (!operator) {
+      this.lockout.failed(address)
+      return { ok: false, lockedForS: 0 }
+    }
+    this.lockout.succeeded(address)
+    return { ok: true, operator }
   }
 
-  verifySession(value: string | undefined, now = Date.now()): boolean {
-    if (!this.#key || !value) return false
-    const m = /^(v1\.([0-9]{1,12}))\.([A-Za-z0-9_-]{43})$/.exec(value)
-    if (!m) return false
-    const given = Buffer.from(m[3]!, 'base64url')
-    const want = this.#mac(m[1]!)
-    if (given.length !== want.length || !timingSafeEqual(given, want)) return false
-    return Number(m[2]) * 1000 > now
-  }
-
-  /** How the request proves it is the admin: 'bearer', 'cookie', or null. */
-  authenticate(request: FastifyRequest): 'bearer' | 'cookie' | null {
+  /** Who the request acts as (bearer token, else session cookie), or an ApiError (401, or 429 locked out). */
+  async authenticate(
+    request: FastifyRequest,
+  ): Promise<{ how: 'bearer' | 'cookie'; operator: OperatorIdentity } | null> {
     const bearer = bearerToken(request)
-    if (bearer !== null) return this.checkToken(bearer) ? 'bearer' : null
-    return this.verifySession(sessionCookie(request)) ? 'cookie' : null
+    if (bearer !== null) {
+      const r = await this.signIn(request.ip, bearer)
+      if (r.ok) return { how: 'bearer', operator: r.operator }
+      if (r.lockedForS > 0)
+        throw new ApiError(
+          'SABT_RATE_LIMITED',
+          [{ field: 'authorization', rule: 'lockout', message: 'too many wrong tokens from this address' }],
+          r.lockedForS,
+        )
+      return null
+    }
+    const value = sessionCookie(request)
+    if (!value || !/^[A-Za-z0-9_-]{43}$/.test(value)) return null
+    const operator = await sessionOperator(this.pool, value)
+    return operator ? { how: 'cookie', operator } : null
   }
 
-  /** Set-Cookie value for a new session (Secure when the request came over HTTPS). */
-  sessionCookie(request: FastifyRequest, now = Date.now()): string {
+  /** The operator a guarded request acts as (set by guard()). */
+  operatorOf(request: FastifyRequest): OperatorIdentity {
+    const who = this.#who.get(request)
+    if (!who) throw new Error('operatorOf: the request did not pass the admin guard')
+    return who
+  }
+
+  /** Set-Cookie value for a new session of this operator. */
+  async startSession(request: FastifyRequest, operator: OperatorIdentity): Promise<string> {
     return stringifySetCookie({
       name: SESSION_COOKIE,
-      value: this.issue(now),
+      value: await createSession(this.pool, operator, this.ttlS),
       httpOnly: true,
       sameSite: 'strict',
-      secure: request.protocol === 'https',
+      secure: this.secureCookie || request.protocol === 'https',
       path: '/',
       maxAge: this.ttlS,
     })
   }
 
-  clearCookie(request: FastifyRequest): string {
+  /** Ends the request's session (if it has one) and returns the Set-Cookie that clears it. */
+  async endSession(request: FastifyRequest): Promise<string> {
+    const value = sessionCookie(request)
+    if (value) await endSession(this.pool, value)
     return stringifySetCookie({
       name: SESSION_COOKIE,
       value: '',
       httpOnly: true,
       sameSite: 'strict',
-      secure: request.protocol === 'https',
+      secure: this.secureCookie || request.protocol === 'https',
       path: '/',
       maxAge: 0,
     })
   }
 
   /**
-   * A hook (use it as onRequest, before the body is even parsed) that lets a request through only as the admin: bearer token, or session cookie
-   * (plus the CSRF rules above for changes). With no token configured, it refuses everyone.
+   * A hook (use it as onRequest, before the body is even parsed) that lets a request through only
+   * as an operator: bearer token, or session cookie (plus the CSRF rules above for changes).
    */
   guard() {
     return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-      const how = this.authenticate(request)
-      if (!how)
+      const auth = await this.authenticate(request)
+      if (!auth)
         throw new ApiError('SABT_UNAUTHORIZED', [
-          { field: 'authorization', rule: 'admin_token', message: 'requires the admin token' },
+          { field: 'authorization', rule: 'admin_token', message: 'requires an operator token or session' },
         ])
-      if (how === 'cookie' && UNSAFE.has(request.method)) {
+      if (auth.how === 'cookie' && UNSAFE.has(request.method)) {
         const problem = csrfProblem(request)
         if (problem)
           throw new ApiError('SABT_FORBIDDEN', [
             { field: problem, rule: 'same_origin', message: 'must come from this site' },
           ])
       }
+      this.#who.set(request, auth.operator)
     }
   }
 }
@@ -149,9 +203,16 @@ export function csrfProblem(request: FastifyRequest, requireHtmx = true): string
 }
 
 /**
- * A hook (use it as onRequest, before the body is even parsed) that lets a request through only with the admin token (bearer) or an admin session
- * cookie. With no token configured, admin routes refuse everyone.
+ * A hook that lets a request through only with this token as bearer (the simulator's knobs: a
+ * test stand-in with no operator accounts). With no token, it refuses everyone.
  */
 export function requireAdmin(token: string | null) {
-  return new AdminAuth(token).guard()
+  const expected = token ? digest(token) : null
+  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    const given = bearerToken(request)
+    if (!expected || !given || !timingSafeEqual(digest(given), expected))
+      throw new ApiError('SABT_UNAUTHORIZED', [
+        { field: 'authorization', rule: 'admin_token', message: 'requires the admin token' },
+      ])
+  }
 }

@@ -25,8 +25,11 @@ export interface ServerOptions {
   /** Which dependencies this process needs to be ready (its roles decide). */
   readiness: () => Promise<Readiness>
   roles: readonly string[]
-  /** Proxy hops whose X-Forwarded-For/-Proto/-Host are believed (0: none). */
-  trustProxy?: number
+  /**
+   * Addresses or CIDRs of the proxies whose X-Forwarded-For/-Proto/-Host are believed (none when
+   * empty): what a client connecting from anywhere else writes in them changes nothing.
+   */
+  trustProxy?: readonly string[]
 }
 
 /**
@@ -60,8 +63,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
-    // A hop count, never `true`: only the proxies' own entries are believed, not what a client wrote.
-    trustProxy: opts.trustProxy ? (_address: string, hop: number) => hop < (opts.trustProxy ?? 0) : false,
+    // Addresses, never a hop count or `true`: a hop count believes whoever connects directly.
+    trustProxy: opts.trustProxy?.length ? [...opts.trustProxy] : false,
     ajv: {
       customOptions: BODY_VALIDATION,
     },

@@ -6,8 +6,11 @@
  *   check dead letters   list, replay with fresh attempts          check-dead-letters.ts
  *   intake dead letters  list, replay per registration              intake-dead-letters.ts
  *   lookup               by registration id (public and operator), by national id   lookup.ts, operator-lookup.ts
+ *   audit                who looked up whom, who replayed what (operator_audit)     audit.ts
  *   personal data        retention erasure, re-sealing under the current key         personal-data.ts
  */
+
+export { type Actor, auditLookup, auditReplay } from './audit.js'
 export { type DeadList, deadList, type ReplayResult, replayDead } from './check-dead-letters.js'
 export {
   type IntakeDeadList,
@@ -25,7 +28,6 @@ export {
   type RegistrationView,
 } from './lookup.js'
 export {
-  auditLookup,
   lookupForOperator,
   type OperatorLookup,
   type OperatorRecord,

@@ -1,10 +1,9 @@
-import type { FastifyRequest } from 'fastify'
 import type { SabtConfig } from '../config/campaigns.js'
 import { findRecordDetail, findRecordsByNationalIdIndex, type RecordDetail } from '../db/dashboard.js'
 import { findPlaceHolder } from '../db/places.js'
 import type { Pool } from '../db/pool.js'
 import { checkNationalId, toAsciiDigits } from '../domain/index.js'
-import { type Logger, maskDigits } from '../observability/logger.js'
+import { maskDigits } from '../observability/logger.js'
 import { openField } from '../privacy/personal-fields.js'
 import type { Sealer } from '../privacy/sealing.js'
 import { type CheckView, isUuid, lookupRegistration } from './lookup.js'
@@ -141,20 +140,4 @@ export async function lookupForOperator(deps: OperatorLookupDeps, query: string)
     }
   }
   return { kind: 'invalid', message: 'Enter a registration id (a UUID) or a 10-digit national id.' }
-}
-
-/** Who looked at whose record: an audit line with the registration ids found, never the query. */
-export function auditLookup(log: Logger, request: FastifyRequest, found: OperatorLookup): void {
-  log.info({
-    event: 'admin.lookup',
-    ip: request.ip,
-    by: found.kind === 'records' || found.kind === 'not_found' ? found.by : 'id',
-    result: found.kind,
-    registration_ids:
-      found.kind === 'records'
-        ? found.records.map((r) => r.id)
-        : found.kind === 'duplicate' || found.kind === 'queued' || found.kind === 'waiting'
-          ? [found.id]
-          : [],
-  })
 }

@@ -70,9 +70,12 @@ export class Sealer {
     const key = this.#keys.get(keyId)
     if (!key) throw new Error(`data key ${keyId} is not configured: cannot open this record`)
     if (sealed[0] !== VERSION) throw new Error('unknown sealed-value version')
+    if (sealed.length < 1 + 12 + 16) throw new Error('sealed value too short')
     const iv = sealed.subarray(1, 13)
     const tag = sealed.subarray(sealed.length - 16)
-    const d = createDecipheriv('aes-256-gcm', key, iv)
+    // authTagLength pins the tag at 16 bytes: without it GCM would accept a tag cut to 4 bytes,
+    // and a forger would need 2^32 tries, not 2^128.
+    const d = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: 16 })
     d.setAAD(Buffer.from(aad))
     d.setAuthTag(tag)
     return Buffer.concat([d.update(sealed.subarray(13, sealed.length - 16)), d.final()]).toString('utf8')

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../config/campaigns.js'
-import type { Env } from '../config/env.js'
+import { type Env, parseTrustProxy } from '../config/env.js'
 import { compileProviders } from '../config/providers.js'
 import { resolveSecrets, secretsFor } from '../config/secrets.js'
 import { migrate } from '../db/migrate.js'
@@ -206,7 +206,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     headersTimeoutMs: env.SABT_HEADERS_TIMEOUT_MS,
     maxHeaderBytes: env.SABT_MAX_HEADER_BYTES,
     maxConnections: env.SABT_MAX_CONNECTIONS,
-    trustProxy: env.SABT_TRUST_PROXY,
+    trustProxy: parseTrustProxy(env.SABT_TRUST_PROXY),
     readiness,
     roles,
   })

@@ -1,5 +1,6 @@
 import { createPool } from '../../db/pool.js'
 import { need, type RoleContext } from '../role.js'
+import { ClientLimit } from './client-limit.js'
 import { Intake } from './intake.js'
 import { PartnerKeys } from './partners.js'
 import { gatewayRoutes } from './routes.js'
@@ -29,7 +30,7 @@ export async function startGateway(ctx: RoleContext): Promise<StartedGateway> {
     log,
   })
   const keysPool = ctx.pool ?? createPool(env.DATABASE_URL, { max: 2, log, name: 'sabt-gateway-keys' })
-  const partners = new PartnerKeys(keysPool, log, env.SABT_BATCH_MAX_RECORDS)
+  const partners = new PartnerKeys(keysPool, log)
   await partners.start()
   ctx.onStop(async () => {
     partners.stop()
@@ -44,6 +45,10 @@ export async function startGateway(ctx: RoleContext): Promise<StartedGateway> {
     batchBodyLimit: env.SABT_BATCH_BODY_LIMIT,
     batchMaxRecords: env.SABT_BATCH_MAX_RECORDS,
     partners,
+    clientLimit:
+      env.SABT_CLIENT_RATE > 0
+        ? new ClientLimit(env.SABT_CLIENT_RATE, env.SABT_CLIENT_BURST, env.SABT_CLIENT_TRACKED)
+        : null,
   })
   return { ready: () => publisher.ready }
 }

@@ -26,8 +26,6 @@ export class PartnerKeys {
   constructor(
     readonly pool: Pool,
     readonly log: Logger,
-    /** A key's burst: at least one full batch, or it could never send one. */
-    readonly maxBatch: number,
     readonly refreshMs = 5000,
   ) {}
 
@@ -56,7 +54,9 @@ export class PartnerKeys {
     for (const row of rows) {
       const old = this.#partners.get(row.id)
       const keep = old && old.row.records_per_second === row.records_per_second
-      const burst = Math.max(row.records_per_second, this.maxBatch)
+      // The burst is one second's worth, never more: a 5/s key gets 5 records in a second, however
+      // large its batch (the excess is answered 429 record by record).
+      const burst = Math.max(1, row.records_per_second)
       next.set(row.id, { row, bucket: keep ? old.bucket : new TokenBucket(row.records_per_second, burst) })
     }
     this.#partners = next
@@ -91,23 +91,34 @@ export class PartnerKeys {
     return partner
   }
 
-  /** Spends `records` from the partner's budget, or answers 429 with when to come back. */
-  admit(partner: Partner, records: number): void {
+  /**
+   * Spends up to `records` from the partner's budget: how many of the batch's records may go in
+   * (the first ones; the rest are answered 429 one by one), or 429 for the whole request when the
+   * budget has none left.
+   */
+  admit(partner: Partner, records: number, now = Date.now()): number {
+    let admitted = 0
     let wait = 0
-    for (let i = 0; i < records; i++) wait = partner.bucket.reserve()
-    if (wait > 0) {
-      for (let i = 0; i < records; i++) partner.bucket.cancel()
-      throw new ApiError(
-        'SABT_RATE_LIMITED',
-        [
-          {
-            field: 'authorization',
-            rule: 'rate_limit',
-            message: `at most ${partner.row.records_per_second} records per second for this key`,
-          },
-        ],
-        Math.ceil(wait / 1000),
-      )
+    while (admitted < records) {
+      wait = partner.bucket.take(now)
+      if (wait > 0) break
+      admitted++
     }
+    if (admitted === 0) throw rateLimited(partner, Math.ceil(wait / 1000))
+    return admitted
   }
+}
+
+export function rateLimited(partner: Partner, retryAfterS: number): ApiError {
+  return new ApiError(
+    'SABT_RATE_LIMITED',
+    [
+      {
+        field: 'authorization',
+        rule: 'rate_limit',
+        message: `at most ${partner.row.records_per_second} records per second for this key`,
+      },
+    ],
+    Math.max(1, retryAfterS),
+  )
 }

@@ -9,6 +9,7 @@ import {
 import { ApiError, fieldErrorsFromAjv } from '../../http/errors.js'
 import { compileBodyValidator, fastifyBodyValidator } from '../../http/validation.js'
 import type { Metrics } from '../../observability/metrics.js'
+import type { ClientLimit } from './client-limit.js'
 import type { Intake } from './intake.js'
 import type { Partner, PartnerKeys } from './partners.js'
 import { Accepted, BatchBody, BatchEnvelope, BatchResult, RegistrationBody } from './schemas.js'
@@ -23,6 +24,8 @@ export interface GatewayRouteOptions {
   batchMaxRecords: number
   /** Batch intake is for partners: each needs an API key, and has a records-per-second limit. */
   partners: PartnerKeys
+  /** The single-registration intake's per-client limit (null: off, SABT_CLIENT_RATE=0). */
+  clientLimit: ClientLimit | null
 }
 
 const errorResponses = {
@@ -86,6 +89,7 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
   app.post(
     '/v1/registrations',
     {
+      ...(opts.clientLimit ? { onRequest: opts.clientLimit.hook() } : {}),
       validatorCompiler: ({ httpPart }) =>
         httpPart === 'body' ? fastifyBodyValidator(validateRegistration) : () => true,
       schema: {
@@ -94,9 +98,9 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
         summary: 'Submit one registration',
         security: [],
         description:
-          'Answers 202 only after RabbitMQ has confirmed the registration into the intake queue. 503 (with Retry-After) means it was not taken: retry.',
+          'Answers 202 only after RabbitMQ has confirmed the registration into the intake queue. 503 (with Retry-After) means it was not taken: retry. 429 (with Retry-After): too many requests from this client address (SABT_CLIENT_RATE).',
         body: { $ref: 'Registration#' },
-        response: { 202: { $ref: 'Accepted#' }, ...errorResponses },
+        response: { 202: { $ref: 'Accepted#' }, 429: { $ref: 'ErrorBody#' }, ...errorResponses },
       },
     },
     async (request, reply) => {
@@ -127,7 +131,7 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
         summary: `Submit up to ${opts.batchMaxRecords} registrations; each record is answered on its own (partners, with an API key)`,
         security: [{ partnerKey: [] }],
         description:
-          '202 when every record was accepted; 207 when some were not (see each result: 202, 422 or 503). Valid records are published concurrently; each accepted one is publisher-confirmed.',
+          "202 when every record was accepted; 207 when some were not (see each result: 202, 422, 429 or 503). Valid records are published concurrently; each accepted one is publisher-confirmed. A key's budget is its records per second, burst included: records past it are answered 429 one by one (Retry-After on the response), and a request with no budget left gets 429 whole.",
         body: BatchBody(opts.batchMaxRecords),
         response: {
           202: BatchResult,
@@ -144,7 +148,12 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
     },
     async (request, reply) => {
       const records = (request.body as { records: unknown[] }).records
-      opts.partners.admit(partnerOf.get(request)!, records.length)
+      const partner = partnerOf.get(request)!
+      // The key's budget covers the first `admitted` records; the rest are answered 429 each.
+      const admitted = opts.partners.admit(partner, records.length)
+      const rate = partner.row.records_per_second
+      if (admitted < records.length)
+        reply.header('retry-after', String(Math.max(1, Math.ceil((records.length - admitted) / rate))))
       if (!intake.ready) {
         metrics.intakeShed.inc({ reason: 'unavailable' }, records.length)
         throw new ApiError('SABT_BROKER_UNAVAILABLE', undefined, opts.retryAfterS)
@@ -153,8 +162,16 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
       const results = await Promise.all(
         records.map(async (record, index) => {
           let error: ApiError
-          const invalid = validateRegistration(record)
-          if (invalid) {
+          const invalid = index < admitted ? validateRegistration(record) : null
+          if (index >= admitted) {
+            error = new ApiError('SABT_RATE_LIMITED', [
+              {
+                field: `records/${index}`,
+                rule: 'rate_limit',
+                message: `past this key's budget: at most ${rate} records per second (send it again later)`,
+              },
+            ])
+          } else if (invalid) {
             error = new ApiError('SABT_VALIDATION', fieldErrorsFromAjv(invalid))
           } else {
             const admitted = admit(config, record as RegistrationInput, now)

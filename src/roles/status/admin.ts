@@ -1,13 +1,13 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import type { SabtConfig } from '../../config/campaigns.js'
 import type { Pool } from '../../db/pool.js'
-import { AdminAuth } from '../../http/auth.js'
+import type { AdminAuth } from '../../http/auth.js'
 import { ApiError } from '../../http/errors.js'
 import type { MqClient } from '../../mq/connection.js'
 import type { Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
-import { auditLookup, deadList, lookupForOperator, replayDead } from '../../operations/index.js'
+import { auditLookup, auditReplay, deadList, lookupForOperator, replayDead } from '../../operations/index.js'
 import type { Sealer } from '../../privacy/sealing.js'
 import type { LiveStats } from './live.js'
 
@@ -19,9 +19,8 @@ export interface AdminRouteOptions {
   publisher: Publisher
   config: SabtConfig
   log: Logger
-  adminToken: string
-  /** Bearer token or dashboard session cookie (made from adminToken when not given). */
-  auth?: AdminAuth
+  /** Operator token (bearer) or dashboard session cookie. */
+  auth: AdminAuth
   live?: LiveStats
   sealer?: Sealer
   queuedWindowMs?: number
@@ -32,7 +31,9 @@ export interface AdminRouteOptions {
  * the dead letters and replaying them, the live numbers, and lookup by id or national id.
  */
 export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions): Promise<void> {
-  const guard = (opts.auth ?? new AdminAuth(opts.adminToken)).guard()
+  const { auth } = opts
+  const guard = auth.guard()
+  const actor = (request: FastifyRequest) => ({ operator: auth.operatorOf(request).name, client: request.ip })
   const security = [{ adminToken: [] }]
   const checkNames = [...opts.config.checks.keys(), 'callback']
 
@@ -99,7 +100,9 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
     async (request) => {
       const body = (request.body ?? {}) as { check?: string; limit?: number }
       if (!opts.mq.connected) throw new ApiError('SABT_BROKER_UNAVAILABLE', undefined, 5)
-      return replayDead(opts, body)
+      const result = await replayDead(opts, body)
+      await auditReplay(opts.pool, opts.log, actor(request), { kind: 'check', ...body, ...result })
+      return result
     },
   )
 
@@ -174,7 +177,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRouteOptions)
           },
           (request.body as { q: string }).q,
         )
-        auditLookup(opts.log, request, found)
+        await auditLookup(opts.pool, opts.log, actor(request), found)
         return found
       },
     )

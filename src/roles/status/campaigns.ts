@@ -97,6 +97,8 @@ export async function campaignRoutes(app: FastifyInstance, opts: CampaignRouteOp
     {
       schema: {
         tags: ['campaigns'],
+        operationId: 'getCampaign',
+        security: [],
         summary: 'A campaign: times, capacity, allocation, the draw commitment, counts',
         params: Type.Object({ campaign: Slug }),
         response: { 200: CampaignView, 404: { $ref: 'ErrorBody#' } },
@@ -133,10 +135,21 @@ export async function campaignRoutes(app: FastifyInstance, opts: CampaignRouteOp
     {
       schema: {
         tags: ['campaigns'],
+        operationId: 'getCampaignResults',
+        security: [],
         summary: "A lottery's results: seed, commitment, every participant's id → rank → won / waitlisted",
         description:
           'The same document as `sabt draw export`; check it with `sabt draw verify --results FILE` or the standalone script in docs/draw-verify.md. 404 before the draw.',
         params: Type.Object({ campaign: Slug }),
+        response: {
+          200: {
+            description:
+              'seed, commitment and every participant (docs/draw-verify.md describes the document)',
+            type: 'object',
+            additionalProperties: true,
+          },
+          404: { $ref: 'ErrorBody#' },
+        },
       },
     },
     async (request, reply) => {

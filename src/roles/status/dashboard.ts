@@ -11,7 +11,7 @@ import { type AdminAuth, csrfProblem } from '../../http/auth.js'
 import type { MqClient } from '../../mq/connection.js'
 import type { Publisher } from '../../mq/publisher.js'
 import type { Logger } from '../../observability/logger.js'
-import { auditLookup, deadList, lookupForOperator, replayDead } from '../../operations/index.js'
+import { auditLookup, auditReplay, deadList, lookupForOperator, replayDead } from '../../operations/index.js'
 import type { Sealer } from '../../privacy/sealing.js'
 import type { LiveStats } from './live.js'
 import { scarceFragment, scarceRows } from './scarce-view.js'
@@ -69,6 +69,7 @@ const ASSETS = new Set([
 export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptions): Promise<void> {
   const { auth, live, mq, pool, config, log } = opts
   const guard = auth.guard()
+  const actor = (request: FastifyRequest) => ({ operator: auth.operatorOf(request).name, client: request.ip })
   const hide = { hide: true }
 
   // Forms and htmx post application/x-www-form-urlencoded: accepted here only, never on the API.
@@ -98,23 +99,37 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
   app.post('/dashboard/login', { schema: hide }, async (request, reply) => {
     if (csrfProblem(request, false)) return page(reply, loginPage({ error: 'Sign in from this page.' }), 403)
     const token = (request.body as { token?: unknown } | undefined)?.token
-    if (!auth.checkToken(typeof token === 'string' ? token.trim() : null)) {
+    const r = await auth.signIn(request.ip, typeof token === 'string' ? token.trim() : null)
+    if (!r.ok) {
+      if (r.lockedForS > 0) {
+        log.warn({ event: 'admin.login_locked', ip: request.ip })
+        reply.header('retry-after', String(r.lockedForS))
+        return page(
+          reply,
+          loginPage({ error: 'Too many wrong tokens from this address: try again later.' }),
+          429,
+        )
+      }
       log.warn({ event: 'admin.login_failed', ip: request.ip })
-      // A little slower on failure: guessing a 192-bit token is hopeless anyway, but no need to help.
-      await new Promise((r) => setTimeout(r, 250))
+      // A little slower on failure: guessing a 256-bit token is hopeless anyway, but no need to help.
+      await new Promise((resolve) => setTimeout(resolve, 250))
       return page(reply, loginPage({ error: 'Wrong token.' }), 401)
     }
-    log.info({ event: 'admin.login', ip: request.ip })
-    return reply.header('set-cookie', auth.sessionCookie(request)).redirect('/dashboard', 303)
+    log.info({ event: 'admin.login', operator: r.operator.name, ip: request.ip })
+    return reply
+      .header('set-cookie', await auth.startSession(request, r.operator))
+      .redirect('/dashboard', 303)
   })
 
   app.post('/dashboard/logout', { schema: hide, onRequest: guard }, async (request, reply) => {
-    reply.header('set-cookie', auth.clearCookie(request)).header('hx-redirect', '/dashboard/login')
+    log.info({ event: 'admin.logout', operator: auth.operatorOf(request).name, ip: request.ip })
+    reply.header('set-cookie', await auth.endSession(request)).header('hx-redirect', '/dashboard/login')
     return reply.code(204).send()
   })
 
   app.get('/dashboard', { schema: hide }, async (request, reply) => {
-    if (!auth.authenticate(request)) return reply.redirect('/dashboard/login', 303)
+    const who = await auth.authenticate(request).catch(() => null)
+    if (!who) return reply.redirect('/dashboard/login', 303)
     return page(
       reply,
       dashboardPage({
@@ -156,7 +171,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
         { pool: opts.readPool, config, sealer: opts.sealer, queuedWindowMs: opts.queuedWindowMs },
         q,
       )
-      auditLookup(log, request, found)
+      await auditLookup(pool, log, actor(request), found)
       body = lookupFragment(found)
     } else body = html`<p class="error">Enter a registration id or a national id.</p>`.s
     return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body)
@@ -171,6 +186,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
     else if (!mq.connected) note = 'RabbitMQ is not reachable: nothing was replayed.'
     else {
       const r = await replayDead({ mq, pool, publisher: opts.publisher, config, log }, { check })
+      await auditReplay(pool, log, actor(request), { kind: 'check', check, ...r })
       note = `Replayed ${r.replayed} dead letter(s)${r.kept ? `; ${r.kept} left` : ''}${r.superseded ? `; ${r.superseded} not asked again (another record of the same person holds the place)` : ''}${r.unconfigured ? `; ${r.unconfigured} kept: their campaign or check is not in this configuration` : ''}.`
     }
     return reply

@@ -1,4 +1,5 @@
 import { AdminAuth } from '../../http/auth.js'
+import { SignInLockout } from '../../http/lockout.js'
 import { startRetentionSweeper } from '../../operations/index.js'
 import { need, type RoleContext } from '../role.js'
 import { adminRoutes } from './admin.js'
@@ -33,9 +34,12 @@ export async function startStatus(ctx: RoleContext): Promise<StartedStatus> {
   const live = new LiveStats({ mq, pool: readPool, config, metrics, log })
   await live.start()
   ctx.onStop(() => live.stop())
-  const auth = new AdminAuth(adminToken)
+  const auth = new AdminAuth(pool, adminToken, {
+    secureCookie: env.SABT_COOKIE_SECURE,
+    lockout: new SignInLockout(env.SABT_LOGIN_MAX_FAILURES, env.SABT_LOGIN_WINDOW_S),
+  })
   const operator = { mq, pool, readPool, publisher, config, log, auth, live, sealer, queuedWindowMs }
-  await ctx.app.register(adminRoutes, { ...operator, adminToken })
+  await ctx.app.register(adminRoutes, operator)
   await ctx.app.register(dashboardRoutes, operator)
   return { live }
 }
