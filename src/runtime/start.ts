@@ -141,8 +141,9 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       )
     : null
 
-  // A database that is not there stops the start with one line that says what to do.
-  if (needsDb || has('gateway')) {
+  // A database that is not there stops the start with one line that says what to do — for the
+  // roles that need it. A gateway alone takes registrations without it (partner keys load later).
+  if (needsDb || (has('gateway') && opts.migrate)) {
     try {
       await probeDatabase(env.DATABASE_URL, { willCreate: opts.migrate ?? false })
     } catch (err) {
