@@ -38,7 +38,8 @@ describe('provider authentication (the worked examples of docs/providers.md, aga
     env: Record<string, string>,
     tokenClock?: () => number,
   ): Promise<System> {
-    const e = testEnv()
+    // 1,000 registrations from one test client: past the default per-client intake limit.
+    const e = testEnv({ SABT_CLIENT_RATE: '0' })
     const sim = await buildSimulator({
       log: createLogger({ level: 'error' }),
       adminToken: e.SABT_ADMIN_TOKEN!,
