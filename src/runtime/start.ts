@@ -3,8 +3,10 @@ import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../config/ca
 import { type Env, parseTrustProxy } from '../config/env.js'
 import { compileProviders } from '../config/providers.js'
 import { resolveSecrets, secretsFor } from '../config/secrets.js'
+import { listenError } from '../config/startup.js'
 import { migrate } from '../db/migrate.js'
 import { createPool, type Pool } from '../db/pool.js'
+import { probeDatabase } from '../db/probe.js'
 import { syncCampaigns } from '../db/registrations.js'
 import { buildServer, type Readiness } from '../http/server.js'
 import { MqClient } from '../mq/connection.js'
@@ -22,7 +24,6 @@ import { startSimulator } from '../roles/simulator/index.js'
 import type { Simulator } from '../roles/simulator/server.js'
 import { startStatus } from '../roles/status/index.js'
 import type { LiveStats } from '../roles/status/live.js'
-import { listenError, probeDatabase } from './startup-errors.js'
 
 export const ROLES = ['gateway', 'recorder', 'checker', 'status', 'simulator'] as const
 export type Role = (typeof ROLES)[number]

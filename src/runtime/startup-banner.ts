@@ -1,5 +1,5 @@
+import { address } from '../config/startup.js'
 import type { Running } from './start.js'
-import { address } from './startup-errors.js'
 
 const WAITING: Record<string, (r: Running) => string> = {
   broker: (r) =>

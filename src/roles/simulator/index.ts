@@ -1,5 +1,5 @@
 import { ConfigError } from '../../config/env.js'
-import { listenError } from '../../runtime/startup-errors.js'
+import { listenError } from '../../config/startup.js'
 import type { RoleContext } from '../role.js'
 import { buildSimulator, type Simulator } from './server.js'
 
