@@ -99,7 +99,8 @@ describe('the sabt command', () => {
     child.stderr!.on('data', (d) => (out += d))
     const base = `http://127.0.0.1:${port}`
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 'readyz 200', 30_000, 100)
-    expect(out).toMatch(/Sabt is up/)
+    // Said once ready (the CLI watches readiness), so a moment after /readyz turned 200.
+    await waitFor(() => /Sabt is up/.test(out), '"Sabt is up"', 5000, 50)
     // The admin token came from the environment: someone's secret, never printed.
     expect(out).not.toContain(vars.SABT_ADMIN_TOKEN!)
     expect(out).not.toMatch(/admin token \(generated/)
@@ -164,7 +165,12 @@ describe('npm start', () => {
     const { loadConfigFile, defaultConfigPath } = await import('../src/config/campaigns.js')
     try {
       await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 'readyz 200', 60_000, 200)
-      expect(out).toContain(`Sabt is up (gateway, recorder, checker, status, simulator): ${base}`)
+      await waitFor(
+        () => out.includes(`Sabt is up (gateway, recorder, checker, status, simulator): ${base}`),
+        '"Sabt is up"',
+        5000,
+        50,
+      )
       const res = await fetch(`${base}/v1/registrations`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },

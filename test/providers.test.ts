@@ -19,6 +19,8 @@ const REGISTRY_YAML = (providerUrl: string, callbackUrl: string) => `
 retry_tiers: [200ms, 500ms]
 providers:
   registry:
+    headers: { x-client: sabt-test }
+    auth: { type: header, name: x-api-key, value: '\${REGISTRY_API_KEY}' }
     fields: [national_id, last_name, birth_date]
     body: '{"person": {"nid": national_id, "surname": last_name}, "dob": birth_date}'
     answer:
@@ -86,7 +88,7 @@ describe('declarative providers', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sabt-providers-'))
     const file = join(dir, 'sabt.yaml')
     writeFileSync(file, REGISTRY_YAML(`${providerUrl}/v1/verify`, `${callbackUrl}/verdicts`))
-    const config = loadConfigFile(file, {})
+    const config = loadConfigFile(file, { REGISTRY_API_KEY: 'key-from-the-environment' })
     const { log, lines } = captureLogger('debug')
     const sabt: TestSabt = await startTestSabt({
       roles: ['gateway', 'recorder', 'checker', 'status'],
@@ -124,6 +126,9 @@ describe('declarative providers', () => {
         dob: r.birth_date,
       })
       expect(asked[i]!.headers['idempotency-key']).toBe(ids[i])
+      // The definition's static headers and its key, read from the environment.
+      expect(asked[i]!.headers['x-client']).toBe('sabt-test')
+      expect(asked[i]!.headers['x-api-key']).toBe('key-from-the-environment')
     }
 
     const accepted = await statusOf(ids[0]!)

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import { defaultConfigPath, loadConfigFile } from '../config/campaigns.js'
 import { resolveSecrets, secretsFor } from '../config/secrets.js'
 import { parseRoles, startSabt } from '../runtime/start.js'
+import { announceWhenReady } from '../runtime/startup-banner.js'
 import type { CliContext } from './context.js'
 
 /** `sabt start`: the roles in this process, until SIGTERM/SIGINT (then a graceful stop). */
@@ -20,20 +21,15 @@ export async function runStart(rest: string[], { env, log }: CliContext): Promis
     { event: 'started', roles, url: running.url },
     `Sabt ${roles.join(', ')} listening on ${running.url}`,
   )
-  if (process.stdout.isTTY || roles.length > 1) {
-    const base = running.url?.replace('0.0.0.0', '127.0.0.1') ?? ''
-    process.stderr.write(
-      `\nSabt is up (${roles.join(', ')}): ${base}\n  ready:   ${base}/readyz\n  API:     ${base}/docs\n` +
-        (roles.includes('status')
-          ? `  dashboard: ${base}/dashboard (sign in with your operator token, or the admin token before the first operator)\n`
-          : '') +
-        // Printed only when it was generated here: one set in the environment is someone's secret.
-        (secrets?.generatedFile && secrets.adminTokenGenerated
-          ? `  admin token (generated, in ${secrets.generatedFile}): ${secrets.adminToken}\n`
-          : '') +
-        '\n',
+  // "Sabt is up" only once /readyz would answer 200; until then, what it waits for.
+  if (process.stdout.isTTY || roles.length > 1)
+    announceWhenReady(
+      running,
+      roles,
+      // Printed only when it was generated here: one set in the environment is someone's secret.
+      secrets?.generatedFile && secrets.adminTokenGenerated ? secrets.generatedFile : null,
+      secrets?.adminToken ?? null,
     )
-  }
   await new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {
       log.info({ event: 'stopping', signal }, 'stopping: finishing in-flight work')

@@ -76,6 +76,45 @@ describe('provider definitions', () => {
     )
   })
 
+  it('loads a provider module (a path relative to the configuration file) and checks its samples too', async () => {
+    const dir = new URL('../../test/fixtures/providers/', import.meta.url).pathname
+    const c = buildConfig(
+      doc({
+        registry: {
+          module: './legacy.mjs',
+          samples: [
+            { answer: { ok: true }, outcome: 'passed' },
+            { answer: { ok: false, code: 'GONE' }, outcome: 'failed', reason: 'gone' },
+            { answer: {}, outcome: 'unreadable' },
+          ],
+        },
+      }),
+      {},
+      dir,
+    )
+    const p = (await compileProviders(c.providers, ['registry'], c.baseDir)).get('registry')!
+    expect(p.needs).toEqual(['national_id'])
+    expect(await p.buildRequest({ national_id: '0012345679' })).toEqual({ envelope: { nid: '0012345679' } })
+    expect(await p.readAnswer({ ok: false, code: 'GONE', why: 'moved' }, 200)).toEqual({
+      outcome: 'failed',
+      reason: 'gone',
+      text: 'moved',
+    })
+    expect(p.extraHeaders?.('abc', { method: 'POST', path: '/' })).toEqual({ 'x-body-length': '3' })
+    const wrong = buildConfig(
+      doc({ registry: { module: './legacy.mjs', samples: [{ answer: { ok: true }, outcome: 'failed' }] } }),
+      {},
+      dir,
+    )
+    await expect(compileProviders(wrong.providers, ['registry'], wrong.baseDir)).rejects.toThrow(
+      /providers\.registry\.samples\.0: .* maps to passed, the sample says failed/,
+    )
+    const missing = buildConfig(doc({ registry: { module: './nope.mjs' } }), {}, dir)
+    await expect(compileProviders(missing.providers, ['registry'], missing.baseDir)).rejects.toThrow(
+      /providers\.registry\.module: cannot load/,
+    )
+  })
+
   it('reason codes are normalised; anything else is no code', () => {
     expect(normaliseReason('NOT_FOUND')).toBe('not_found')
     expect(normaliseReason('Name Mismatch')).toBe('name_mismatch')

@@ -30,6 +30,28 @@ export async function countByStatus(pool: Pool): Promise<StatusCounts> {
   return { at: new Date().toISOString(), byCampaign, total }
 }
 
+/** Why checks said no, per campaign: each (check, reason code), all time and in the last hour. */
+export interface ReasonCount {
+  campaign: string
+  check: string
+  reason: string
+  total: number
+  last_hour: number
+}
+
+export async function countRejectionReasons(pool: Pool): Promise<ReasonCount[]> {
+  const r = await pool.query<ReasonCount>({
+    name: 'sabt_dashboard_reasons',
+    text: `SELECT r.campaign, c.check_name AS check, coalesce(c.reason_code, 'unspecified') AS reason,
+                  count(*)::int AS total,
+                  (count(*) FILTER (WHERE c.finished_at > now() - interval '1 hour'))::int AS last_hour
+           FROM check_results c JOIN registrations r ON r.id = c.registration_id
+           WHERE c.outcome = 'failed'
+           GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC, 2, 3`,
+  })
+  return r.rows
+}
+
 /** A record with what an operator may see of the person (sealed fields still sealed). */
 export interface RecordDetail {
   id: string

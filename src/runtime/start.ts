@@ -3,8 +3,10 @@ import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../config/ca
 import { type Env, parseTrustProxy } from '../config/env.js'
 import { compileProviders } from '../config/providers.js'
 import { resolveSecrets, secretsFor } from '../config/secrets.js'
+import { listenError } from '../config/startup.js'
 import { migrate } from '../db/migrate.js'
 import { createPool, type Pool } from '../db/pool.js'
+import { probeDatabase } from '../db/probe.js'
 import { syncCampaigns } from '../db/registrations.js'
 import { buildServer, type Readiness } from '../http/server.js'
 import { MqClient } from '../mq/connection.js'
@@ -74,6 +76,8 @@ export interface Running {
   simulatorUrl: string | null
   /** The address the HTTP server listens on, when it does. */
   url: string | null
+  /** What /readyz answers: ready, and each component up or down. */
+  readiness(): Promise<Readiness>
   stop(): Promise<void>
 }
 
@@ -138,6 +142,16 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       )
     : null
 
+  // A database that is not there stops the start with one line that says what to do — for the
+  // roles that need it. A gateway alone takes registrations without it (partner keys load later).
+  if (needsDb || (has('gateway') && opts.migrate)) {
+    try {
+      await probeDatabase(env.DATABASE_URL, { willCreate: opts.migrate ?? false })
+    } catch (err) {
+      await sim?.simulator.close().catch(() => {})
+      throw err
+    }
+  }
   if ((needsDb || has('gateway')) && opts.migrate) await migrate(env.DATABASE_URL, log)
   const pool = needsDb
     ? createPool(env.DATABASE_URL, { max: env.DATABASE_POOL_SIZE, log, name: `sabt-${roles.join('+')}` })
@@ -232,9 +246,6 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
 
   await app.ready()
   stats?.start()
-  let url: string | null = null
-  if (opts.listen !== false) url = await app.listen({ host: env.HOST, port: env.PORT })
-
   let stopped: Promise<void> | null = null
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
@@ -250,6 +261,15 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     })()
     return stopped
   }
+
+  let url: string | null = null
+  if (opts.listen !== false)
+    try {
+      url = await app.listen({ host: env.HOST, port: env.PORT })
+    } catch (err) {
+      await stop()
+      throw listenError(err, env.PORT, 'PORT', 'the HTTP API')
+    }
 
   return {
     roles,
@@ -268,6 +288,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     stats,
     simulatorUrl: sim?.url ?? null,
     url,
+    readiness,
     stop,
   }
 }

@@ -1,4 +1,5 @@
 import { ConfigError } from '../../config/env.js'
+import { listenError } from '../../config/startup.js'
 import type { RoleContext } from '../role.js'
 import { buildSimulator, type Simulator } from './server.js'
 
@@ -32,6 +33,13 @@ export async function startSimulator(
     knobs: knobs as never,
   })
   ctx.onStop(() => simulator.close())
-  const url = opts.listen ? await simulator.listen({ host: env.HOST, port: env.SABT_SIMULATOR_PORT }) : null
+  const url = opts.listen
+    ? await simulator
+        .listen({ host: env.HOST, port: env.SABT_SIMULATOR_PORT })
+        .catch(async (err: unknown) => {
+          await simulator.close().catch(() => {})
+          throw listenError(err, env.SABT_SIMULATOR_PORT, 'SABT_SIMULATOR_PORT', 'the provider simulator')
+        })
+    : null
   return { simulator, url }
 }

@@ -26,6 +26,7 @@ import {
   processesFragment,
   providersFragment,
   queuesFragment,
+  reasonsFragment,
   replicaFragment,
 } from './views.js'
 
@@ -154,6 +155,7 @@ export async function dashboardRoutes(app: FastifyInstance, opts: DashboardOptio
   fragment('providers', () => providersFragment(live.providers(), live.held()))
   fragment('processes', () => processesFragment(live.processes(), mq.connected))
   fragment('counts', async () => countsFragment(await live.statusCounts()))
+  fragment('reasons', async () => reasonsFragment(await live.rejectionReasons()))
   if (opts.readPool !== opts.pool)
     fragment('replica', async () =>
       replicaFragment(await replicaLag(opts.pool, opts.readPool).catch(() => null)),

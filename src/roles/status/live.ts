@@ -1,5 +1,10 @@
 import type { SabtConfig } from '../../config/campaigns.js'
-import { countByStatus, type StatusCounts } from '../../db/dashboard.js'
+import {
+  countByStatus,
+  countRejectionReasons,
+  type ReasonCount,
+  type StatusCounts,
+} from '../../db/dashboard.js'
 import type { Pool } from '../../db/pool.js'
 import type { MqClient } from '../../mq/connection.js'
 import { StatsReceiver } from '../../mq/stats.js'
@@ -319,6 +324,7 @@ export class LiveStats {
   #ticking = false
   readonly #receiver: StatsReceiver
   #counts: { at: number; value: Promise<StatusCounts> } | null = null
+  #reasons: { at: number; value: Promise<ReasonCount[]> } | null = null
   readonly watched: { queue: string; kind: QueueKind; name: string }[]
   readonly #n: ReturnType<typeof names>
 
@@ -622,6 +628,17 @@ export class LiveStats {
    * Registrations by campaign and status, from PostgreSQL. One query at most every 2 s, shared by
    * every viewer (a GROUP BY over a big table is not free).
    */
+  /** The dashboard's "top rejection reasons", from PostgreSQL, at most every 5 s. */
+  rejectionReasons(now = Date.now()): Promise<ReasonCount[]> {
+    if (this.#reasons && now - this.#reasons.at < 5000) return this.#reasons.value
+    const value = countRejectionReasons(this.deps.pool)
+    this.#reasons = { at: now, value }
+    value.catch(() => {
+      if (this.#reasons?.value === value) this.#reasons = null
+    })
+    return value
+  }
+
   statusCounts(now = Date.now()): Promise<StatusCounts> {
     if (this.#counts && now - this.#counts.at < 2000) return this.#counts.value
     const value = countByStatus(this.deps.pool)

@@ -1,4 +1,4 @@
-import type { StatusCounts } from '../../db/dashboard.js'
+import type { ReasonCount, StatusCounts } from '../../db/dashboard.js'
 import type { ReplicaLag } from '../../db/replica.js'
 import type { DeadList, OperatorLookup, OperatorRecord } from '../../operations/index.js'
 import type { HeldRow, IntakeRow, ProcessRow, ProviderRow, QueueRow } from './live.js'
@@ -171,6 +171,10 @@ export function dashboardPage(opts: {
   <div id="lookup-result" aria-live="polite"></div>
 </section>
 </div>
+<section>
+  <h2>Top rejection reasons <span class="sub">per campaign: last hour and all time</span></h2>
+  <div id="reasons" ${poll('reasons', '5s')}></div>
+</section>
 ${
   opts.replica
     ? html`<section>
@@ -282,6 +286,35 @@ ${campaigns.map(
     .s
 }
 
+/**
+ * The "top rejection reasons" of each campaign: why checks said no, by check and reason code, with
+ * each one's share of the campaign's "no"s — in the last hour and all time. Codes only: the
+ * providers' words are personal data and stay in the lookup of one registration.
+ */
+export function reasonsFragment(rows: ReasonCount[], top = 10): string {
+  if (rows.length === 0) return html`<p class="note">No check has said no yet.</p>`.s
+  const byCampaign = new Map<string, ReasonCount[]>()
+  for (const r of rows) byCampaign.set(r.campaign, [...(byCampaign.get(r.campaign) ?? []), r])
+  const pct = (n: number, of: number) => (of > 0 ? fmtPct(n / of) : DASH)
+  return html`${[...byCampaign].map(([campaign, list]) => {
+    const total = list.reduce((a, r) => a + r.total, 0)
+    const hour = list.reduce((a, r) => a + r.last_hour, 0)
+    return html`<table class="num reasons" data-campaign="${campaign}">
+<caption dir="auto">${campaign}</caption>
+<thead><tr><th><bdi>check</bdi></th><th><bdi>reason</bdi></th><th><bdi>last hour</bdi></th><th><bdi>share</bdi></th><th><bdi>all time</bdi></th><th><bdi>share</bdi></th></tr></thead>
+<tbody>
+${list
+  .slice(0, top)
+  .map(
+    (r) =>
+      html`<tr data-check="${r.check}" data-reason="${r.reason}"><td class="name">${r.check}</td><td class="name mono">${r.reason}</td><td data-col="hour">${fmtCount(r.last_hour)}</td><td data-col="hour-share">${pct(r.last_hour, hour)}</td><td data-col="total">${fmtCount(r.total)}</td><td data-col="total-share">${pct(r.total, total)}</td></tr>`,
+  )}
+<tr class="total"><td>all</td><td></td><td>${fmtCount(hour)}</td><td></td><td>${fmtCount(total)}</td><td></td></tr>
+</tbody></table>`
+  })}<p class="note">Failed checks by reason code, from PostgreSQL (<code>sabt_check_rejections_total</code> counts them as they happen).</p>`
+    .s
+}
+
 export function replicaFragment(l: ReplicaLag | null): string {
   if (!l)
     return html`<p class="error">The read replica is not reachable; lookups are answered by the primary.</p>`
@@ -354,8 +387,8 @@ function recordView(r: OperatorRecord): Raw {
 </dl>
 ${
   r.checks.length
-    ? html`<table class="checks"><thead><tr><th><bdi>check</bdi></th><th><bdi>outcome</bdi></th><th><bdi>attempts</bdi></th><th><bdi>latency</bdi></th><th><bdi>last error</bdi></th></tr></thead><tbody>
-${r.checks.map((c) => html`<tr data-check="${c.check}"><td>${c.check}</td><td class="o-${c.outcome}">${c.outcome}</td><td class="num">${c.attempts}</td><td class="num">${c.latency_ms === null ? DASH : `${c.latency_ms} ms`}</td><td dir="auto">${c.last_error ?? ''}</td></tr>`)}
+    ? html`<table class="checks"><thead><tr><th><bdi>check</bdi></th><th><bdi>outcome</bdi></th><th><bdi>attempts</bdi></th><th><bdi>latency</bdi></th><th><bdi>reason</bdi></th><th><bdi>last error</bdi></th></tr></thead><tbody>
+${r.checks.map((c) => html`<tr data-check="${c.check}"><td>${c.check}</td><td class="o-${c.outcome}">${c.outcome}</td><td class="num">${c.attempts}</td><td class="num">${c.latency_ms === null ? DASH : `${c.latency_ms} ms`}</td><td class="reason">${c.reason ? html`<span class="mono" data-reason="${c.reason.code}">${c.reason.code}</span>${c.reason.text ? html` — <bdi dir="auto">${c.reason.text}</bdi>` : ''}` : ''}</td><td dir="auto">${c.last_error ?? ''}</td></tr>`)}
 </tbody></table>`
     : ''
 }

@@ -73,8 +73,10 @@ type OAuth = Extract<AuthDefinition, { type: 'oauth2_client_credentials' }>
 
 /** One client's token: one fetch at a time, whatever the number of calls waiting for it. */
 export class TokenCache {
-  #token: { value: string; expiresAt: number } | null = null
+  #token: { value: string; refreshAt: number } | null = null
   #fetching: Promise<string> | null = null
+  /** After a failed fetch, calls fail at once for a second instead of each asking the endpoint. */
+  #failed: { until: number; error: Error } | null = null
   /** Token fetches made (tests and the metric read it). */
   fetches = 0
 
@@ -87,8 +89,7 @@ export class TokenCache {
   /** A token valid for a while yet: the cached one, or a fresh one (one fetch for all waiting). */
   async get(): Promise<string> {
     const t = this.#token
-    const early = (this.auth.refresh_before_s ?? 30) * 1000
-    if (t && this.now() < t.expiresAt - early) return t.value
+    if (t && this.now() < t.refreshAt) return t.value
     return this.#refresh()
   }
 
@@ -103,9 +104,21 @@ export class TokenCache {
   }
 
   #refresh(): Promise<string> {
-    this.#fetching ??= this.#fetch().finally(() => {
-      this.#fetching = null
-    })
+    if (this.#failed && this.now() < this.#failed.until) return Promise.reject(this.#failed.error)
+    this.#fetching ??= this.#fetch()
+      .then(
+        (token) => {
+          this.#failed = null
+          return token
+        },
+        (err: Error) => {
+          this.#failed = { until: this.now() + 1000, error: err }
+          throw err
+        },
+      )
+      .finally(() => {
+        this.#fetching = null
+      })
     return this.#fetching
   }
 
@@ -141,8 +154,11 @@ export class TokenCache {
     } | null
     if (res.statusCode !== 200 || typeof body?.access_token !== 'string')
       throw new TransientError(`token endpoint answered ${res.statusCode}`)
-    const expiresIn = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 3600
-    this.#token = { value: body.access_token, expiresAt: this.now() + expiresIn * 1000 }
+    const lifetimeMs =
+      (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 3600) * 1000
+    // Early by refresh_before_s, but never so early that a short-lived token is fetched per call.
+    const earlyMs = Math.min((this.auth.refresh_before_s ?? 30) * 1000, lifetimeMs / 2)
+    this.#token = { value: body.access_token, refreshAt: this.now() + lifetimeMs - earlyMs }
     return body.access_token
   }
 }
