@@ -420,7 +420,10 @@ describe('Traefik', () => {
   })
 
   it('serves TLS on :443 (files or ACME), redirects :80 to it, and sends HSTS on every public answer', () => {
-    const eps = traefik.entryPoints as Record<string, { address: string; http?: Record<string, any> }>
+    const eps = traefik.entryPoints as unknown as Record<
+      string,
+      { address: string; http?: { tls?: unknown; redirections?: { entryPoint?: unknown } } }
+    >
     expect(eps.web!.address).toBe(':80')
     expect(eps.web!.http?.redirections?.entryPoint).toMatchObject({
       to: 'websecure',
