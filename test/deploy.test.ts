@@ -863,6 +863,7 @@ describe('RabbitMQ and PostgreSQL settings', () => {
       ['-f', 'docker-compose.yml', '-f', 'docker-compose.replica.yml'],
       ['-f', 'docker-compose.yml', '-f', 'docker-compose.cluster.yml', '-f', 'docker-compose.replica.yml'],
       ['--profile', 'dev', '-f', 'docker-compose.yml'],
+      ['-f', 'docker-compose.yml', '-f', 'docker-compose.seal-at-gateway.yml'],
     ]) {
       const r = run(args)
       expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(0)
