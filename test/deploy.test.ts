@@ -20,6 +20,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { defaultConfigPath, loadConfigFile } from '../src/config/campaigns.js'
 import { EnvSchema, loadEnv } from '../src/config/env.js'
+import { secretsFor } from '../src/config/secrets.js'
+import { DB_ROLES } from '../src/db/roles.js'
 import { newKey } from '../src/privacy/sealing.js'
 import { ROLES } from '../src/runtime/start.js'
 import {
@@ -245,9 +247,9 @@ const middlewares = (() => {
 })()
 
 /** Where Traefik sends a request: the matching router with the highest priority. */
-function route(method: string, path: string): Router | undefined {
+function route(method: string, path: string, entrypoint = 'websecure'): Router | undefined {
   return routers
-    .filter((r) => r.entrypoints.includes('web') && r.rule({ method, path }))
+    .filter((r) => r.entrypoints.includes(entrypoint) && r.rule({ method, path }))
     .sort((a, b) => b.priority - a.priority)[0]
 }
 
@@ -350,7 +352,7 @@ describe('docker-compose.yml', () => {
         expect(cluster.services[name]?.depends_on?.amqp?.condition, name).toBe('service_healthy')
       }
     const haproxy = read('deploy/rabbitmq/haproxy.cfg')
-    expect(cluster.services.amqp?.image).toMatch(/^\$\{HAPROXY_IMAGE:-haproxy:/)
+    expect(cluster.services.amqp?.image).toMatch(/^\$\{HAPROXY_IMAGE:\?/)
     for (const n of ['rabbitmq-1', 'rabbitmq-2', 'rabbitmq-3'])
       expect(haproxy).toContain(`server ${n} ${n}:5672 check`)
   })
@@ -387,13 +389,12 @@ describe('Traefik', () => {
       ['POST', '/v1/registrations/batch', 'gateway'],
       ['GET', '/v1/registrations/019abf0e-0000-7000-8000-000000000000', 'status'],
       ['HEAD', '/v1/registrations/019abf0e-0000-7000-8000-000000000000', 'status'],
-      ['GET', '/dashboard', 'status'],
-      ['GET', '/dashboard/dead-letters', 'status'],
-      ['POST', '/admin/dead/replay', 'status'],
-      ['GET', '/docs', 'status'],
-      ['GET', '/docs/static/index.html', 'status'],
-      ['GET', '/openapi.json', 'status'],
-      ['GET', '/metrics', 'status'],
+      // The admin surface is not on the public entrypoint at all (its own one, below).
+      ['GET', '/dashboard', undefined],
+      ['POST', '/admin/dead/replay', undefined],
+      ['GET', '/docs', undefined],
+      ['GET', '/openapi.json', undefined],
+      ['GET', '/metrics', undefined],
       // Not routed at all: the health endpoints stay inside, unknown methods go nowhere.
       ['GET', '/healthz', undefined],
       ['GET', '/readyz', undefined],
@@ -403,6 +404,67 @@ describe('Traefik', () => {
     for (const [method, path, owner] of cases)
       expect(route(method, path)?.owner, `${method} ${path}`).toBe(owner)
     expect(route('POST', '/v1/registrations/batch')?.name).not.toBe(route('POST', '/v1/registrations')?.name)
+    for (const path of [
+      '/dashboard',
+      '/dashboard/dead-letters',
+      '/admin/dead/replay',
+      '/v1/admin/lookup',
+      '/docs',
+      '/docs/static/index.html',
+      '/openapi.json',
+      '/metrics',
+    ])
+      expect(route('GET', path, 'admin')?.owner, `admin ${path}`).toBe('status')
+    // Plain HTTP serves nothing: every router is on a TLS entrypoint.
+    for (const r of routers) expect(r.entrypoints, r.name).not.toContain('web')
+  })
+
+  it('serves TLS on :443 (files or ACME), redirects :80 to it, and sends HSTS on every public answer', () => {
+    const eps = traefik.entryPoints as unknown as Record<
+      string,
+      { address: string; http?: { tls?: unknown; redirections?: { entryPoint?: unknown } } }
+    >
+    expect(eps.web!.address).toBe(':80')
+    expect(eps.web!.http?.redirections?.entryPoint).toMatchObject({
+      to: 'websecure',
+      scheme: 'https',
+      permanent: true,
+    })
+    expect(eps.websecure!.address).toBe(':443')
+    expect(eps.websecure!.http?.tls).toBeDefined()
+    expect(eps.admin!.http?.tls).toBeDefined()
+    const dynamic = parse(read('deploy/traefik/dynamic.yml')) as {
+      tls: { stores: { default: { defaultCertificate: { certFile: string; keyFile: string } } } }
+      http: { middlewares: Record<string, { headers?: { stsSeconds?: number } }> }
+    }
+    expect(dynamic.tls.stores.default.defaultCertificate.certFile).toMatch(/^\/etc\/traefik\/certs\//)
+    expect(dynamic.http.middlewares['sabt-hsts']!.headers!.stsSeconds).toBeGreaterThanOrEqual(15_552_000)
+    for (const r of routers) expect(r.middlewares, r.name).toContain('sabt-hsts@file')
+    expect(services.traefik!.volumes).toContain('./deploy/traefik/dynamic.yml:/etc/traefik/dynamic.yml:ro')
+    expect(services.traefik!.volumes!.some((v) => v.endsWith(':/etc/traefik/certs:ro'))).toBe(true)
+    // Forwarded headers from clients are never believed at the edge.
+    for (const ep of ['websecure', 'admin'])
+      expect(
+        (eps[ep] as { forwardedHeaders?: { trustedIPs?: string[] } }).forwardedHeaders?.trustedIPs,
+        ep,
+      ).toEqual([])
+    // Never a certificate or key in the repository.
+    const certs = readdirSync(join(ROOT, 'deploy/traefik/certs'))
+    expect(certs).toEqual(['README.md'])
+  })
+
+  it('puts the admin surface on its own entrypoint, published on loopback only by default, behind an allowlist', () => {
+    const ports = services.traefik!.ports!.map(composeDefault)
+    expect(ports).toContain('80:80')
+    expect(ports).toContain('443:443')
+    expect(ports).toContain('127.0.0.1:8443:8443')
+    const admin = routers.filter((r) => r.entrypoints.includes('admin'))
+    expect(admin.length).toBeGreaterThan(0)
+    for (const r of admin)
+      expect(
+        r.middlewares.some((m) => middlewares.get(m)?.type === 'ipallowlist'),
+        r.name,
+      ).toBe(true)
   })
 
   it('rate-limits and buffers (with a body limit) every intake route, above the gateway’s own limits', () => {
@@ -414,7 +476,10 @@ describe('Traefik', () => {
     expect(limits['/v1/registrations/batch']).toBe(schemaDefault('SABT_BATCH_BODY_LIMIT'))
     for (const [path, appLimit] of Object.entries(limits)) {
       const r = route('POST', path)!
-      const mws = r.middlewares.map((m) => ({ name: m, ...middlewares.get(m) }))
+      // @file middlewares (HSTS) are Traefik's dynamic file, checked with TLS below.
+      const mws = r.middlewares
+        .filter((m) => !m.endsWith('@file'))
+        .map((m) => ({ name: m, ...middlewares.get(m) }))
       for (const m of mws) expect(m.type, `middleware ${m.name} is defined`).toBeDefined()
       const rate = mws.find((m) => m.type === 'ratelimit')
       expect(rate, `${path}: rate limit`).toBeDefined()
@@ -429,7 +494,7 @@ describe('Traefik', () => {
     }
     const status = route('GET', '/v1/registrations/x')!
     expect(status.middlewares.some((m) => middlewares.get(m)?.type === 'ratelimit')).toBe(true)
-    const metrics = route('GET', '/metrics')!
+    const metrics = route('GET', '/metrics', 'admin')!
     expect(metrics.middlewares.some((m) => middlewares.get(m)?.type === 'ipallowlist')).toBe(true)
   })
 
@@ -491,21 +556,80 @@ describe('environment', () => {
       for (const key of Object.keys(s.environment ?? {})) expect(known.has(key), `${name}: ${key}`).toBe(true)
   })
 
-  it('requires the secrets from the environment, in every service that runs `sabt start`', () => {
+  it('gives each role the secrets it uses and no other (the gateway none), each required', () => {
+    const all = ['SABT_ADMIN_TOKEN', 'SABT_DATA_KEYS', 'SABT_INDEX_KEY', 'SABT_CALLBACK_SECRET']
     for (const [name, s] of startServices) {
       expect(env(s, 'NODE_ENV'), name).toBe('production')
-      for (const key of ['SABT_ADMIN_TOKEN', 'SABT_DATA_KEYS', 'SABT_INDEX_KEY', 'SABT_CALLBACK_SECRET'])
-        expect(String(env(s, key)), `${name}: ${key}`).toMatch(new RegExp(`^\\$\\{${key}:\\?`))
+      const needs = secretsFor([roleOf(s)!], { SABT_SEAL_AT: 'recorder' })
+      for (const key of all)
+        if ((needs as string[]).includes(key))
+          expect(String(env(s, key)), `${name}: ${key}`).toMatch(new RegExp(`^\\$\\{${key}:\\?`))
+        else expect(env(s, key), `${name} is not given ${key}`).toBeUndefined()
     }
+    expect(secretsFor(['gateway'], { SABT_SEAL_AT: 'recorder' })).toEqual([])
     for (const key of [
-      'SABT_ADMIN_TOKEN',
-      'SABT_DATA_KEYS',
-      'SABT_INDEX_KEY',
-      'SABT_CALLBACK_SECRET',
+      ...all,
       'POSTGRES_PASSWORD',
       'RABBITMQ_PASSWORD',
+      'SABT_DB_GATEWAY_PASSWORD',
+      'SABT_DB_RECORDER_PASSWORD',
+      'SABT_DB_CHECKER_PASSWORD',
+      'SABT_DB_STATUS_PASSWORD',
     ])
       expect(envExample).toMatch(new RegExp(`^${key}=$`, 'm'))
+  })
+
+  it('connects each role as its own database role; only migrate as the superuser', () => {
+    for (const [name, s] of startServices) {
+      const url = env(s, 'DATABASE_URL')
+      if (url === undefined) continue
+      const role = roleOf(s) as keyof typeof DB_ROLES
+      expect(String(url), name).toMatch(
+        new RegExp(`^postgres://${DB_ROLES[role]}:\\$\\{SABT_DB_${role.toUpperCase()}_PASSWORD:\\?`),
+      )
+    }
+    expect(String(env(services.gateway!, 'DATABASE_URL'))).toMatch(/^postgres:\/\/sabt_gateway:/)
+    expect(String(env(services.migrate!, 'DATABASE_URL'))).toMatch(/^postgres:\/\/\$\{POSTGRES_USER/)
+    for (const role of Object.keys(DB_ROLES))
+      expect(String(env(services.migrate!, `SABT_DB_${role.toUpperCase()}_PASSWORD`)), role).toMatch(/:\?/)
+    expect(String(env(replica.services.status!, 'DATABASE_READ_URL'))).toMatch(/^postgres:\/\/sabt_status:/)
+  })
+
+  it('drops every capability and forbids new privileges in every container; images pinned by digest variables', () => {
+    for (const file of [compose, cluster, replica])
+      for (const [name, s] of Object.entries(file.services) as Array<
+        [string, Service & Record<string, unknown>]
+      >) {
+        if (file !== compose && !s.image && !s.build) continue // an override of a service above
+        expect(s.cap_drop, name).toEqual(['ALL'])
+        expect(s.security_opt, name).toContain('no-new-privileges:true')
+        if (s.build === undefined)
+          expect(String(s.image), name).toMatch(/^\$\{[A-Z_]+_IMAGE:\?pin [A-Z_]+ by digest/)
+      }
+    expect(read('.env.example')).toMatch(/@sha256:<digest>/)
+  })
+
+  it('lets Traefik read only the container list, inspect, events and version through the socket proxy', () => {
+    const cfg = read('deploy/socket-proxy/haproxy.cfg')
+    const allowed = new RegExp(/path,url_dec -m reg (\S+)/.exec(cfg)![1]!)
+    for (const p of [
+      '/v1.43/containers/json',
+      '/v1.43/containers/abc123/json',
+      '/v1.43/events',
+      '/version',
+      '/_ping',
+    ])
+      expect(allowed.test(p), p).toBe(true)
+    for (const p of [
+      '/v1.43/containers/abc/archive',
+      '/v1.43/containers/abc/export',
+      '/v1.43/exec/x/start',
+      '/v1.43/images/json',
+      '/v1.43/containers/abc/logs',
+    ])
+      expect(allowed.test(p), p).toBe(false)
+    expect(cfg).toMatch(/deny deny_status 403 unless get allowed/)
+    expect(services['socket-proxy']!.volumes).toContain('/var/run/docker.sock:/var/run/docker.sock:ro')
   })
 
   it('gives every process that declares the topology the same queue arguments', () => {
@@ -613,7 +737,7 @@ describe('timeouts agree', () => {
   const gateway = services.gateway!
   const confirmMs = Number(composeDefault(env(gateway, 'SABT_CONFIRM_TIMEOUT_MS')))
   const fwd = traefik.serversTransport.forwardingTimeouts
-  const web = traefik.entryPoints.web!.transport!
+  const web = traefik.entryPoints.websecure!.transport!
   const clientMs = durationMs(compose['x-client-timeout']!)
 
   it('confirm timeout < Traefik’s backend timeout < the documented client timeout', () => {
@@ -717,6 +841,15 @@ describe('RabbitMQ and PostgreSQL settings', () => {
       RABBITMQ_PASSWORD: 'x',
       RABBITMQ_ERLANG_COOKIE: 'x',
       POSTGRES_REPLICATION_PASSWORD: 'x',
+      SABT_DB_GATEWAY_PASSWORD: 'x',
+      SABT_DB_RECORDER_PASSWORD: 'x',
+      SABT_DB_CHECKER_PASSWORD: 'x',
+      SABT_DB_STATUS_PASSWORD: 'x',
+      POSTGRES_IMAGE: 'postgres@sha256:x',
+      RABBITMQ_IMAGE: 'rabbitmq@sha256:x',
+      TRAEFIK_IMAGE: 'traefik@sha256:x',
+      SOCKET_PROXY_IMAGE: 'haproxy@sha256:x',
+      HAPROXY_IMAGE: 'haproxy@sha256:x',
     }
     const run = (args: string[]) =>
       spawnSync('docker-compose', [...args, 'config', '-q'], {
@@ -730,6 +863,7 @@ describe('RabbitMQ and PostgreSQL settings', () => {
       ['-f', 'docker-compose.yml', '-f', 'docker-compose.replica.yml'],
       ['-f', 'docker-compose.yml', '-f', 'docker-compose.cluster.yml', '-f', 'docker-compose.replica.yml'],
       ['--profile', 'dev', '-f', 'docker-compose.yml'],
+      ['-f', 'docker-compose.yml', '-f', 'docker-compose.seal-at-gateway.yml'],
     ]) {
       const r = run(args)
       expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(0)
@@ -750,7 +884,7 @@ describe('RabbitMQ and PostgreSQL settings', () => {
         },
       )
       expect(r.status).not.toBe(0)
-      expect(r.stderr).toMatch(/set [A-Z_]+ in \.env/)
+      expect(r.stderr).toMatch(/(set|pin) [A-Z_]+ (by digest )?in \.env/)
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }

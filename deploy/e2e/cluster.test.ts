@@ -23,6 +23,7 @@ const stack = new Stack(
   ],
   e2e,
   await freePort(),
+  { http: await freePort(), admin: await freePort() },
 )
 const rows: Row[] = []
 const NODES: Record<string, string> = {
@@ -107,7 +108,7 @@ async function clusterFault(
   concurrency = 32,
 ): Promise<{ row: Row; sent: Sent[] }> {
   const before = await totalRecords(stack)
-  const burst = new Burst(stack.url, { concurrency, total: 500_000 })
+  const burst = new Burst(stack.url, { concurrency, total: 500_000, ca: stack.ca })
   await burst.answered(1000)
   const faultAt = Date.now()
   const what = await fault()
@@ -289,7 +290,7 @@ describe('status reads through the PostgreSQL replica (docker-compose.replica.ym
       expect(res.status, JSON.stringify(body)).toBe(200)
       expect(['recorded', 'verifying', 'accepted', 'rejected', 'failed']).toContain(body.status)
       const lag = await (
-        await fetch(`${stack.url}/dashboard/fragments/replica`, { headers: bearer() })
+        await fetch(`${stack.adminUrl}/dashboard/fragments/replica`, { headers: bearer() })
       ).text()
       expect(lag).toMatch(/data-field="replaying">paused/)
       expect(lag).not.toMatch(/data-field="lag_bytes">0 B/)
@@ -300,7 +301,7 @@ describe('status reads through the PostgreSQL replica (docker-compose.replica.ym
       'the replica to catch up',
       async () => {
         const t = await (
-          await fetch(`${stack.url}/dashboard/fragments/replica`, { headers: bearer() })
+          await fetch(`${stack.adminUrl}/dashboard/fragments/replica`, { headers: bearer() })
         ).text()
         return /data-field="replaying">running/.test(t) && /data-field="lag_bytes">0 B/.test(t)
           ? t

@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { Burst, person, registration, type Sent } from './support/load.js'
 import { run, until } from './support/run.js'
@@ -18,6 +19,7 @@ const stack = new Stack(
   ['docker-compose.yml', 'deploy/e2e/compose.e2e.yml'],
   e2e,
   await freePort(),
+  { http: await freePort(), admin: await freePort() },
 )
 const rows: Row[] = []
 /** Every id answered 202 in this file: all must be recorded, once, and verdicted at the end. */
@@ -58,7 +60,7 @@ describe('single host: docker-compose.yml', () => {
         all.some((c) => c.service === svc),
         svc,
       ).toBe(true)
-    // No published port but the edge's, on loopback (never the machine's 5432 or 5672).
+    // No published port but the edge's three, on loopback (never the machine's 5432 or 5672).
     const ports = await stack.docker([
       'ps',
       '--filter',
@@ -67,20 +69,24 @@ describe('single host: docker-compose.yml', () => {
       '{{.Ports}}',
     ])
     const published = [...ports.matchAll(/([\d.]+):(\d+)->/g)].map((m) => `${m[1]}:${m[2]}`)
-    expect(published).toEqual([`127.0.0.1:${stack.port}`])
+    expect(published.sort()).toEqual(
+      [stack.port, stack.ports.http, stack.ports.admin].map((p) => `127.0.0.1:${p}`).sort(),
+    )
     // The request docs/deployment.md shows, as it shows it (curl), through the edge.
     const answer = await until(
       'a 202 through the edge',
       async () => {
         const r = await run('curl', [
           '-si',
+          '--cacert',
+          join(stack.tlsDir, 'ca.crt'),
           `${stack.url}/v1/registrations`,
           '-H',
           'content-type: application/json',
           '-d',
           '{ "campaign": "demo", "national_id": "0499370899", "mobile": "09121234567", "first_name": "علی", "last_name": "رضایی", "birth_date": "1990-03-21" }',
         ])
-        return /^HTTP\/1\.1 202/.test(r.out) ? r.out : undefined
+        return /^HTTP\/[\d.]+ 202/.test(r.out) ? r.out : undefined
       },
       60_000,
     )
@@ -93,7 +99,7 @@ describe('single host: docker-compose.yml', () => {
     const gateways = (await stack.containers('gateway')).map((c) => c.name)
     const served = await Promise.all(gateways.map(gatewayServed))
     const t0 = Date.now()
-    const burst = new Burst(stack.url, { concurrency: 256, total: 10_000 })
+    const burst = new Burst(stack.url, { concurrency: 256, total: 10_000, ca: stack.ca })
     await burst.done
     const seconds = (Date.now() - t0) / 1000
     promised.push(...burst.accepted())
@@ -114,29 +120,130 @@ describe('single host: docker-compose.yml', () => {
       expect(after[i]! - served[i]!, g).toBeGreaterThan(10_000 / gateways.length / 3)
   })
 
-  it('serves the dashboard, the status API and /metrics through the edge, and nothing else', async () => {
-    const bearer = { authorization: `Bearer ${stack.secrets.SABT_ADMIN_TOKEN}` }
-    const login = await fetch(`${stack.url}/dashboard`, { redirect: 'manual' })
-    expect(login.status).toBe(303)
-    expect(login.headers.get('location')).toBe('/dashboard/login')
-    const page = await fetch(`${stack.url}/dashboard`, { headers: bearer })
-    expect(page.status).toBe(200)
-    expect(await page.text()).toMatch(/<html/i)
-    const counts = await fetch(`${stack.url}/dashboard/fragments/counts`, { headers: bearer })
-    expect(counts.status).toBe(200)
-    await counts.text()
-    const metrics = await fetch(`${stack.url}/metrics`)
-    expect(metrics.status).toBe(200)
-    expect(await metrics.text()).toMatch(/^sabt_/m)
+  it('serves TLS at the edge with the test certificate, redirects :80, and sends HSTS', async () => {
+    // The handshake succeeds only against the test CA made at run time (a verified chain).
+    const tls = await run('curl', [
+      '-sv',
+      '-o',
+      '/dev/null',
+      '--cacert',
+      join(stack.tlsDir, 'ca.crt'),
+      `${stack.url}/v1/registrations/x`,
+    ])
+    expect(tls.err).toMatch(/SSL connection using TLSv1\.[23]/)
+    expect(tls.err).toMatch(/subjectAltName: host "127\.0\.0\.1" matched/)
+    const untrusted = await run('curl', ['-s', '-o', '/dev/null', `${stack.url}/v1/registrations/x`])
+    expect(untrusted.code, 'a client without the CA refuses the certificate').toBe(60)
     const id = promised.at(-1)!.id!
     const status = await fetch(`${stack.url}/v1/registrations/${id}`)
     expect(status.status).toBe(200)
+    expect(status.headers.get('strict-transport-security')).toMatch(/max-age=31536000/)
     expect(((await status.json()) as { id: string }).id).toBe(id)
-    for (const path of ['/healthz', '/readyz'])
-      expect((await fetch(`${stack.url}${path}`)).status, `${path} is not routed`).toBe(404)
+    // Plain HTTP answers nothing but a redirect to https, for every path.
+    for (const path of ['/v1/registrations', '/dashboard', '/metrics']) {
+      const r = await fetch(`${stack.httpUrl}${path}`, { redirect: 'manual' })
+      expect(r.status, path).toBe(308)
+      expect(r.headers.get('location'), path).toMatch(/^https:\/\//)
+      await r.arrayBuffer()
+    }
   })
 
-  it('takes a batch with a partner key made by `sabt keys create` (the gateway reads keys from PostgreSQL)', async () => {
+  it('serves the dashboard, /admin, /docs and /metrics on the admin entrypoint only: unreachable through the public one', async () => {
+    const bearer = { authorization: `Bearer ${stack.secrets.SABT_ADMIN_TOKEN}` }
+    for (const path of [
+      '/dashboard',
+      '/dashboard/fragments/counts',
+      '/admin/dead',
+      '/docs',
+      '/openapi.json',
+      '/metrics',
+      '/healthz',
+      '/readyz',
+    ]) {
+      const r = await fetch(`${stack.url}${path}`, { headers: bearer, redirect: 'manual' })
+      expect(r.status, `public ${path}`).toBe(404)
+      await r.arrayBuffer()
+    }
+    const login = await fetch(`${stack.adminUrl}/dashboard`, { redirect: 'manual' })
+    expect(login.status).toBe(303)
+    expect(login.headers.get('location')).toBe('/dashboard/login')
+    const page = await fetch(`${stack.adminUrl}/dashboard`, { headers: bearer })
+    expect(page.status).toBe(200)
+    expect(await page.text()).toMatch(/<html/i)
+    const counts = await fetch(`${stack.adminUrl}/dashboard/fragments/counts`, { headers: bearer })
+    expect(counts.status).toBe(200)
+    await counts.text()
+    const metrics = await fetch(`${stack.adminUrl}/metrics`)
+    expect(metrics.status).toBe(200)
+    expect(await metrics.text()).toMatch(/^sabt_/m)
+    for (const path of ['/healthz', '/readyz'])
+      expect((await fetch(`${stack.adminUrl}${path}`)).status, `${path} is not routed`).toBe(404)
+  })
+
+  it('gives the gateway container none of the data or index keys (docker inspect), and a database login that cannot read registrations', async () => {
+    const gateway = await stack.container('gateway', 1)
+    const [inspected] = JSON.parse(await stack.docker(['inspect', gateway])) as Array<{
+      Config: { Env: string[] }
+      HostConfig: { CapDrop: string[] | null; SecurityOpt: string[] | null; ReadonlyRootfs: boolean }
+    }>
+    const envText = inspected!.Config.Env.join('\n')
+    for (const name of ['SABT_DATA_KEYS', 'SABT_INDEX_KEY', 'SABT_ADMIN_TOKEN', 'SABT_CALLBACK_SECRET'])
+      expect(envText, name).not.toContain(`${name}=`)
+    for (const name of [
+      'SABT_DATA_KEYS',
+      'SABT_INDEX_KEY',
+      'SABT_ADMIN_TOKEN',
+      'SABT_CALLBACK_SECRET',
+      'POSTGRES_PASSWORD',
+    ])
+      expect(envText.includes(stack.secrets[name]!), `the value of ${name}`).toBe(false)
+    expect(envText).toMatch(/^DATABASE_URL=postgres:\/\/sabt_gateway:/m)
+    expect(inspected!.HostConfig.CapDrop).toEqual(['ALL'])
+    expect(inspected!.HostConfig.SecurityOpt).toContain('no-new-privileges:true')
+    expect(inspected!.HostConfig.ReadonlyRootfs).toBe(true)
+    // The recorder, by contrast, has the keys it seals with — and no admin token.
+    const [rec] = JSON.parse(await stack.docker(['inspect', await stack.container('recorder', 1)])) as Array<{
+      Config: { Env: string[] }
+    }>
+    const recEnv = rec!.Config.Env.join('\n')
+    expect(recEnv).toContain(`SABT_DATA_KEYS=${stack.secrets.SABT_DATA_KEYS}`)
+    expect(recEnv).not.toContain('SABT_ADMIN_TOKEN=')
+    // The gateway's own login, over TCP with its password, as the gateway connects.
+    const url = `postgres://sabt_gateway:${stack.secrets.SABT_DB_GATEWAY_PASSWORD}@127.0.0.1:5432/sabt`
+    const denied = await run(
+      'docker',
+      [
+        'exec',
+        `${stack.project}_postgres_1`,
+        'psql',
+        '-X',
+        '-At',
+        url,
+        '-c',
+        'SELECT count(*) FROM registrations',
+      ],
+      { env: stack.env },
+    )
+    expect(denied.code).not.toBe(0)
+    expect(denied.err).toMatch(/permission denied for table registrations/)
+    const keys = await run(
+      'docker',
+      [
+        'exec',
+        `${stack.project}_postgres_1`,
+        'psql',
+        '-X',
+        '-At',
+        url,
+        '-c',
+        'SELECT count(*) >= 0 FROM api_keys',
+      ],
+      { env: stack.env },
+    )
+    expect(keys.out.trim(), keys.err).toBe('t')
+  })
+
+  it('takes a batch with a partner key made by `sabt keys create`, end to end (the gateway reads keys from PostgreSQL as sabt_gateway)', async () => {
     const out = await stack.compose([
       'run',
       '--rm',

@@ -46,10 +46,12 @@ export class Burst {
 
   constructor(
     url: string,
-    readonly opts: { concurrency: number; total: number },
+    readonly opts: { concurrency: number; total: number; ca?: Buffer },
   ) {
     // The client timeout of docker-compose.yml (x-client-timeout: 30 s).
     this.#pool = new Pool(url, {
+      // The edge's test certificate (Stack sets the global dispatcher; a Pool has its own).
+      ...(opts.ca ? { connect: { ca: opts.ca } } : {}),
       connections: opts.concurrency,
       pipelining: 1,
       headersTimeout: 30_000,

@@ -33,7 +33,11 @@ export async function underLoad(
   opts: { concurrency?: number; faultAfter?: number; tail?: number; total?: number },
   fault: () => Promise<void>,
 ): Promise<{ burst: Burst; faultAt: number; undoneAt: number }> {
-  const burst = new Burst(stack.url, { concurrency: opts.concurrency ?? 256, total: opts.total ?? 200_000 })
+  const burst = new Burst(stack.url, {
+    concurrency: opts.concurrency ?? 256,
+    total: opts.total ?? 200_000,
+    ca: stack.ca,
+  })
   await burst.answered(opts.faultAfter ?? 1000)
   const faultAt = Date.now()
   await fault()

@@ -1,8 +1,11 @@
+import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Agent, setGlobalDispatcher } from 'undici'
 import { parse } from 'yaml'
+import { EnvSchema } from '../../../src/config/env.js'
 import { newKey } from '../../../src/privacy/sealing.js'
 import { ROOT } from './paths.js'
 import { run, runOk, until } from './run.js'
@@ -52,6 +55,10 @@ export class Stack {
       ['RABBITMQ_PASSWORD', hex],
       ['RABBITMQ_ERLANG_COOKIE', hex],
       ['POSTGRES_REPLICATION_PASSWORD', hex],
+      ['SABT_DB_GATEWAY_PASSWORD', hex],
+      ['SABT_DB_RECORDER_PASSWORD', hex],
+      ['SABT_DB_CHECKER_PASSWORD', hex],
+      ['SABT_DB_STATUS_PASSWORD', hex],
     ].map(([name, make]) => [name as string, (make as () => string)()]),
   )
 
@@ -60,12 +67,18 @@ export class Stack {
    * repository, so a developer's own .env is neither used nor touched).
    */
   readonly envFile: string
+  /** The edge's certificate (edge.pem) and the test CA that signed it, made here at run time. */
+  readonly tlsDir: string
+  readonly ca: Buffer
 
   constructor(
     readonly project: string,
     readonly files: string[],
     readonly e2e: E2E,
+    /** The public TLS entrypoint's loopback port (Traefik's :443). */
     readonly port: number,
+    /** Traefik's :80 (a redirect) and the admin entrypoint :8443, on loopback. */
+    readonly ports: { http: number; admin: number },
   ) {
     let text = readFileSync(join(ROOT, '.env.example'), 'utf8')
     for (const [k, v] of Object.entries(this.secrets)) {
@@ -73,16 +86,46 @@ export class Stack {
       if (!line.test(text)) throw new Error(`.env.example has no empty ${k}= line to fill`)
       text = text.replace(line, `${k}=${v}`)
     }
-    this.envFile = join(mkdtempSync(join(tmpdir(), 'sabt-e2e-')), '.env')
+    const dir = mkdtempSync(join(tmpdir(), 'sabt-e2e-'))
+    this.envFile = join(dir, '.env')
     writeFileSync(this.envFile, text, { mode: 0o600 })
+    this.tlsDir = join(dir, 'tls')
+    this.ca = makeTestCertificate(this.tlsDir)
+    // Every fetch of this test file (and undici's pools) trusts the test CA, and only it.
+    setGlobalDispatcher(new Agent({ connect: { ca: this.ca } }))
   }
 
+  /** The public entrypoint (TLS). */
   get url(): string {
-    return `http://127.0.0.1:${this.port}`
+    return `https://127.0.0.1:${this.port}`
+  }
+
+  /** The admin entrypoint (TLS, private addresses only). */
+  get adminUrl(): string {
+    return `https://127.0.0.1:${this.ports.admin}`
+  }
+
+  /** Plain HTTP: only a redirect to the public entrypoint. */
+  get httpUrl(): string {
+    return `http://127.0.0.1:${this.ports.http}`
   }
 
   get env(): Record<string, string> {
-    return { ...this.e2e.env, SABT_E2E_HTTP_PORT: String(this.port) }
+    return {
+      ...this.e2e.env,
+      SABT_E2E_HTTPS_PORT: String(this.port),
+      SABT_E2E_HTTP_PORT: String(this.ports.http),
+      SABT_E2E_ADMIN_PORT: String(this.ports.admin),
+      SABT_E2E_TLS_DIR: this.tlsDir,
+      // Traefik and its socket proxy cannot be obtained here (their profile is never enabled),
+      // but compose interpolates every service: any name will do for their required images.
+      TRAEFIK_IMAGE: 'sabt-e2e/no-traefik:absent',
+      SOCKET_PROXY_IMAGE: 'sabt-e2e/no-socket-proxy:absent',
+      HAPROXY_IMAGE: this.e2e.env.HAPROXY_IMAGE ?? '',
+      // The proxy trust by address (the edge network's subnet) needs the Sabt that reads
+      // addresses; a Sabt whose SABT_TRUST_PROXY is still a hop count gets the one hop it had.
+      ...(trustProxyIsHopCount() ? { SABT_TRUST_PROXY: '1' } : {}),
+    }
   }
 
   /** The arguments before a compose subcommand (`docker compose <these> up …`). */
@@ -217,4 +260,73 @@ export class Stack {
   async down(opts: { volumes: boolean }): Promise<void> {
     await this.compose(['down', '--remove-orphans', ...(opts.volumes ? ['-v'] : [])], 300_000)
   }
+}
+
+/** Whether this Sabt reads SABT_TRUST_PROXY as a hop count (before proxy trust by address). */
+function trustProxyIsHopCount(): boolean {
+  const p = (EnvSchema.properties as Record<string, { type?: string }>).SABT_TRUST_PROXY
+  return p?.type === 'integer'
+}
+
+/**
+ * A test CA and the edge's certificate for 127.0.0.1 and localhost (openssl, one day), in `dir`:
+ * edge.pem (certificate then key, as HAProxy reads it) and ca.crt. Never committed: made per run.
+ */
+function makeTestCertificate(dir: string): Buffer {
+  mkdirSync(dir, { recursive: true })
+  const ossl = (args: string[]) =>
+    execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
+  ossl([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=sabt-e2e-ca',
+  ])
+  ossl([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'edge.key',
+    '-out',
+    'edge.csr',
+    '-subj',
+    '/CN=127.0.0.1',
+  ])
+  writeFileSync(join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+  ossl([
+    'x509',
+    '-req',
+    '-in',
+    'edge.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'edge.crt',
+    '-days',
+    '1',
+    '-extfile',
+    'ext',
+  ])
+  writeFileSync(
+    join(dir, 'edge.pem'),
+    Buffer.concat([readFileSync(join(dir, 'edge.crt')), readFileSync(join(dir, 'edge.key'))]),
+  )
+  // Read by the edge container's user; a test key, good for one day, for 127.0.0.1 only.
+  chmodSync(dir, 0o755)
+  chmodSync(join(dir, 'edge.pem'), 0o644)
+  return readFileSync(join(dir, 'ca.crt'))
 }
