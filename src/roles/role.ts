@@ -38,3 +38,30 @@ export function need<T>(value: T | null | undefined, role: string, what: string)
   if (value === null || value === undefined) throw new Error(`${role} role started without ${what}`)
   return value
 }
+
+/**
+ * What a role's long-running parts share (the recorder, the checker and its tasks), once its
+ * entry has checked the context: nothing optional.
+ */
+export interface RoleDeps {
+  mq: MqClient
+  pool: Pool
+  publisher: Publisher
+  config: SabtConfig
+  sealer: Sealer
+  metrics: Metrics
+  log: Logger
+}
+
+/** The RoleDeps of a role that needs the broker, the database and the data keys, with its own publisher. */
+export async function roleDeps(ctx: RoleContext, role: string, publisherName: string): Promise<RoleDeps> {
+  return {
+    mq: need(ctx.mq, role, 'a broker connection'),
+    pool: need(ctx.pool, role, 'a database pool'),
+    publisher: await ctx.publisher(publisherName),
+    config: ctx.config,
+    sealer: need(ctx.sealer, role, 'the data keys'),
+    metrics: ctx.metrics,
+    log: ctx.log,
+  }
+}

@@ -9,7 +9,7 @@ import {
   IsolatedCircuitError,
 } from 'cockatiel'
 import { Pool as HttpPool } from 'undici'
-import type { Campaign, CheckConfig, SabtConfig } from '../../config/campaigns.js'
+import type { Campaign, CheckConfig } from '../../config/campaigns.js'
 import { configuredFor, firstChecks } from '../../config/campaigns.js'
 import {
   type CheckSubjectRow,
@@ -25,14 +25,10 @@ import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
 import { Batcher } from '../../lib/batcher.js'
 import { TokenBucket } from '../../lib/token-bucket.js'
-import type { MqClient } from '../../mq/connection.js'
 import { idsPerCheckMessage } from '../../mq/messages.js'
-import type { Publisher } from '../../mq/publisher.js'
 import { CALLBACK } from '../../mq/topology.js'
-import type { Logger } from '../../observability/logger.js'
-import type { Metrics } from '../../observability/metrics.js'
 import { openField } from '../../privacy/personal-fields.js'
-import type { Sealer } from '../../privacy/sealing.js'
+import type { RoleDeps } from '../role.js'
 import { Holds } from './held.js'
 import {
   classifyStatus,
@@ -46,14 +42,7 @@ import type { Answer, CheckSubject, Provider } from './providers/index.js'
 import { SharedRate } from './shared-rate.js'
 import { type FollowUp, ParkError, type Task } from './worker.js'
 
-export interface CheckTaskDeps {
-  mq: MqClient
-  pool: Pool
-  publisher: Publisher
-  config: SabtConfig
-  sealer: Sealer
-  metrics: Metrics
-  log: Logger
+export interface CheckTaskDeps extends RoleDeps {
   /** The process's OAuth2 tokens, shared by every check that uses the same client. */
   tokens: TokenCaches
 }

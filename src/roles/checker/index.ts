@@ -1,13 +1,6 @@
-import type { SabtConfig } from '../../config/campaigns.js'
 import { pruneCache } from '../../db/checks.js'
-import type { Pool } from '../../db/pool.js'
-import type { MqClient } from '../../mq/connection.js'
 import { idsPerCheckMessage } from '../../mq/messages.js'
-import type { Publisher } from '../../mq/publisher.js'
-import type { Logger } from '../../observability/logger.js'
-import type { Metrics } from '../../observability/metrics.js'
-import type { Sealer } from '../../privacy/sealing.js'
-import { need, type RoleContext } from '../role.js'
+import { need, type RoleContext, type RoleDeps, roleDeps } from '../role.js'
 import { CallbackSweeper } from './callback-sweeper.js'
 import { CallbackTask } from './callback-task.js'
 import { CheckTask } from './check-task.js'
@@ -17,14 +10,7 @@ import type { Provider } from './providers/index.js'
 import { Redirector } from './redirect.js'
 import { Worker } from './worker.js'
 
-export interface CheckerDeps {
-  mq: MqClient
-  pool: Pool
-  publisher: Publisher
-  config: SabtConfig
-  sealer: Sealer
-  metrics: Metrics
-  log: Logger
+export interface CheckerDeps extends RoleDeps {
   /** The configuration's providers, compiled and their samples checked (compileProviders). */
   providers: ReadonlyMap<string, Provider>
   /** The clock OAuth2 token expiry is judged by (tests move it forward). */
@@ -119,13 +105,7 @@ export async function startChecker(
     .filter(Boolean)
   const checker = new Checker(
     {
-      mq: need(ctx.mq, 'checker', 'a broker connection'),
-      pool: need(ctx.pool, 'checker', 'a database pool'),
-      publisher: await ctx.publisher('checker'),
-      config: ctx.config,
-      sealer: need(ctx.sealer, 'checker', 'the data keys'),
-      metrics: ctx.metrics,
-      log: ctx.log,
+      ...(await roleDeps(ctx, 'checker', 'checker')),
       ...extra,
       callbackSecret: need(ctx.secrets, 'checker', 'the secrets').callbackSecret,
       callbackSweepMs: env.SABT_CALLBACK_SWEEP_MS,

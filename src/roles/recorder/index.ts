@@ -1,11 +1,9 @@
-import type { Campaign, SabtConfig } from '../../config/campaigns.js'
+import type { Campaign } from '../../config/campaigns.js'
 import { firstChecks } from '../../config/campaigns.js'
 import { classifyDbError, sqlState } from '../../db/errors.js'
-import type { Pool } from '../../db/pool.js'
 import { type RecordRow, writeRecordBatch } from '../../db/registrations.js'
 import { Backoff } from '../../lib/backoff.js'
 import { Batcher, type FlushReason } from '../../lib/batcher.js'
-import type { MqClient } from '../../mq/connection.js'
 import { Consumer, type Delivery } from '../../mq/consumer.js'
 import {
   ATTEMPT_HEADER,
@@ -18,12 +16,9 @@ import {
   isSealedRecord,
   parseIntakeMessage,
 } from '../../mq/messages.js'
-import { PublishError, type Publisher } from '../../mq/publisher.js'
-import type { Logger } from '../../observability/logger.js'
-import type { Metrics } from '../../observability/metrics.js'
+import { PublishError } from '../../mq/publisher.js'
 import { sealPersonal } from '../../privacy/personal-fields.js'
-import type { Sealer } from '../../privacy/sealing.js'
-import { need, type RoleContext } from '../role.js'
+import { type RoleContext, type RoleDeps, roleDeps } from '../role.js'
 
 export interface RecorderOptions {
   prefetch: number
@@ -81,15 +76,7 @@ export class Recorder {
   #settling: Promise<void> = Promise.resolve()
 
   constructor(
-    readonly deps: {
-      mq: MqClient
-      pool: Pool
-      publisher: Publisher
-      config: SabtConfig
-      sealer: Sealer
-      metrics: Metrics
-      log: Logger
-    },
+    readonly deps: RoleDeps,
     readonly opts: RecorderOptions,
   ) {
     this.consumer = new Consumer(
@@ -483,18 +470,11 @@ export class Recorder {
 /** The recorder role's start: consumes every intake shard, writes in batches. */
 export async function startRecorder(ctx: RoleContext): Promise<Recorder> {
   const { env } = ctx
-  const recorder = new Recorder(
-    {
-      mq: need(ctx.mq, 'recorder', 'a broker connection'),
-      pool: need(ctx.pool, 'recorder', 'a database pool'),
-      publisher: await ctx.publisher('checks'),
-      config: ctx.config,
-      sealer: need(ctx.sealer, 'recorder', 'the data keys'),
-      metrics: ctx.metrics,
-      log: ctx.log,
-    },
-    { prefetch: env.SABT_RECORDER_PREFETCH, batchSize: env.SABT_BATCH_SIZE, batchMs: env.SABT_BATCH_MS },
-  )
+  const recorder = new Recorder(await roleDeps(ctx, 'recorder', 'checks'), {
+    prefetch: env.SABT_RECORDER_PREFETCH,
+    batchSize: env.SABT_BATCH_SIZE,
+    batchMs: env.SABT_BATCH_MS,
+  })
   await recorder.start()
   ctx.onStop(() => recorder.stop())
   return recorder
