@@ -134,4 +134,15 @@ describe('log masking (property)', () => {
     expect(lines[0]).not.toContain('9121234567')
     expect(lines[0]).toContain('[Circular]')
   })
+
+  it("never writes a provider's reason text (treated as personal data), at any depth; the reason code stays", () => {
+    const { log, lines } = capture()
+    log.info(
+      { reason: 'deceased', reason_text: 'Registry: died 1400/01/01', detail: { reason_text: 'deep words' } },
+      'x',
+    )
+    expect(lines[0]).toContain('"reason":"deceased"')
+    expect(lines[0]).not.toContain('died')
+    expect(lines[0]).not.toContain('deep words')
+  })
 })

@@ -19,6 +19,8 @@ const NUMBER_RUN = new RegExp(`${DIGIT}+(?:${SEPARATOR}{1,3}${DIGIT}+)*`, 'g')
 const ONE_DIGIT = new RegExp(DIGIT, 'g')
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
 const PERSONAL_KEYS = /^(national_?id|mobile|phone)$/i
+/** A provider's own words about a person (a check's reason text): never written, at any depth. */
+const WORDS_KEYS = /^reason_?text$/i
 
 export function maskDigits(value: string): string {
   if (value.length <= 4) return '*'.repeat(value.length)
@@ -72,11 +74,13 @@ function scrubDeep(value: unknown, depth: number, seen: WeakSet<object>): unknow
     }
     for (const [k, v] of Object.entries(value))
       out[k] =
-        PERSONAL_KEYS.test(k) && v !== null && v !== undefined
-          ? typeof v === 'string'
-            ? maskDigits(v)
-            : '[redacted]'
-          : scrubDeep(v, depth + 1, seen)
+        WORDS_KEYS.test(k) && v !== null && v !== undefined
+          ? '[redacted]'
+          : PERSONAL_KEYS.test(k) && v !== null && v !== undefined
+            ? typeof v === 'string'
+              ? maskDigits(v)
+              : '[redacted]'
+            : scrubDeep(v, depth + 1, seen)
     return out
   } finally {
     seen.delete(value)
@@ -90,6 +94,9 @@ const REDACT_PATHS = [
   '*.mobile',
   '*.*.national_id',
   '*.*.mobile',
+  'reason_text',
+  '*.reason_text',
+  '*.*.reason_text',
   'req.body',
   'body',
   'req.headers.authorization',
