@@ -71,6 +71,8 @@ export const EnvSchema = Type.Object({
   SABT_CHECKS: Type.Optional(Type.String({ minLength: 1 })),
   SABT_CALLBACK_SWEEP_MS: Type.Integer({ default: 5000, minimum: 50 }),
   SABT_CALLBACK_LEASE_MS: Type.Integer({ default: 30_000, minimum: 100 }),
+  SABT_SMS_SWEEP_MS: Type.Integer({ default: 1000, minimum: 50 }),
+  SABT_SMS_LEASE_MS: Type.Integer({ default: 300_000, minimum: 100 }),
   SABT_ERASE_EVERY_S: Type.Integer({ default: 3600, minimum: 0 }),
   SABT_SHUTDOWN_TIMEOUT_MS: Type.Integer({ default: 15_000, minimum: 100 }),
   NODE_ENV: Type.String({ default: 'development' }),
