@@ -305,3 +305,184 @@ export async function claimDueOtps(
   })
   return r.rows
 }
+
+/** Limits on asking for one-time codes: per national id and per mobile a day, per client an hour. */
+export interface LookupLimits {
+  perNationalIdPerDay: number
+  perMobilePerDay: number
+  perClientPerHour: number
+}
+
+export type LookupRequest =
+  | { kind: 'limited'; rule: 'per_national_id' | 'per_mobile' | 'per_client'; retryAfterS: number }
+  | {
+      kind: 'made'
+      id: string
+      registration: { id: string; mobile_sealed: Buffer | null; key_id: string } | null
+    }
+
+/**
+ * One request for a one-time code, in one transaction: the limits counted over every request (a
+ * miss too, so a limit never tells a registered person from an unregistered one), under an
+ * advisory lock per national id (concurrent requests cannot slip past the count), then the row.
+ * `code` is called only when the registration exists and its mobile is the one given.
+ */
+export async function requestLookup(
+  pool: Pool,
+  args: {
+    id: string
+    campaign: string
+    nationalIdIndex: Buffer
+    mobileIndex: Buffer
+    clientIndex: Buffer
+    ttlS: number
+    limits: LookupLimits
+    /** Whether the registration's sealed mobile is the one given (opened by the caller). */
+    matches(reg: { id: string; mobile_sealed: Buffer; key_id: string }): boolean
+    code(): { hash: Buffer; sealed: Buffer; keyId: string }
+    smsLeaseMs: number
+  },
+): Promise<LookupRequest> {
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 14))', [
+      args.nationalIdIndex.toString('hex'),
+    ])
+    const counts = await client.query<{
+      by_id: number
+      by_mobile: number
+      by_client: number
+      id_wait: number | null
+      mobile_wait: number | null
+      client_wait: number | null
+    }>(
+      `SELECT
+         count(*) FILTER (WHERE national_id_index = $1 AND created_at > now() - interval '1 day')::int AS by_id,
+         count(*) FILTER (WHERE mobile_index = $2 AND created_at > now() - interval '1 day')::int AS by_mobile,
+         count(*) FILTER (WHERE client_index = $3 AND created_at > now() - interval '1 hour')::int AS by_client,
+         ceil(extract(epoch FROM min(created_at) FILTER (WHERE national_id_index = $1 AND created_at > now() - interval '1 day') + interval '1 day' - now()))::int AS id_wait,
+         ceil(extract(epoch FROM min(created_at) FILTER (WHERE mobile_index = $2 AND created_at > now() - interval '1 day') + interval '1 day' - now()))::int AS mobile_wait,
+         ceil(extract(epoch FROM min(created_at) FILTER (WHERE client_index = $3 AND created_at > now() - interval '1 hour') + interval '1 hour' - now()))::int AS client_wait
+       FROM lookup_codes
+       WHERE (national_id_index = $1 OR mobile_index = $2 OR client_index = $3) AND created_at > now() - interval '1 day'`,
+      [args.nationalIdIndex, args.mobileIndex, args.clientIndex],
+    )
+    const c = counts.rows[0]!
+    const limited = (rule: 'per_national_id' | 'per_mobile' | 'per_client', wait: number | null) => ({
+      kind: 'limited' as const,
+      rule,
+      retryAfterS: Math.max(1, wait ?? 1),
+    })
+    let out: LookupRequest | null = null
+    if (c.by_id >= args.limits.perNationalIdPerDay) out = limited('per_national_id', c.id_wait)
+    else if (c.by_mobile >= args.limits.perMobilePerDay) out = limited('per_mobile', c.mobile_wait)
+    else if (c.by_client >= args.limits.perClientPerHour) out = limited('per_client', c.client_wait)
+    if (out) {
+      await client.query('ROLLBACK')
+      return out
+    }
+    const reg = await client.query<{ id: string; mobile_sealed: Buffer | null; key_id: string }>(
+      `SELECT id::text, mobile_sealed, key_id FROM registrations
+        WHERE campaign = $1 AND national_id_index = $2 AND erased_at IS NULL`,
+      [args.campaign, args.nationalIdIndex],
+    )
+    const found = reg.rows.find((r) => r.mobile_sealed && args.matches(r as never)) ?? null
+    const code = found ? args.code() : null
+    await client.query(
+      `INSERT INTO lookup_codes (id, campaign, registration_id, national_id_index, mobile_index, client_index,
+                                 code_hash, code_sealed, key_id, expires_at, sms_state, sms_due_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10::int),
+               CASE WHEN $3::uuid IS NULL THEN 'none' ELSE 'pending' END,
+               CASE WHEN $3::uuid IS NULL THEN NULL ELSE now() + make_interval(secs => $11::int / 1000.0) END)`,
+      [
+        args.id,
+        args.campaign,
+        found?.id ?? null,
+        args.nationalIdIndex,
+        args.mobileIndex,
+        args.clientIndex,
+        code?.hash ?? null,
+        code?.sealed ?? null,
+        code?.keyId ?? null,
+        args.ttlS,
+        args.smsLeaseMs,
+      ],
+    )
+    await client.query('COMMIT')
+    return { kind: 'made', id: args.id, registration: found }
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw err
+  } finally {
+    client.release()
+  }
+}
+
+export const MAX_WRONG_CODES = 5
+
+export type LookupVerdict =
+  | { kind: 'invalid' }
+  | { kind: 'locked'; retryAfterS: number }
+  | { kind: 'verified'; registrationId: string }
+
+/**
+ * A code checked against the latest unexpired, unused request for this national id and mobile:
+ * `hashOf(lookupId)` is the HMAC the right code has. Five wrong codes lock that request until it
+ * expires; a request for an unregistered person counts wrong codes the same way (it has no right one).
+ */
+export async function verifyLookup(
+  pool: Pool,
+  args: {
+    campaign: string
+    nationalIdIndex: Buffer
+    mobileIndex: Buffer
+    hashOf(lookupId: string): Buffer
+    equal(a: Buffer, b: Buffer): boolean
+  },
+): Promise<LookupVerdict> {
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    const r = await client.query<{
+      id: string
+      registration_id: string | null
+      code_hash: Buffer | null
+      wrong_attempts: number
+      expires_in_s: number
+    }>(
+      `SELECT id::text, registration_id::text, code_hash, wrong_attempts,
+              ceil(extract(epoch FROM expires_at - now()))::int AS expires_in_s
+         FROM lookup_codes
+        WHERE campaign = $1 AND national_id_index = $2 AND mobile_index = $3
+          AND expires_at > now() AND used_at IS NULL
+        ORDER BY created_at DESC LIMIT 1 FOR UPDATE`,
+      [args.campaign, args.nationalIdIndex, args.mobileIndex],
+    )
+    const row = r.rows[0]
+    let out: LookupVerdict
+    if (!row) out = { kind: 'invalid' }
+    else if (row.wrong_attempts >= MAX_WRONG_CODES)
+      out = { kind: 'locked', retryAfterS: Math.max(1, row.expires_in_s) }
+    else if (row.code_hash && row.registration_id && args.equal(row.code_hash, args.hashOf(row.id))) {
+      await client.query('UPDATE lookup_codes SET used_at = now() WHERE id = $1', [row.id])
+      out = { kind: 'verified', registrationId: row.registration_id }
+    } else {
+      const w = await client.query<{ wrong_attempts: number }>(
+        'UPDATE lookup_codes SET wrong_attempts = wrong_attempts + 1 WHERE id = $1 RETURNING wrong_attempts',
+        [row.id],
+      )
+      out =
+        w.rows[0]!.wrong_attempts >= MAX_WRONG_CODES
+          ? { kind: 'locked', retryAfterS: Math.max(1, row.expires_in_s) }
+          : { kind: 'invalid' }
+    }
+    await client.query('COMMIT')
+    return out
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw err
+  } finally {
+    client.release()
+  }
+}
