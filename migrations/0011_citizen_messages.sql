@@ -57,13 +57,6 @@ CREATE INDEX lookup_codes_mobile ON lookup_codes (mobile_index, created_at);
 CREATE INDEX lookup_codes_client ON lookup_codes (client_index, created_at);
 CREATE INDEX lookup_codes_sms_due ON lookup_codes (sms_due_at) WHERE sms_state = 'pending';
 
--- Proof-of-work solutions already used, until their challenge expires (single use).
-CREATE TABLE pow_solutions (
-  signature   text PRIMARY KEY,
-  expires_at  timestamptz NOT NULL
-);
-CREATE INDEX pow_solutions_expiry ON pow_solutions (expires_at);
-
 CREATE FUNCTION sabt_tracking_code(b bytea) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT substr(a, 1 + get_byte(b, 0) % 31, 1) || substr(a, 1 + get_byte(b, 1) % 31, 1)
       || substr(a, 1 + get_byte(b, 2) % 31, 1) || substr(a, 1 + get_byte(b, 3) % 31, 1)
@@ -128,7 +121,6 @@ GRANT SELECT, INSERT ON citizen_messages TO sabt_recorder, sabt_status;
 GRANT SELECT, INSERT, UPDATE ON citizen_messages TO sabt_checker;
 GRANT SELECT, UPDATE ON lookup_codes TO sabt_checker;
 GRANT SELECT, INSERT, UPDATE ON lookup_codes TO sabt_status;
-GRANT SELECT, INSERT, DELETE ON pow_solutions TO sabt_gateway;
 GRANT UPDATE ON citizen_messages TO sabt_status;
 
 -- Down Migration
@@ -137,7 +129,6 @@ DROP TRIGGER registrations_citizen_recorded ON registrations;
 DROP FUNCTION sabt_citizen_verdict();
 DROP FUNCTION sabt_citizen_recorded();
 DROP FUNCTION sabt_tracking_code(bytea);
-DROP TABLE pow_solutions;
 DROP TABLE lookup_codes;
 DROP TABLE citizen_messages;
 DROP TABLE tracking_codes;

@@ -88,6 +88,17 @@ export const SmsConfigSchema = Type.Object(
 export const CampaignConfigSchema = Type.Object(
   {
     title: Type.String({ minLength: 1 }),
+    /** A proof-of-work gate on single registrations (ALTCHA challenges, decision 021); off by default. */
+    proof_of_work: Type.Optional(
+      Type.Object(
+        {
+          /** The largest number a challenge hides: the work is about half of it, in SHA-256 hashes. */
+          max_number: Type.Optional(Type.Integer({ minimum: 1000, maximum: 10_000_000 })),
+          expires_s: Type.Optional(Type.Integer({ minimum: 10, maximum: 3600 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** Texts of the SMS sent to citizens (Persian defaults); `false`: this campaign sends none. */
     messages: Type.Optional(Type.Union([MessageTexts, Type.Literal(false)])),
     opens_at: Type.Optional(Type.String({ format: 'date-time' })),
@@ -179,6 +190,8 @@ export interface Campaign {
   scarce: Scarce | null
   /** The texts of its messages to citizens, every one filled in; null: it sends none. */
   messages: CitizenTexts | null
+  /** Its proof-of-work gate (single registrations must carry a solved, unused challenge); null: off. */
+  proofOfWork: { maxNumber: number; expiresS: number } | null
 }
 
 export type CitizenTexts = Record<'receipt' | 'accepted' | 'rejected' | 'won' | 'waitlisted' | 'otp', string>
@@ -399,6 +412,9 @@ export function buildConfig(
       scarce,
       callbackSecretEnv: c.callback_secret_env ?? null,
       messages: textsOf(slug, c.messages),
+      proofOfWork: c.proof_of_work
+        ? { maxNumber: c.proof_of_work.max_number ?? 50_000, expiresS: c.proof_of_work.expires_s ?? 300 }
+        : null,
     } as Campaign
     Object.defineProperty(campaign, 'callbackSecret', {
       value: (c.callback_secret_env && env[c.callback_secret_env]) || null,
