@@ -2,6 +2,7 @@ import { createPool } from '../../db/pool.js'
 import { ProofOfWork } from '../../http/proof-of-work.js'
 import { need, type RoleContext } from '../role.js'
 import { challengeRoutes } from './challenge.js'
+import { citizenPageRoutes } from './citizen-page.js'
 import { ClientLimit } from './client-limit.js'
 import { Intake } from './intake.js'
 import { PartnerKeys } from './partners.js'
@@ -45,6 +46,7 @@ export async function startGateway(ctx: RoleContext): Promise<StartedGateway> {
       'SABT_POW_SECRET is not set: challenges are signed by a key of this process only (one gateway)',
     )
   await ctx.app.register(challengeRoutes, { config, proofOfWork })
+  await ctx.app.register(citizenPageRoutes)
   await ctx.app.register(gatewayRoutes, {
     proofOfWork,
     config,
