@@ -143,7 +143,8 @@ export async function campaignRoutes(app: FastifyInstance, opts: CampaignRouteOp
         params: Type.Object({ campaign: Slug }),
         response: {
           200: {
-            description: 'seed, commitment and every participant (docs/draw-verify.md describes the document)',
+            description:
+              'seed, commitment and every participant (docs/draw-verify.md describes the document)',
             type: 'object',
             additionalProperties: true,
           },
