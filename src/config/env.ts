@@ -73,7 +73,7 @@ export const EnvSchema = Type.Object({
   SABT_CALLBACK_LEASE_MS: Type.Integer({ default: 30_000, minimum: 100 }),
   SABT_SMS_SWEEP_MS: Type.Integer({ default: 1000, minimum: 50 }),
   SABT_SMS_LEASE_MS: Type.Integer({ default: 300_000, minimum: 100 }),
-  SABT_POW_SECRET: Type.Optional(Type.String({ minLength: 16 })),
+  SABT_POW_SECRET: Type.Optional(Type.String()),
   SABT_LOOKUP_CODE_TTL_S: Type.Integer({ default: 300, minimum: 10 }),
   SABT_LOOKUP_PER_ID_PER_DAY: Type.Integer({ default: 5, minimum: 1 }),
   SABT_LOOKUP_PER_MOBILE_PER_DAY: Type.Integer({ default: 5, minimum: 1 }),

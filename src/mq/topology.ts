@@ -74,7 +74,7 @@ export interface TopologyNames {
   /** Stats snapshots of every process (fanout, not durable, messages not persistent). */
   statsExchange: string
   /** Every queue an operator watches: intake shards, checks, callback, retry tiers, dead letters. */
-  watchedQueues(checks: readonly string[]): { queue: string; kind: QueueKind; name: string }[]
+  watchedQueues(checks: readonly string[], sms?: boolean): { queue: string; kind: QueueKind; name: string }[]
 }
 
 export type QueueKind =
@@ -114,7 +114,7 @@ export function topologyNames(
     deadInbox: `${p}.dead.inbox`,
     dead: `${p}.dead`,
     statsExchange: `${p}.stats`,
-    watchedQueues: (checks) => [
+    watchedQueues: (checks, sms = false) => [
       ...intakeQueues.map((q, i) => ({
         queue: q,
         kind: 'intake' as const,
@@ -122,7 +122,7 @@ export function topologyNames(
       })),
       ...checks.map((c) => ({ queue: `${p}.check.${c}`, kind: 'check' as const, name: c })),
       { queue: `${p}.callback`, kind: 'callback' as const, name: 'callback' },
-      ...(['otp', 'receipt', 'verdict'] as const).map((k) => ({
+      ...(sms ? (['otp', 'receipt', 'verdict'] as const) : []).map((k) => ({
         queue: `${p}.sms.${k}`,
         kind: 'sms' as const,
         name: `sms ${k}`,
