@@ -228,6 +228,13 @@ describe('citizen lookup', () => {
     )
     expect(ms).toBeLessThan(5000)
     expect(owed).toBeGreaterThan(backlog - 2000)
+    // Meanwhile receipts go at the provider's rate: measured over 4 s.
+    const from = { n: s.sim.sms.delivered.size, t: Date.now() }
+    await new Promise((r) => setTimeout(r, 4000))
+    const perSecond = ((s.sim.sms.delivered.size - from.n) * 1000) / (Date.now() - from.t)
+    console.log(`sms rate while the limit binds: ${perSecond.toFixed(1)}/s of ${rate}/s`)
+    expect(perSecond).toBeGreaterThanOrEqual(0.9 * rate)
+    expect(perSecond).toBeLessThanOrEqual(rate * 1.1 + 1)
     expect(s.sim.providers.get('sms')!.stats.rate_limited).toBe(0) // the shared rate kept under the provider's
   }, 120_000)
 })
