@@ -74,8 +74,10 @@ describe('the sabt command', () => {
       'campaigns',
       'check_cache',
       'check_results',
+      'citizen_messages',
       'draws',
       'duplicates',
+      'lookup_codes',
       'operator_audit',
       'operator_sessions',
       'operators',
@@ -83,6 +85,7 @@ describe('the sabt command', () => {
       'rate_schedules',
       'registrations',
       'releases',
+      'tracking_codes',
       'waiting',
     ])
     const campaigns = await sql<{ slug: string }>(env.DATABASE_URL, 'SELECT slug FROM campaigns')

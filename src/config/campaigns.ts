@@ -50,9 +50,57 @@ const CampaignCheckRef = Type.Union([
   ),
 ])
 
+/** The texts sent to citizens (decision 021): placeholders {code} (tracking code), {title}, {otp}. */
+const MessageTexts = Type.Object(
+  {
+    receipt: Type.Optional(Type.String({ minLength: 1, maxLength: 480 })),
+    accepted: Type.Optional(Type.String({ minLength: 1, maxLength: 480 })),
+    rejected: Type.Optional(Type.String({ minLength: 1, maxLength: 480 })),
+    won: Type.Optional(Type.String({ minLength: 1, maxLength: 480 })),
+    waitlisted: Type.Optional(Type.String({ minLength: 1, maxLength: 480 })),
+    otp: Type.Optional(Type.String({ minLength: 1, maxLength: 480 })),
+  },
+  { additionalProperties: false },
+)
+
+/** The SMS provider citizens' messages go through: configured like a check (decision 021). */
+export const SmsConfigSchema = Type.Object(
+  {
+    url: Type.String({ minLength: 1 }),
+    auth_header: Type.Optional(Type.String()),
+    timeout_ms: Type.Optional(Type.Integer({ minimum: 1 })),
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+    rate_per_second: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    breaker: Type.Optional(
+      Type.Object(
+        {
+          consecutive_failures: Type.Optional(Type.Integer({ minimum: 1 })),
+          half_open_after_ms: Type.Optional(Type.Integer({ minimum: 10 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+
 export const CampaignConfigSchema = Type.Object(
   {
     title: Type.String({ minLength: 1 }),
+    /** A proof-of-work gate on single registrations (ALTCHA challenges, decision 021); off by default. */
+    proof_of_work: Type.Optional(
+      Type.Object(
+        {
+          /** The largest number a challenge hides: the work is about half of it, in SHA-256 hashes. */
+          max_number: Type.Optional(Type.Integer({ minimum: 1000, maximum: 10_000_000 })),
+          expires_s: Type.Optional(Type.Integer({ minimum: 10, maximum: 3600 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** Texts of the SMS sent to citizens (Persian defaults); `false`: this campaign sends none. */
+    messages: Type.Optional(Type.Union([MessageTexts, Type.Literal(false)])),
     opens_at: Type.Optional(Type.String({ format: 'date-time' })),
     closes_at: Type.Optional(Type.String({ format: 'date-time' })),
     checks: Type.Optional(Type.Array(CampaignCheckRef)),
@@ -75,6 +123,8 @@ export const SabtConfigSchema = Type.Object(
     /** How to ask each third party and read its answer (src/config/providers.ts, docs/providers.md). */
     providers: Type.Record(CheckName, ProviderDefinitionSchema, { default: {} }),
     checks: Type.Record(CheckName, CheckConfigSchema, { default: {} }),
+    /** Messages to citizens (receipts, verdicts, one-time codes); absent: none are sent. */
+    sms: Type.Optional(SmsConfigSchema),
     campaigns: Type.Record(Slug, CampaignConfigSchema, { minProperties: 1 }),
   },
   { additionalProperties: false },
@@ -138,6 +188,60 @@ export interface Campaign {
   maxRecordsPerPerson: number
   /** A scarce campaign (decision 019): how many can win, and how the winners are chosen; else null. */
   scarce: Scarce | null
+  /** The texts of its messages to citizens, every one filled in; null: it sends none. */
+  messages: CitizenTexts | null
+  /** Its proof-of-work gate (single registrations must carry a solved, unused challenge); null: off. */
+  proofOfWork: { maxNumber: number; expiresS: number } | null
+}
+
+export type CitizenTexts = Record<'receipt' | 'accepted' | 'rejected' | 'won' | 'waitlisted' | 'otp', string>
+
+/** Persian by default: the tracking code and the campaign's title, nothing personal. */
+export const DEFAULT_TEXTS: CitizenTexts = {
+  receipt: 'ثبت‌نام شما در «{title}» دریافت شد. کد رهگیری: {code}',
+  accepted: 'ثبت‌نام {code} در «{title}» پذیرفته شد.',
+  rejected: 'ثبت‌نام {code} در «{title}» پذیرفته نشد. جزئیات با کد رهگیری در سامانه.',
+  won: 'ثبت‌نام {code} در «{title}» پذیرفته شد و سهمیه به شما رسید.',
+  waitlisted: 'ثبت‌نام {code} در «{title}» پذیرفته شد؛ در فهرست انتظار هستید.',
+  otp: 'کد یک‌بار مصرف «{title}»: {otp} (۵ دقیقه اعتبار دارد)',
+}
+
+const PLACEHOLDERS: Record<keyof CitizenTexts, readonly string[]> = {
+  receipt: ['code', 'title'],
+  accepted: ['code', 'title'],
+  rejected: ['code', 'title'],
+  won: ['code', 'title'],
+  waitlisted: ['code', 'title'],
+  otp: ['otp', 'title'],
+}
+
+/** The SMS provider with every default filled in (like a check). */
+export interface SmsConfig {
+  url: string
+  auth_header: string | null
+  timeout_ms: number
+  concurrency: number
+  rate_per_second: number
+  max_attempts: number
+  breaker: { consecutive_failures: number; half_open_after_ms: number }
+}
+
+/** A text with its placeholders filled: only {code}, {title}, {otp} exist (checked at start). */
+export function fillText(text: string, values: Partial<Record<'code' | 'title' | 'otp', string>>): string {
+  return text.replace(/\{(code|title|otp)\}/g, (_, k: 'code' | 'title' | 'otp') => values[k] ?? '')
+}
+
+function textsOf(slug: string, m: Static<typeof MessageTexts> | false | undefined): CitizenTexts | null {
+  if (m === false) return null
+  const texts = { ...DEFAULT_TEXTS, ...(m ?? {}) }
+  for (const [kind, text] of Object.entries(texts) as [keyof CitizenTexts, string][]) {
+    for (const [, name] of text.matchAll(/\{([^}]*)\}/g))
+      if (!PLACEHOLDERS[kind].includes(name!))
+        throw new ConfigError(
+          `invalid configuration: campaigns.${slug}.messages.${kind}: unknown placeholder {${name}} (allowed: ${PLACEHOLDERS[kind].map((p) => `{${p}}`).join(', ')})`,
+        )
+  }
+  return texts
 }
 
 /**
@@ -157,6 +261,8 @@ export interface SabtConfig {
   baseDir: string
   checks: Map<string, CheckConfig>
   campaigns: Map<string, Campaign>
+  /** The SMS provider of messages to citizens; null: none are sent. */
+  sms: SmsConfig | null
 }
 
 const validator = Compile(SabtConfigSchema)
@@ -305,6 +411,10 @@ export function buildConfig(
       maxRecordsPerPerson: c.max_records_per_person ?? CAMPAIGN_DEFAULTS.max_records_per_person,
       scarce,
       callbackSecretEnv: c.callback_secret_env ?? null,
+      messages: textsOf(slug, c.messages),
+      proofOfWork: c.proof_of_work
+        ? { maxNumber: c.proof_of_work.max_number ?? 50_000, expiresS: c.proof_of_work.expires_s ?? 300 }
+        : null,
     } as Campaign
     Object.defineProperty(campaign, 'callbackSecret', {
       value: (c.callback_secret_env && env[c.callback_secret_env]) || null,
@@ -313,7 +423,28 @@ export function buildConfig(
     campaigns.set(slug, campaign)
   }
 
-  return { retryTiersMs: raw.retry_tiers.map(parseDuration), providers, baseDir, checks, campaigns }
+  let sms: SmsConfig | null = null
+  if (raw.sms) {
+    try {
+      new URL(raw.sms.url)
+    } catch {
+      throw new ConfigError(`invalid configuration: sms.url: not a URL (${raw.sms.url})`)
+    }
+    const d = CHECK_DEFAULTS
+    sms = {
+      url: raw.sms.url,
+      auth_header: raw.sms.auth_header || null,
+      timeout_ms: raw.sms.timeout_ms ?? d.timeout_ms,
+      concurrency: raw.sms.concurrency ?? d.concurrency,
+      rate_per_second: raw.sms.rate_per_second ?? d.rate_per_second,
+      max_attempts: raw.sms.max_attempts ?? 8,
+      breaker: {
+        consecutive_failures: raw.sms.breaker?.consecutive_failures ?? d.breaker.consecutive_failures,
+        half_open_after_ms: raw.sms.breaker?.half_open_after_ms ?? d.breaker.half_open_after_ms,
+      },
+    }
+  }
+  return { retryTiersMs: raw.retry_tiers.map(parseDuration), providers, baseDir, checks, campaigns, sms }
 }
 
 /** capacity, allocation and draw_at go together: each error names the key that is wrong or missing. */
@@ -421,6 +552,7 @@ export function configuredFor(
   const campaign = config.campaigns.get(campaignSlug)
   if (!campaign) return { held: 'unknown_campaign' }
   if (check === 'callback') return { campaign } // the verdict callback (CALLBACK in src/mq/topology.ts)
+  if (check.startsWith('sms-')) return { campaign } // messages to citizens (SMS_ROUTES in src/mq/topology.ts)
   if (!campaign.checks.some((c) => c.name === check)) return { held: 'check_not_in_campaign' }
   return { campaign }
 }

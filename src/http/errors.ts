@@ -22,7 +22,13 @@ export const ERRORS = {
   SABT_VALIDATION: { status: 422, message: 'The body breaks one or more rules' },
   SABT_UNKNOWN_CAMPAIGN: { status: 422, message: 'No such campaign' },
   SABT_CAMPAIGN_NOT_OPEN: { status: 422, message: 'The campaign is not open for registration now' },
+  SABT_CODE_INVALID: { status: 422, message: 'The code is wrong, used or expired' },
+  SABT_PROOF_OF_WORK: { status: 403, message: 'A valid, unused proof-of-work solution is required' },
   SABT_RATE_LIMITED: { status: 429, message: 'Too many requests; retry later' },
+  SABT_LOOKUP_LOCKED: {
+    status: 429,
+    message: 'Too many wrong codes: this lookup is locked until it expires; ask for a new code then',
+  },
   SABT_HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are larger than the limit' },
   SABT_INTERNAL: { status: 500, message: 'Internal error' },
   SABT_BROKER_UNAVAILABLE: {

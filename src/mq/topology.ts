@@ -10,6 +10,9 @@ import type { Channel, Options } from 'amqplib'
  *   sabt.check ──dead-inbox──▶ sabt.dead.inbox  (a dead letter held in a delay tier comes back here)
  *   sabt.retry (headers, tier=<label>) ─▶ sabt.retry.<label>  quorum, message TTL = tier,
  *        └─ expired ─▶ sabt.check, same routing key (the check's name) ─▶ back to its check queue
+ *   sabt.check ──sms-receipt / sms-verdict / sms-otp──▶ sabt.sms.receipt / .verdict / .otp  quorum,
+ *        dead letters and delay tiers as a check's (messages to citizens: one-time codes have a
+ *        queue of their own, so a backlog of receipts never stands in front of them)
  *   sabt.stats (fanout, transient) ─▶ one exclusive auto-delete queue per status process
  *        every process's metrics snapshot once a second, for the dashboard; losing one is harmless
  *
@@ -36,6 +39,10 @@ export interface TopologyOptions {
 /** The routing key (and reserved check name) of verdict callbacks. */
 export const CALLBACK = 'callback'
 
+/** The routing keys (and task names) of messages to citizens: hyphens, never a check's name. */
+export const SMS_ROUTES = { receipt: 'sms-receipt', verdict: 'sms-verdict', otp: 'sms-otp' } as const
+export type SmsKind = keyof typeof SMS_ROUTES
+
 /** The routing key from the check exchange to the dead-letter inbox (a hyphen: never a check's name). */
 export const DEAD_INBOX_KEY = 'dead-inbox'
 
@@ -55,6 +62,8 @@ export interface TopologyNames {
   checkQueue(check: string): string
   /** Verdict callbacks: a queue on the check exchange, routing key `callback`. */
   callbackQueue: string
+  /** Messages to citizens, one queue per kind (routing key SMS_ROUTES[kind]). */
+  smsQueues: Record<SmsKind, string>
   retryExchange: string
   retryQueues: { label: string; ms: number; queue: string }[]
   deadExchange: string
@@ -65,10 +74,18 @@ export interface TopologyNames {
   /** Stats snapshots of every process (fanout, not durable, messages not persistent). */
   statsExchange: string
   /** Every queue an operator watches: intake shards, checks, callback, retry tiers, dead letters. */
-  watchedQueues(checks: readonly string[]): { queue: string; kind: QueueKind; name: string }[]
+  watchedQueues(checks: readonly string[], sms?: boolean): { queue: string; kind: QueueKind; name: string }[]
 }
 
-export type QueueKind = 'intake' | 'check' | 'callback' | 'retry' | 'dead' | 'dead_inbox' | 'intake_dead'
+export type QueueKind =
+  | 'intake'
+  | 'check'
+  | 'callback'
+  | 'sms'
+  | 'retry'
+  | 'dead'
+  | 'dead_inbox'
+  | 'intake_dead'
 
 export function topologyNames(
   opts: Pick<TopologyOptions, 'prefix' | 'intakeShards' | 'retryTiersMs'>,
@@ -86,6 +103,7 @@ export function topologyNames(
     checkExchange: `${p}.check`,
     checkQueue: (check) => `${p}.check.${check}`,
     callbackQueue: `${p}.callback`,
+    smsQueues: { receipt: `${p}.sms.receipt`, verdict: `${p}.sms.verdict`, otp: `${p}.sms.otp` },
     retryExchange: `${p}.retry`,
     retryQueues: opts.retryTiersMs.map((ms) => ({
       label: tierLabel(ms),
@@ -96,7 +114,7 @@ export function topologyNames(
     deadInbox: `${p}.dead.inbox`,
     dead: `${p}.dead`,
     statsExchange: `${p}.stats`,
-    watchedQueues: (checks) => [
+    watchedQueues: (checks, sms = false) => [
       ...intakeQueues.map((q, i) => ({
         queue: q,
         kind: 'intake' as const,
@@ -104,6 +122,11 @@ export function topologyNames(
       })),
       ...checks.map((c) => ({ queue: `${p}.check.${c}`, kind: 'check' as const, name: c })),
       { queue: `${p}.callback`, kind: 'callback' as const, name: 'callback' },
+      ...(sms ? (['otp', 'receipt', 'verdict'] as const) : []).map((k) => ({
+        queue: `${p}.sms.${k}`,
+        kind: 'sms' as const,
+        name: `sms ${k}`,
+      })),
       ...opts.retryTiersMs.map((ms) => ({
         queue: `${p}.retry.${tierLabel(ms)}`,
         kind: 'retry' as const,
@@ -181,6 +204,18 @@ export async function declareTopology(ch: Channel, opts: TopologyOptions): Promi
     }),
   )
   await ch.bindQueue(n.callbackQueue, n.checkExchange, CALLBACK)
+  for (const kind of Object.keys(SMS_ROUTES) as SmsKind[]) {
+    await ch.assertQueue(
+      n.smsQueues[kind],
+      quorum({
+        'x-overflow': 'reject-publish',
+        'x-delivery-limit': opts.checkDeliveryLimit ?? 20,
+        'x-dead-letter-exchange': n.deadExchange,
+        'x-dead-letter-strategy': 'at-least-once',
+      }),
+    )
+    await ch.bindQueue(n.smsQueues[kind], n.checkExchange, SMS_ROUTES[kind])
+  }
   await ch.bindQueue(n.deadInbox, n.checkExchange, DEAD_INBOX_KEY)
 
   await ch.assertExchange(n.retryExchange, 'headers', { durable: true })
@@ -228,6 +263,7 @@ export async function deleteTopology(ch: Channel, opts: TopologyOptions): Promis
     n.dead,
     ...opts.checks.map((c) => n.checkQueue(c)),
     n.callbackQueue,
+    ...Object.values(n.smsQueues),
     ...n.retryQueues.map((t) => t.queue),
   ]
   for (const q of queues) await ch.deleteQueue(q)

@@ -191,6 +191,18 @@ export class Metrics {
     help: 'Pending verdict callbacks sent again by the sweeper (their message was lost or late)',
     registers: [this.registry],
   })
+  readonly citizenMessages = new Counter({
+    name: 'sabt_citizen_messages_total',
+    help: 'SMS to citizens by kind (receipt, verdict, otp) and result (sent, skipped, rate_limited, transient, permanent, circuit_open)',
+    labelNames: ['kind', 'result'] as const,
+    registers: [this.registry],
+  })
+  readonly citizenMessagesSwept = new Counter({
+    name: 'sabt_citizen_messages_swept_total',
+    help: 'Owed SMS to citizens published by the outbox sweeper, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  })
   readonly circuitState = new Gauge({
     name: 'sabt_circuit_state',
     help: 'Circuit breaker state per check: 0 closed, 1 half-open, 2 open',

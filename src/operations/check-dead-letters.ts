@@ -1,12 +1,13 @@
 import type { SabtConfig } from '../config/campaigns.js'
 import { configuredFor } from '../config/campaigns.js'
 import { listDead, recordCallback, resetForReplay } from '../db/checks.js'
+import { noticesOwedAgain } from '../db/citizen.js'
 import type { Pool } from '../db/pool.js'
 import type { MqClient } from '../mq/connection.js'
 import { ATTEMPT_HEADER, encodeCheckBatch, parseCheckMessage } from '../mq/messages.js'
 import type { Publisher } from '../mq/publisher.js'
 import { type TakenMessage, withTakenMessages } from '../mq/taken-messages.js'
-import { CALLBACK } from '../mq/topology.js'
+import { CALLBACK, SMS_ROUTES } from '../mq/topology.js'
 import type { Logger } from '../observability/logger.js'
 
 export interface DeadList {
@@ -99,7 +100,13 @@ export async function replayDead(
         continue
       }
       const configured = configuredFor(config, msg.campaign, msg.check)
-      if ('held' in configured || (msg.check !== CALLBACK && !config.checks.has(msg.check))) {
+      const sms =
+        msg.check === SMS_ROUTES.receipt ? 'receipt' : msg.check === SMS_ROUTES.verdict ? 'verdict' : null
+      if (
+        'held' in configured ||
+        msg.check === SMS_ROUTES.otp || // a one-time code is short-lived: never sent late
+        (msg.check !== CALLBACK && !sms && !config.checks.has(msg.check))
+      ) {
         result.unconfigured += records(m)
         continue
       }
@@ -107,7 +114,13 @@ export async function replayDead(
       const chosen = msg.ids.slice(0, limit - result.replayed)
       const rest = msg.ids.slice(chosen.length)
       const asked: string[] = []
-      for (const id of chosen) {
+      if (sms) {
+        // Owed again only while still unsent (error): one sent meanwhile is superseded.
+        const owed = await noticesOwedAgain(pool, sms, chosen, REPLAYED_CALLBACK_LEASE_MS)
+        asked.push(...owed)
+        result.superseded += chosen.length - owed.length
+      }
+      for (const id of sms ? [] : chosen) {
         if (msg.check === CALLBACK) {
           await recordCallback(pool, id, 'pending', 0, null, REPLAYED_CALLBACK_LEASE_MS)
           asked.push(id)

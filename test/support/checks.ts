@@ -39,6 +39,10 @@ export async function startChecksSystem(opts: {
   configEnv?: Record<string, string>
   /** Listen on a real port (browser tests); the URL is in sabt.url. */
   listen?: boolean
+  /** An `sms:` provider at the simulator's /sms (fields override the defaults). */
+  sms?: Record<string, unknown>
+  /** The roles started (default gateway, recorder, checker, status). */
+  roles?: ('gateway' | 'recorder' | 'checker' | 'status')[]
   /** The roles' and the simulator's logger (e.g. captureLogger's, to assert on every line). */
   log?: Logger
 }): Promise<ChecksSystem> {
@@ -52,6 +56,7 @@ export async function startChecksSystem(opts: {
       identity: { ...fast, ...opts.knobs?.identity },
       mobile: { ...fast, ...opts.knobs?.mobile },
       eligibility: { ...fast, ...opts.knobs?.eligibility },
+      sms: { ...fast, ...opts.knobs?.sms },
     },
   })
   const simUrl = await sim.listen({ host: '127.0.0.1', port: 0 })
@@ -70,6 +75,7 @@ export async function startChecksSystem(opts: {
     {
       retry_tiers: opts.retryTiers ?? ['200ms', '500ms', '1s'],
       checks,
+      ...(opts.sms ? { sms: { url: `${simUrl}/sms`, ...base, ...opts.sms } } : {}),
       campaigns: opts.campaigns ?? {
         demo: { title: 'Demo', checks: ['identity', { name: 'mobile', after: ['identity'] }, 'eligibility'] },
       },
@@ -77,7 +83,7 @@ export async function startChecksSystem(opts: {
     opts.configEnv ?? {},
   )
   const sabt = await startTestSabt({
-    roles: ['gateway', 'recorder', 'checker', 'status'],
+    roles: opts.roles ?? ['gateway', 'recorder', 'checker', 'status'],
     env,
     config,
     listen: opts.listen ?? false,

@@ -1,11 +1,12 @@
 import { configuredFor, firstChecks, type SabtConfig } from '../../config/campaigns.js'
 import { recordCallbacksDead, recordDead } from '../../db/checks.js'
+import { recordNoticesDead, recordOtpsDead } from '../../db/citizen.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
 import type { MqClient } from '../../mq/connection.js'
 import { Consumer, type Delivery } from '../../mq/consumer.js'
 import { ATTEMPT_HEADER, type CheckMessage, encodeCheckBatch, parseCheckMessage } from '../../mq/messages.js'
-import { CALLBACK } from '../../mq/topology.js'
+import { CALLBACK, SMS_ROUTES } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
 import { HOLD_MS, Holds } from './held.js'
@@ -134,6 +135,25 @@ export class DeadLetterInbox {
     if (msg.check === CALLBACK) {
       await recordCallbacksDead(pool, msg.ids, death.attempts, death.error)
       metrics.deadLetters.inc({ check: CALLBACK, route: death.route }, msg.ids.length)
+      await this.redirect.toDeadStore(d.msg.content, messageId, headers)
+      return
+    }
+    if (
+      msg.check === SMS_ROUTES.receipt ||
+      msg.check === SMS_ROUTES.verdict ||
+      msg.check === SMS_ROUTES.otp
+    ) {
+      // A message to a citizen: `error` (listed, replayable), unless it was sent meanwhile.
+      if (msg.check === SMS_ROUTES.otp) await recordOtpsDead(pool, msg.ids, death.error)
+      else
+        await recordNoticesDead(
+          pool,
+          msg.check === SMS_ROUTES.receipt ? 'receipt' : 'verdict',
+          msg.ids,
+          death.attempts,
+          death.error,
+        )
+      metrics.deadLetters.inc({ check: msg.check, route: death.route }, msg.ids.length)
       await this.redirect.toDeadStore(d.msg.content, messageId, headers)
       return
     }

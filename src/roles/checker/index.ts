@@ -5,9 +5,11 @@ import { CallbackSweeper } from './callback-sweeper.js'
 import { CallbackTask } from './callback-task.js'
 import { CheckTask } from './check-task.js'
 import { DeadLetterInbox } from './dead-inbox.js'
+import { OutboxSweeper } from './outbox-sweeper.js'
 import { TokenCaches } from './providers/auth.js'
 import type { Provider } from './providers/index.js'
 import { Redirector } from './redirect.js'
+import { NoticeTask, OtpTask, SmsSender } from './sms.js'
 import { Worker } from './worker.js'
 
 export interface CheckerDeps extends RoleDeps {
@@ -19,6 +21,9 @@ export interface CheckerDeps extends RoleDeps {
   /** How often pending callbacks are looked for, and how long one is left to its message first. */
   callbackSweepMs: number
   callbackLeaseMs: number
+  /** The outbox of SMS to citizens (decision 021): how often it is swept, how long a message is left to its own message. */
+  smsSweepMs?: number
+  smsLeaseMs?: number
 }
 
 /**
@@ -34,6 +39,8 @@ export class Checker {
   readonly sweeper: CallbackSweeper
   readonly inbox: DeadLetterInbox
   readonly tokens: TokenCaches
+  /** Messages to citizens, when the configuration has an `sms:` provider. */
+  readonly sms: { sender: SmsSender; sweeper: OutboxSweeper } | null = null
   #pruner: NodeJS.Timeout | null = null
 
   constructor(
@@ -66,12 +73,28 @@ export class Checker {
       { everyMs: deps.callbackSweepMs, leaseMs: deps.callbackLeaseMs },
     )
     this.inbox = new DeadLetterInbox(deps, redirect)
+    if (deps.config.sms && !only) {
+      const sender = new SmsSender(deps.config.sms, deps)
+      const smsDeps = { ...deps, leaseMs: deps.smsLeaseMs ?? 300_000 }
+      // The one-time codes first: their own queue and consumer, served before receipts by the gate.
+      this.workers.push(new Worker(new OtpTask(sender, smsDeps), deps.mq, redirect, deps.log, idsFor))
+      for (const kind of ['receipt', 'verdict'] as const)
+        this.workers.push(
+          new Worker(new NoticeTask(kind, sender, smsDeps), deps.mq, redirect, deps.log, idsFor),
+        )
+      const sweeper = new OutboxSweeper(
+        { ...deps, redirect },
+        { everyMs: deps.smsSweepMs ?? 1000, leaseMs: smsDeps.leaseMs },
+      )
+      this.sms = { sender, sweeper }
+    }
   }
 
   async start(): Promise<void> {
     await this.inbox.start()
     for (const w of this.workers) await w.start()
     this.sweeper.start()
+    this.sms?.sweeper.start()
     const longestTtl = Math.max(0, ...[...this.deps.config.checks.values()].map((c) => c.cache_ttl_s))
     if (longestTtl > 0) {
       this.#pruner = setInterval(() => {
@@ -84,10 +107,12 @@ export class Checker {
   async stop(): Promise<void> {
     if (this.#pruner) clearInterval(this.#pruner)
     await this.sweeper.stop()
+    await this.sms?.sweeper.stop()
     await Promise.all(this.workers.map((w) => w.stop()))
     await this.inbox.stop()
     for (const t of this.tasks.values()) await t.close()
     await this.callback.close()
+    await this.sms?.sender.close()
   }
 }
 
@@ -110,6 +135,8 @@ export async function startChecker(
       callbackSecret: need(ctx.secrets, 'checker', 'the secrets').callbackSecret,
       callbackSweepMs: env.SABT_CALLBACK_SWEEP_MS,
       callbackLeaseMs: env.SABT_CALLBACK_LEASE_MS,
+      smsSweepMs: env.SABT_SMS_SWEEP_MS,
+      smsLeaseMs: env.SABT_SMS_LEASE_MS,
     },
     only,
   )

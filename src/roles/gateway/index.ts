@@ -1,5 +1,8 @@
 import { createPool } from '../../db/pool.js'
+import { ProofOfWork } from '../../http/proof-of-work.js'
 import { need, type RoleContext } from '../role.js'
+import { challengeRoutes } from './challenge.js'
+import { citizenPageRoutes } from './citizen-page.js'
 import { ClientLimit } from './client-limit.js'
 import { Intake } from './intake.js'
 import { PartnerKeys } from './partners.js'
@@ -36,7 +39,16 @@ export async function startGateway(ctx: RoleContext): Promise<StartedGateway> {
     partners.stop()
     if (keysPool !== ctx.pool) await keysPool.end().catch(() => {})
   })
+  const proofOfWork = new ProofOfWork(env.SABT_POW_SECRET)
+  if (!env.SABT_POW_SECRET && [...config.campaigns.values()].some((c) => c.proofOfWork))
+    log.warn(
+      { event: 'gateway.pow_secret_generated' },
+      'SABT_POW_SECRET is not set: challenges are signed by a key of this process only (one gateway)',
+    )
+  await ctx.app.register(challengeRoutes, { config, proofOfWork })
+  await ctx.app.register(citizenPageRoutes)
   await ctx.app.register(gatewayRoutes, {
+    proofOfWork,
     config,
     intake,
     metrics,

@@ -7,6 +7,7 @@ import {
   type RegistrationInput,
 } from '../../domain/registration.js'
 import { ApiError, fieldErrorsFromAjv } from '../../http/errors.js'
+import type { ProofOfWork } from '../../http/proof-of-work.js'
 import { compileBodyValidator, fastifyBodyValidator } from '../../http/validation.js'
 import type { Metrics } from '../../observability/metrics.js'
 import type { ClientLimit } from './client-limit.js'
@@ -26,6 +27,8 @@ export interface GatewayRouteOptions {
   partners: PartnerKeys
   /** The single-registration intake's per-client limit (null: off, SABT_CLIENT_RATE=0). */
   clientLimit: ClientLimit | null
+  /** The proof-of-work gate of campaigns that declare `proof_of_work` (decision 021). */
+  proofOfWork?: ProofOfWork
 }
 
 const errorResponses = {
@@ -98,14 +101,37 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
         summary: 'Submit one registration',
         security: [],
         description:
-          'Answers 202 only after RabbitMQ has confirmed the registration into the intake queue. 503 (with Retry-After) means it was not taken: retry. 429 (with Retry-After): too many requests from this client address (SABT_CLIENT_RATE).',
+          'Answers 202 only after RabbitMQ has confirmed the registration into the intake queue. 503 (with Retry-After) means it was not taken: retry. 429 (with Retry-After): too many requests from this client address (SABT_CLIENT_RATE). 403 SABT_PROOF_OF_WORK: the campaign has a proof-of-work gate and the X-Altcha header does not carry a valid, unused solution of its challenge (getChallenge).',
         body: { $ref: 'Registration#' },
-        response: { 202: { $ref: 'Accepted#' }, 429: { $ref: 'ErrorBody#' }, ...errorResponses },
+        response: {
+          202: { $ref: 'Accepted#' },
+          403: { $ref: 'ErrorBody#' },
+          429: { $ref: 'ErrorBody#' },
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {
       const admitted = admit(config, request.body as RegistrationInput, Date.now())
       if (!admitted.ok) return reject(admitted.error)
+      const pow = config.campaigns.get(admitted.value.campaign)?.proofOfWork
+      if (pow && opts.proofOfWork) {
+        const header = request.headers['x-altcha']
+        const rule = await opts.proofOfWork.verify(
+          admitted.value.campaign,
+          typeof header === 'string' ? header : undefined,
+        )
+        if (rule)
+          return reject(
+            new ApiError('SABT_PROOF_OF_WORK', [
+              {
+                field: 'x-altcha',
+                rule: `proof_of_work.${rule}`,
+                message: `GET /v1/campaigns/${admitted.value.campaign}/challenge, solve it, send the solution in X-Altcha`,
+              },
+            ]),
+          )
+      }
       if (!intake.ready) {
         metrics.intakeShed.inc({ reason: 'unavailable' })
         throw new ApiError('SABT_BROKER_UNAVAILABLE', undefined, opts.retryAfterS)

@@ -22,7 +22,7 @@ export type Knobs = Static<typeof Knobs>
 export const KnobsPatch = Type.Partial(Knobs, { additionalProperties: false })
 export type KnobsPatch = Static<typeof KnobsPatch>
 
-export function defaultKnobs(provider: ProviderName): Knobs {
+export function defaultKnobs(provider: ProviderName | 'sms'): Knobs {
   return {
     latency_median_ms: 20,
     latency_p99_ms: 60,
@@ -30,7 +30,7 @@ export function defaultKnobs(provider: ProviderName): Knobs {
     timeout_rate: 0,
     rate_limit_per_s: 0,
     outage: false,
-    fail_percent: DEFAULT_FAIL_PERCENT[provider],
+    fail_percent: provider === 'sms' ? 0 : DEFAULT_FAIL_PERCENT[provider],
   }
 }
 

@@ -42,7 +42,7 @@ export class ProviderState {
   #windowStart = 0
   #windowCount = 0 // calls in the current fixed second, for the rate limit
 
-  constructor(readonly name: ProviderName) {
+  constructor(readonly name: ProviderName | 'sms') {
     this.knobs = defaultKnobs(name)
   }
 
@@ -149,7 +149,7 @@ export interface SimulatorOptions {
   log: Logger
   adminToken: string | null
   /** Knobs at start, e.g. from SABT_SIMULATOR_KNOBS: {"identity": {"latency_median_ms": 50}}. */
-  knobs?: Partial<Record<ProviderName, Partial<Knobs>>>
+  knobs?: Partial<Record<ProviderName | 'sms', Partial<Knobs>>>
   /** The OAuth2 client, the HMAC secret and the token lifetime of /oauth/token, /v2/mobile, /v2/identity. */
   realApis?: Partial<RealApiOptions>
 }
@@ -159,12 +159,60 @@ export interface SimulatorOptions {
  * `identity` (civil registry), `mobile` (operator), `eligibility`. Answers derive from the input
  * (src/roles/simulator/answers.ts); latency, errors, silence, rate limits and outages are knobs.
  */
-export type Simulator = FastifyInstance & { providers: Map<ProviderName, ProviderState>; realApis: RealApis }
+export type Simulator = FastifyInstance & {
+  providers: Map<ProviderName | 'sms', ProviderState>
+  realApis: RealApis
+  sms: SmsInbox
+}
+
+/** A text the simulated SMS provider accepted: delivered once per reference (its idempotency key). */
+export interface SmsDelivery {
+  reference: string
+  to: string
+  text: string
+  at: number
+  /** Requests that carried this reference (a retry of one already delivered is not delivered again). */
+  requests: number
+}
+
+/** What the simulated SMS gateway delivered, by reference (bounded, like the keys). */
+export class SmsInbox {
+  readonly delivered = new Map<string, SmsDelivery>()
+  accept(reference: string, to: string, text: string, now: number): SmsDelivery {
+    const seen = this.delivered.get(reference)
+    if (seen) {
+      seen.requests++
+      return seen
+    }
+    const d = { reference, to, text, at: now, requests: 1 }
+    this.delivered.set(reference, d)
+    if (this.delivered.size > 500_000) this.delivered.delete(this.delivered.keys().next().value!)
+    return d
+  }
+  reset(): void {
+    this.delivered.clear()
+  }
+}
+
+const SmsRequest = Compile(
+  Type.Object(
+    {
+      to: Type.String({ pattern: '^09[0-9]{9}$' }),
+      text: Type.String({ minLength: 1, maxLength: 1000 }),
+      reference: Type.String({ minLength: 1, maxLength: 128 }),
+    },
+    { additionalProperties: false },
+  ),
+)
 
 export async function buildSimulator(opts: SimulatorOptions): Promise<Simulator> {
-  const providers = new Map<ProviderName, ProviderState>(PROVIDERS.map((p) => [p, new ProviderState(p)]))
+  const providers = new Map<ProviderName | 'sms', ProviderState>([
+    ...PROVIDERS.map((p) => [p, new ProviderState(p)] as const),
+    ['sms', new ProviderState('sms')],
+  ])
+  const sms = new SmsInbox()
   for (const [name, k] of Object.entries(opts.knobs ?? {})) {
-    const state = providers.get(name as ProviderName)
+    const state = providers.get(name as ProviderName | 'sms')
     if (!state) throw new Error(`SABT_SIMULATOR_KNOBS: unknown provider ${name}`)
     state.knobs = { ...state.knobs, ...k }
   }
@@ -228,6 +276,37 @@ export async function buildSimulator(opts: SimulatorOptions): Promise<Simulator>
   for (const name of PROVIDERS) {
     app.post(`/${name}`, async (request, reply) => (await ask(name, request.body, request, reply)) ?? reply)
   }
+  // The SMS gateway: the same knobs (latency, errors, 429s, rate limit, outage); one delivery per
+  // reference however often it is sent (as gateways with a client reference de-duplicate).
+  app.post('/sms', async (request, reply) => {
+    const state = providers.get('sms')!
+    const now = Date.now()
+    const body = request.body as { reference?: unknown }
+    state.arrive(now, typeof body?.reference === 'string' ? body.reference : undefined)
+    const k = state.knobs
+    if (state.overLimit(now)) {
+      state.stats.rate_limited++
+      return reply.code(429).header('retry-after', '1').send({ error: 'rate limited' })
+    }
+    if (k.outage) {
+      state.stats.errors++
+      return reply.code(503).send({ error: 'outage' })
+    }
+    const latency = drawLatency(k)
+    if (latency > 0) await new Promise((r) => setTimeout(r, latency))
+    if (k.error_rate > 0 && Math.random() < k.error_rate) {
+      state.stats.errors++
+      return reply.code(503).send({ error: 'upstream error' })
+    }
+    if (!SmsRequest.Check(request.body)) {
+      state.stats.bad_requests++
+      return reply.code(400).send({ error: 'bad request' })
+    }
+    const m = request.body as { to: string; text: string; reference: string }
+    const d = sms.accept(m.reference, m.to, m.text, now)
+    state.stats.answered++
+    return { accepted: true, message_id: d.reference, duplicate: d.requests > 1 }
+  })
   const realApis = new RealApis(opts.realApis)
   await app.register(realApiRoutes, { apis: realApis, ask })
 
@@ -255,13 +334,16 @@ export async function buildSimulator(opts: SimulatorOptions): Promise<Simulator>
   app.get('/admin/stats', admin, async () => ({
     ...Object.fromEntries([...providers].map(([n, s]) => [n, s.stats])),
     real_apis: realApis.stats,
+    sms_delivered: sms.delivered.size,
   }))
+  app.get('/admin/sms', admin, async () => ({ delivered: [...sms.delivered.values()] }))
   app.post('/admin/oauth/revoke', admin, async () => {
     realApis.revokeTokens()
     return { revoked: true }
   })
   app.post('/admin/stats/reset', admin, async () => {
     realApis.reset()
+    sms.reset()
     for (const s of providers.values()) s.reset()
     return { reset: true }
   })
@@ -269,5 +351,5 @@ export async function buildSimulator(opts: SimulatorOptions): Promise<Simulator>
   app.addHook('onClose', async () => {
     for (const release of [...held]) release()
   })
-  return Object.assign(app, { providers, realApis }) as unknown as Simulator
+  return Object.assign(app, { providers, realApis, sms }) as unknown as Simulator
 }

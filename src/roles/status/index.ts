@@ -4,6 +4,7 @@ import { startRetentionSweeper } from '../../operations/index.js'
 import { need, type RoleContext } from '../role.js'
 import { adminRoutes } from './admin.js'
 import { campaignRoutes } from './campaigns.js'
+import { citizenRoutes } from './citizen.js'
 import { dashboardRoutes } from './dashboard.js'
 import { LiveStats } from './live.js'
 import { statusRoutes } from './routes.js'
@@ -37,6 +38,23 @@ export async function startStatus(ctx: RoleContext): Promise<StartedStatus> {
   const auth = new AdminAuth(pool, adminToken, {
     secureCookie: env.SABT_COOKIE_SECURE,
     lockout: new SignInLockout(env.SABT_LOGIN_MAX_FAILURES, env.SABT_LOGIN_WINDOW_S),
+  })
+  await ctx.app.register(citizenRoutes, {
+    pool,
+    readPool,
+    mq,
+    publisher,
+    config,
+    sealer,
+    log,
+    queuedWindowMs,
+    codeTtlS: env.SABT_LOOKUP_CODE_TTL_S,
+    limits: {
+      perNationalIdPerDay: env.SABT_LOOKUP_PER_ID_PER_DAY,
+      perMobilePerDay: env.SABT_LOOKUP_PER_MOBILE_PER_DAY,
+      perClientPerHour: env.SABT_LOOKUP_PER_CLIENT_PER_HOUR,
+    },
+    smsLeaseMs: 30_000,
   })
   const operator = { mq, pool, readPool, publisher, config, log, auth, live, sealer, queuedWindowMs }
   await ctx.app.register(adminRoutes, operator)

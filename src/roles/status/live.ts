@@ -332,7 +332,7 @@ export class LiveStats {
     readonly deps: LiveDeps,
     readonly opts: { tickMs?: number; historyPoints?: number } = {},
   ) {
-    this.watched = deps.mq.names.watchedQueues([...deps.config.checks.keys()])
+    this.watched = deps.mq.names.watchedQueues([...deps.config.checks.keys()], deps.config.sms !== null)
     this.#n = names(deps.metrics)
     this.#receiver = new StatsReceiver(
       deps.mq,

@@ -64,7 +64,7 @@ export const AllocationView = Type.Object(
   { additionalProperties: false },
 )
 
-const RegistrationStatus = Type.Object(
+export const RegistrationStatus = Type.Object(
   {
     id: Type.String(),
     campaign: Type.Optional(Type.String()),

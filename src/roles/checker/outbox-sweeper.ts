@@ -1,0 +1,102 @@
+import type { SabtConfig } from '../../config/campaigns.js'
+import { claimDueNotices, claimDueOtps } from '../../db/citizen.js'
+import type { Pool } from '../../db/pool.js'
+import type { MqClient } from '../../mq/connection.js'
+import { chunk } from '../../mq/messages.js'
+import { SMS_ROUTES } from '../../mq/topology.js'
+import type { Logger } from '../../observability/logger.js'
+import type { Metrics } from '../../observability/metrics.js'
+import type { Redirector } from './redirect.js'
+
+const CLAIM = 2000
+const IDS_PER_MESSAGE = 200
+/** Records in the receipt/verdict queues past which the sweeper waits (late, not lost). */
+const MAX_QUEUED_MESSAGES = 500
+
+/**
+ * The outbox of messages to citizens is driven from the database (decision 021): every
+ * `everyMs`, one sweeper (of any checker: rows are claimed with SKIP LOCKED) publishes the owed
+ * messages that are due — new receipts and verdicts (their rows made by the triggers of migration
+ * 0011 in the recording's or the verdict's own transaction), and those whose message was lost (due
+ * again a lease later). The SMS task sends only what is still pending.
+ */
+export class OutboxSweeper {
+  #timer: NodeJS.Timeout | null = null
+  #sweeping: Promise<number> | null = null
+
+  constructor(
+    readonly deps: {
+      mq: MqClient
+      pool: Pool
+      config: SabtConfig
+      redirect: Redirector
+      metrics: Metrics
+      log: Logger
+    },
+    readonly opts: { everyMs: number; leaseMs: number },
+  ) {}
+
+  start(): void {
+    this.#timer = setInterval(() => {
+      this.sweep().catch((err: unknown) =>
+        this.deps.log.warn({ event: 'outbox.sweep_failed', err: (err as Error).message }),
+      )
+    }, this.opts.everyMs)
+    this.#timer.unref()
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer)
+    this.#timer = null
+    await this.#sweeping?.catch(() => {})
+  }
+
+  /** One sweep: the number of messages published. */
+  sweep(): Promise<number> {
+    this.#sweeping ??= this.#sweep().finally(() => {
+      this.#sweeping = null
+    })
+    return this.#sweeping
+  }
+
+  async #sweep(): Promise<number> {
+    const { mq, pool, config, redirect, metrics } = this.deps
+    const campaigns = [...config.campaigns.values()].filter((c) => c.messages).map((c) => c.slug)
+    let published = 0
+    const otps = await claimDueOtps(pool, this.opts.leaseMs, CLAIM)
+    for (const [campaign, ids] of group(otps))
+      for (const g of chunk(ids, 50)) await redirect.toCheck(SMS_ROUTES.otp, campaign, g)
+    published += otps.length
+    if (otps.length > 0) metrics.citizenMessagesSwept.inc({ kind: 'otp' }, otps.length)
+    if (campaigns.length === 0) return published
+    for (let round = 0; round < 50; round++) {
+      const depths = await Promise.all([
+        mq.queueDepth(mq.names.smsQueues.receipt),
+        mq.queueDepth(mq.names.smsQueues.verdict),
+      ])
+      if (depths.some((d) => !d || d.messages >= MAX_QUEUED_MESSAGES)) break
+      const due = await claimDueNotices(pool, campaigns, this.opts.leaseMs, CLAIM)
+      for (const kind of ['receipt', 'verdict'] as const) {
+        const mine = due.filter((d) => d.kind === kind)
+        for (const [campaign, ids] of group(mine))
+          await Promise.all(
+            chunk(ids, IDS_PER_MESSAGE).map((g) => redirect.toCheck(SMS_ROUTES[kind], campaign, g)),
+          )
+        if (mine.length > 0) metrics.citizenMessagesSwept.inc({ kind }, mine.length)
+      }
+      published += due.length
+      if (due.length < CLAIM) break
+    }
+    return published
+  }
+}
+
+function group(rows: readonly { id: string; campaign: string }[]): Map<string, string[]> {
+  const by = new Map<string, string[]>()
+  for (const r of rows) {
+    const ids = by.get(r.campaign)
+    if (ids) ids.push(r.id)
+    else by.set(r.campaign, [r.id])
+  }
+  return by
+}

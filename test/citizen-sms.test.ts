@@ -1,0 +1,237 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { Env } from '../src/config/env.js'
+import { showTrackingCode, TRACKING_ALPHABET } from '../src/db/citizen.js'
+import { Publisher } from '../src/mq/publisher.js'
+import { replayDead } from '../src/operations/index.js'
+import type { SmsDelivery } from '../src/roles/simulator/server.js'
+import { type ChecksSystem, startChecksSystem } from './support/checks.js'
+import { captureLogger, registration, sql, waitFor } from './support/harness.js'
+
+type Reg = Record<string, string>
+
+/** Messages to citizens (issue 14 item 1, decision 021): the outbox, against the real broker and database. */
+describe('citizen SMS outbox', () => {
+  const systems: ChecksSystem[] = []
+  const children: ChildProcess[] = []
+  afterEach(async () => {
+    for (const c of children.splice(0)) c.kill('SIGKILL')
+    for (const s of systems.splice(0)) await s.cleanup()
+  })
+  async function system(opts: Parameters<typeof startChecksSystem>[0]): Promise<ChecksSystem> {
+    const s = await startChecksSystem({
+      ...opts,
+      env: { SABT_SMS_SWEEP_MS: '100', SABT_CLIENT_RATE: '0', ...opts.env },
+    })
+    systems.push(s)
+    return s
+  }
+  async function submit(s: ChecksSystem, regs: Reg[]): Promise<string[]> {
+    const ids: string[] = []
+    for (const reg of regs) {
+      const res = await s.sabt.app.inject({ method: 'POST', url: '/v1/registrations', payload: reg })
+      expect(res.statusCode).toBe(202)
+      ids.push(res.json<{ id: string }>().id)
+    }
+    return ids
+  }
+  const delivered = (s: ChecksSystem) => [...s.sim.sms.delivered.values()]
+  const codes = async (s: ChecksSystem) =>
+    new Map(
+      (
+        await sql<{ id: string; code: string }>(
+          s.sabt.env.DATABASE_URL,
+          'SELECT registration_id::text AS id, code FROM tracking_codes',
+        )
+      ).map((r) => [r.id, r.code]),
+    )
+
+  it('sends exactly one receipt with the tracking code per recorded registration, none for a duplicate, and one verdict', async () => {
+    const { log, lines } = captureLogger('debug')
+    const s = await system({ sms: {}, log })
+    const regs = Array.from({ length: 30 }, () => registration() as Reg)
+    const ids = await submit(s, regs)
+    await waitFor(
+      () => delivered(s).filter((d) => d.reference.startsWith('verdict:')).length === 30,
+      '30 verdict messages',
+      30_000,
+    )
+    await waitFor(
+      () => delivered(s).filter((d) => d.reference.startsWith('receipt:')).length === 30,
+      '30 receipts',
+    )
+    // The accepted people again: duplicates, which get no second receipt.
+    const statuses = new Map(
+      (
+        await sql<{ id: string; status: string }>(
+          s.sabt.env.DATABASE_URL,
+          'SELECT id::text, status FROM registrations',
+        )
+      ).map((r) => [r.id, r.status]),
+    )
+    const again = regs.filter((_, i) => statuses.get(ids[i]!) === 'accepted').slice(0, 5)
+    expect(again.length).toBeGreaterThan(0)
+    await submit(
+      s,
+      again.map((r) => ({ ...r })),
+    )
+    await waitFor(
+      async () =>
+        (await sql<{ n: number }>(s.sabt.env.DATABASE_URL, 'SELECT count(*)::int AS n FROM duplicates'))[0]!
+          .n === again.length,
+      'the duplicates recorded',
+    )
+    const byCode = await codes(s)
+    expect(byCode.size).toBe(30)
+    for (const [i, id] of ids.entries()) {
+      const code = byCode.get(id)!
+      expect(code).toMatch(new RegExp(`^[${TRACKING_ALPHABET}]{8}$`))
+      const receipt = s.sim.sms.delivered.get(`receipt:${id}`)!
+      expect(receipt.to).toBe(regs[i]!.mobile)
+      expect(receipt.text).toContain(showTrackingCode(code))
+      expect(receipt.text).toContain('کد رهگیری') // Persian by default
+      // Nothing personal in the text: not the national id, not the mobile, not the name.
+      for (const v of [regs[i]!.national_id, regs[i]!.mobile, regs[i]!.first_name])
+        expect(receipt.text).not.toContain(v)
+      expect(s.sim.sms.delivered.get(`verdict:${id}`)!.text).toContain(showTrackingCode(code))
+    }
+    // Let the sweeper run a few more times: nothing more is sent.
+    await new Promise((r) => setTimeout(r, 600))
+    expect(delivered(s)).toHaveLength(60)
+    expect(delivered(s).every((d: SmsDelivery) => d.requests === 1)).toBe(true)
+    const rows = await sql<{ k: string; n: number }>(
+      s.sabt.env.DATABASE_URL,
+      `SELECT kind || ':' || state AS k, count(*)::int AS n FROM citizen_messages GROUP BY 1 ORDER BY 1`,
+    )
+    expect(rows).toEqual([
+      { k: 'receipt:sent', n: 30 },
+      { k: 'verdict:sent', n: 30 },
+    ])
+    // No mobile number in any log line (the logger's masking aside, they are never logged).
+    const all = lines.join('\n')
+    for (const r of regs) expect(all).not.toContain(r.mobile!.slice(1))
+  })
+
+  it('dead-letters receipts the provider keeps refusing, and a replay sends each exactly once', async () => {
+    const s = await system({
+      sms: { max_attempts: 2, breaker: { consecutive_failures: 1000 } },
+      knobs: { sms: { outage: true } },
+      campaigns: { demo: { title: 'Demo' } },
+    })
+    const ids = await submit(
+      s,
+      Array.from({ length: 12 }, () => registration() as Reg),
+    )
+    await waitFor(
+      async () =>
+        (
+          await sql<{ n: number }>(
+            s.sabt.env.DATABASE_URL,
+            `SELECT count(*)::int AS n FROM citizen_messages WHERE state = 'error'`,
+          )
+        )[0]!.n === 24,
+      'every receipt and verdict dead-lettered',
+      30_000,
+    )
+    await waitFor(
+      async () => (await s.sabt.mq!.queueDepth(s.sabt.mq!.names.dead))?.messages,
+      'dead letters stored',
+    )
+    expect(delivered(s)).toHaveLength(0)
+    await s.knobs('sms', { outage: false })
+    const publisher = new Publisher(
+      s.sabt.mq!,
+      { name: 'test-replay', confirmTimeoutMs: 3000, maxInFlight: 100 },
+      s.sabt.metrics,
+      s.sabt.log,
+    )
+    await publisher.start()
+    const deps = { mq: s.sabt.mq!, pool: s.sabt.pool!, publisher, config: s.sabt.config, log: s.sabt.log }
+    const first = await replayDead(deps)
+    expect(first.replayed).toBe(24)
+    await waitFor(() => delivered(s).length === 24, 'every replayed message delivered')
+    // A second replay finds nothing to send; nothing arrives twice.
+    const again = await replayDead(deps)
+    expect(again.replayed).toBe(0)
+    await new Promise((r) => setTimeout(r, 600))
+    expect(delivered(s)).toHaveLength(24)
+    await publisher.close()
+    for (const id of ids) {
+      expect(s.sim.sms.delivered.get(`receipt:${id}`)?.requests).toBe(1)
+      expect(s.sim.sms.delivered.get(`verdict:${id}`)?.requests).toBe(1)
+    }
+  })
+
+  it('a sender SIGKILLed mid-batch: every registration still gets exactly one receipt', async () => {
+    // The test's process records; the sender is a child process, killed while it sends.
+    const s = await system({
+      sms: { rate_per_second: 100, concurrency: 8, timeout_ms: 1000 },
+      knobs: { sms: { latency_median_ms: 20, latency_p99_ms: 40 } },
+      campaigns: { demo: { title: 'Demo', checks: ['identity'] } },
+      roles: ['gateway', 'recorder', 'status'],
+    })
+    const n = 300
+    const ids = await submit(
+      s,
+      Array.from({ length: n }, () => registration() as Reg),
+    )
+    const envArg = JSON.stringify(envStrings(s.sabt.env))
+    const configDoc = {
+      retry_tiers: ['200ms', '500ms', '1s'],
+      checks: { identity: { provider: 'identity', url: `${s.simUrl}/identity`, concurrency: 8 } },
+      sms: { url: `${s.simUrl}/sms`, rate_per_second: 100, concurrency: 8, timeout_ms: 1000 },
+      campaigns: { demo: { title: 'Demo', checks: ['identity'] } },
+    }
+    const start = async () => {
+      const c = spawn(
+        process.execPath,
+        ['--import', 'tsx', 'test/support/sms-child.ts', envArg, JSON.stringify(configDoc)],
+        {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      )
+      children.push(c)
+      await new Promise<void>((resolve, reject) => {
+        c.stdout!.on('data', (d) => String(d).includes('ready') && resolve())
+        c.on('exit', (code) => reject(new Error(`sender exited ${code}`)))
+      })
+      return c
+    }
+    const first = await start()
+    await waitFor(() => s.sim.sms.delivered.size >= 60, 'the first receipts', 30_000)
+    first.kill('SIGKILL')
+    const sentBeforeKill = s.sim.sms.delivered.size
+    expect(sentBeforeKill).toBeLessThan(2 * n) // killed mid-batch, not after
+    await start()
+    await waitFor(
+      () => ids.every((id) => s.sim.sms.delivered.has(`receipt:${id}`)),
+      'a receipt for every registration',
+      60_000,
+    )
+    await waitFor(
+      async () =>
+        (
+          await sql<{ n: number }>(
+            s.sabt.env.DATABASE_URL,
+            `SELECT count(*)::int AS n FROM citizen_messages WHERE kind = 'receipt' AND state = 'sent'`,
+          )
+        )[0]!.n === n,
+      'every receipt marked sent',
+    )
+    const receipts = delivered(s).filter((d) => d.reference.startsWith('receipt:'))
+    expect(receipts).toHaveLength(n)
+    // A request the kill interrupted after the provider took it is sent again with the same
+    // reference (its idempotency key): delivered once.
+    const resent = receipts.filter((d) => d.requests > 1).length
+    expect(resent).toBeLessThanOrEqual(8 + 8) // at most what was in flight when it died
+    console.log(
+      `sms kill: ${sentBeforeKill} delivered before the SIGKILL, ${resent} re-sent by reference, ${n} receipts delivered once each`,
+    )
+  }, 120_000)
+})
+
+function envStrings(env: Env): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== null) out[k] = String(v)
+  return out
+}

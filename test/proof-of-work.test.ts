@@ -1,0 +1,91 @@
+import { solveChallenge } from 'altcha-lib/v1'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { ProofOfWork } from '../src/http/proof-of-work.js'
+import { registration, startTestSabt, type TestSabt, testConfig, testEnv } from './support/harness.js'
+
+type Challenge = { algorithm: string; challenge: string; maxnumber: number; salt: string; signature: string }
+
+async function solve(c: Challenge, number?: number): Promise<string> {
+  const found =
+    number ?? (await solveChallenge(c.challenge, c.salt, c.algorithm, c.maxnumber).promise)!.number
+  return Buffer.from(JSON.stringify({ ...c, number: found, maxnumber: undefined })).toString('base64')
+}
+
+/** The proof-of-work gate (issue 14 item 3, decision 021): ALTCHA challenges at the gateway. */
+describe('proof-of-work gate', () => {
+  let s: TestSabt | null = null
+  afterEach(async () => {
+    await s?.cleanup()
+    s = null
+    vi.useRealTimers()
+  })
+  async function gateway(): Promise<TestSabt> {
+    s = await startTestSabt({
+      roles: ['gateway'],
+      env: testEnv({ SABT_CLIENT_RATE: '0', SABT_POW_SECRET: 'a-test-secret-of-some-length' }),
+      config: testConfig({
+        campaigns: {
+          gated: { title: 'Gated', proof_of_work: { max_number: 5000 } },
+          other: { title: 'Other gated', proof_of_work: { max_number: 5000 } },
+          open: { title: 'No gate' },
+        },
+      }),
+    })
+    return s
+  }
+  const post = (t: TestSabt, campaign: string, altcha?: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/v1/registrations',
+      payload: registration({ campaign }),
+      headers: altcha ? { 'x-altcha': altcha } : {},
+    })
+  const challenge = async (t: TestSabt, campaign: string) => {
+    const r = await t.app.inject({ method: 'GET', url: `/v1/campaigns/${campaign}/challenge` })
+    expect(r.statusCode).toBe(200)
+    return r.json<Challenge>()
+  }
+  const ruleOf = (r: Awaited<ReturnType<typeof post>>) => {
+    expect(r.statusCode).toBe(403)
+    expect(r.json()).toMatchObject({ code: 'SABT_PROOF_OF_WORK', errors: [{ field: 'x-altcha' }] })
+    return r.json<{ errors: { rule: string }[] }>().errors[0]!.rule
+  }
+
+  it('refuses a submission without a valid solution, takes a solved one once, refuses its replay', async () => {
+    const t = await gateway()
+    expect(ruleOf(await post(t, 'gated'))).toBe('proof_of_work.missing')
+    expect(ruleOf(await post(t, 'gated', 'not base64 json'))).toBe('proof_of_work.malformed')
+    const c = await challenge(t, 'gated')
+    expect(c.salt).toContain('campaign=gated')
+    const good = await solve(c)
+    const wrongNumber = await solve(c, (JSON.parse(Buffer.from(good, 'base64').toString()).number + 1) % 5000)
+    expect(ruleOf(await post(t, 'gated', wrongNumber))).toBe('proof_of_work.invalid')
+    const forged = Buffer.from(
+      JSON.stringify({ ...JSON.parse(Buffer.from(good, 'base64').toString()), signature: 'f'.repeat(64) }),
+    ).toString('base64')
+    expect(ruleOf(await post(t, 'gated', forged))).toBe('proof_of_work.invalid')
+    // A solution of another campaign's challenge does not open this one.
+    expect(ruleOf(await post(t, 'gated', await solve(await challenge(t, 'other'))))).toBe(
+      'proof_of_work.other_campaign',
+    )
+    expect((await post(t, 'gated', good)).statusCode).toBe(202)
+    expect(ruleOf(await post(t, 'gated', good))).toBe('proof_of_work.replayed')
+    // No gate, no challenge: the campaign takes submissions as before.
+    expect((await post(t, 'open')).statusCode).toBe(202)
+    expect((await t.app.inject({ method: 'GET', url: '/v1/campaigns/open/challenge' })).statusCode).toBe(404)
+  })
+
+  it('refuses a solution once its challenge has expired (stateless: the expiry is in the signed salt)', async () => {
+    const pow = new ProofOfWork('a-test-secret-of-some-length')
+    const c = (await pow.challenge('gated', 2000, 10)) as unknown as Challenge
+    const payload = await solve({ ...c, maxnumber: 2000 })
+    vi.useFakeTimers({ toFake: ['Date'] })
+    vi.setSystemTime(Date.now() + 11_000)
+    expect(await pow.verify('gated', payload)).toMatch(/invalid|expired/)
+    vi.useRealTimers()
+    expect(await pow.verify('gated', payload)).toBeNull()
+    expect(await pow.verify('gated', payload)).toBe('replayed')
+    // Another process's key (another secret) never signed it.
+    expect(await new ProofOfWork('another-secret-entirely').verify('gated', payload)).toBe('invalid')
+  })
+})
