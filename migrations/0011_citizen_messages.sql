@@ -2,6 +2,10 @@
 
 -- The citizen's side (issue 14, decision 021).
 --
+-- Whether a campaign's citizens are sent SMS (the configuration has an `sms:` provider; synced by
+-- `sabt migrate` like the rest of the campaign): without one, no outbox row is written at all.
+ALTER TABLE campaigns ADD COLUMN citizen_sms boolean NOT NULL DEFAULT false;
+
 -- A tracking code per registration: short, human friendly (no 0/O, 1/I/L), unique per campaign,
 -- drawn from gen_random_uuid()'s CSPRNG bytes when the registration is written (same transaction).
 CREATE TABLE tracking_codes (
@@ -73,13 +77,16 @@ DECLARE
   got bigint;
 BEGIN
   INSERT INTO citizen_messages (registration_id, kind, campaign)
-    SELECT id, 'receipt', campaign FROM new_rows
+    SELECT n.id, 'receipt', n.campaign FROM new_rows n
+    JOIN campaigns c ON c.slug = n.campaign AND c.citizen_sms
     ON CONFLICT DO NOTHING;
-  GET DIAGNOSTICS wanted = ROW_COUNT;
   -- A campaign without checks records its registrations accepted: the verdict is owed at once.
   INSERT INTO citizen_messages (registration_id, kind, campaign)
-    SELECT id, 'verdict', campaign FROM new_rows WHERE status IN ('accepted', 'rejected')
+    SELECT n.id, 'verdict', n.campaign FROM new_rows n
+    JOIN campaigns c ON c.slug = n.campaign AND c.citizen_sms
+    WHERE n.status IN ('accepted', 'rejected')
     ON CONFLICT DO NOTHING;
+  SELECT count(*) INTO wanted FROM new_rows;
   INSERT INTO tracking_codes (registration_id, campaign, code)
     SELECT id, campaign, sabt_tracking_code(uuid_send(gen_random_uuid())) FROM new_rows
     ON CONFLICT DO NOTHING;
@@ -106,6 +113,7 @@ CREATE FUNCTION sabt_citizen_verdict() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO citizen_messages (registration_id, kind, campaign)
     SELECT n.id, 'verdict', n.campaign FROM new_rows n JOIN old_rows o ON o.id = n.id
+    JOIN campaigns c ON c.slug = n.campaign AND c.citizen_sms
     WHERE n.status IN ('accepted', 'rejected') AND o.status NOT IN ('accepted', 'rejected')
     ON CONFLICT DO NOTHING;
   RETURN NULL;
@@ -132,3 +140,4 @@ DROP FUNCTION sabt_tracking_code(bytea);
 DROP TABLE lookup_codes;
 DROP TABLE citizen_messages;
 DROP TABLE tracking_codes;
+ALTER TABLE campaigns DROP COLUMN citizen_sms;

@@ -46,6 +46,35 @@ describe('citizen SMS outbox', () => {
       ).map((r) => [r.id, r.code]),
     )
 
+  it('writes no outbox row where no SMS provider is configured, and still gives every registration its tracking code', async () => {
+    const s = await system({})
+    const ids = await submit(
+      s,
+      Array.from({ length: 20 }, () => registration() as Reg),
+    )
+    await waitFor(async () => (await codes(s)).size === 20, '20 tracking codes')
+    const byCode = await codes(s)
+    for (const id of ids) expect(byCode.get(id)).toMatch(new RegExp(`^[${TRACKING_ALPHABET}]{8}$`))
+    // Verdicts come (the checks run) but owe no message: nothing waits for a sender that is not there.
+    await waitFor(
+      async () =>
+        (
+          await sql<{ n: number }>(
+            s.sabt.env.DATABASE_URL,
+            "SELECT count(*)::int AS n FROM registrations WHERE status IN ('accepted', 'rejected')",
+          )
+        )[0]!.n === 20,
+      '20 final verdicts',
+      30_000,
+    )
+    const outbox = await sql<{ n: number }>(
+      s.sabt.env.DATABASE_URL,
+      'SELECT count(*)::int AS n FROM citizen_messages',
+    )
+    expect(outbox[0]!.n).toBe(0)
+    expect(delivered(s)).toHaveLength(0)
+  })
+
   it('sends exactly one receipt with the tracking code per recorded registration, none for a duplicate, and one verdict', async () => {
     const { log, lines } = captureLogger('debug')
     const s = await system({ sms: {}, log })

@@ -10,7 +10,7 @@ export async function runMigrate(_rest: string[], { env, log }: CliContext): Pro
   const config = loadConfigFile(env.SABT_CONFIG ?? defaultConfigPath())
   const applied = await migrate(env.DATABASE_URL, log)
   const pool = createPool(env.DATABASE_URL, { max: 1, log, name: 'sabt-migrate' })
-  await syncCampaigns(pool, config.campaigns.values())
+  await syncCampaigns(pool, config.campaigns.values(), { citizenSms: config.sms !== null })
   const logins = await setRoleLogins(pool, rolePasswords(env))
   await pool.end()
   if (logins.length) log.info({ event: 'db.role_logins', roles: logins }, 'database role passwords set')

@@ -350,14 +350,16 @@ export async function syncCampaigns(
     checks: { name: string }[]
     retentionDays: number | null
   }>,
+  /** Whether citizens are sent SMS (the configuration has an `sms:` provider): outbox rows are written only then. */
+  opts: { citizenSms?: boolean } = {},
 ): Promise<void> {
   for (const c of campaigns) {
     await pool.query(
-      `INSERT INTO campaigns (slug, title, opens_at, closes_at, checks, retention_days, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, now())
+      `INSERT INTO campaigns (slug, title, opens_at, closes_at, checks, retention_days, citizen_sms, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, now())
        ON CONFLICT (slug) DO UPDATE SET title = EXCLUDED.title, opens_at = EXCLUDED.opens_at,
          closes_at = EXCLUDED.closes_at, checks = EXCLUDED.checks, retention_days = EXCLUDED.retention_days,
-         updated_at = now()`,
+         citizen_sms = EXCLUDED.citizen_sms, updated_at = now()`,
       [
         c.slug,
         c.title,
@@ -365,6 +367,7 @@ export async function syncCampaigns(
         c.closesAt === null ? null : new Date(c.closesAt),
         c.checks.map((x) => x.name),
         c.retentionDays,
+        opts.citizenSms ?? false,
       ],
     )
   }

@@ -160,7 +160,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     has('status') && env.DATABASE_READ_URL
       ? createPool(env.DATABASE_READ_URL, { max: env.DATABASE_POOL_SIZE, log, name: 'sabt-status-read' })
       : pool
-  if (pool && opts.migrate) await syncCampaigns(pool, config.campaigns.values())
+  if (pool && opts.migrate)
+    await syncCampaigns(pool, config.campaigns.values(), { citizenSms: config.sms !== null })
   // The recorder seals personal data (or the gateway, before it reaches the broker, with
   // SABT_SEAL_AT=gateway); the status role opens sealed fields only to show them masked.
   const sealer =
