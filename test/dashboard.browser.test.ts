@@ -162,9 +162,14 @@ describe('dashboard in a browser', () => {
     // …and by national id: the searched one in full, the mobile masked.
     await page.fill('#lookup-q', persian.reg.national_id!)
     await page.click('#lookup-form button')
-    await page.waitForSelector(
-      `#lookup-result article.record[data-id="${persian.id}"] [data-field="national_id"]`,
-    )
+    // The lookup by id left the same record on the page (masked): wait for the new answer itself.
+    await page
+      .waitForFunction(
+        (nid) => document.querySelector('#lookup-result [data-field="national_id"]')?.textContent === nid,
+        persian.reg.national_id,
+        { timeout: 10_000 },
+      )
+      .catch(() => {})
     expect(await page.textContent('#lookup-result [data-field="national_id"]')).toBe(persian.reg.national_id)
     expect(await page.textContent('#lookup-result [data-field="mobile"]')).toMatch(/^09\*{7}\d{2}$/)
     await shot('04-lookup-by-national-id')
