@@ -125,6 +125,9 @@ export class Stack {
       // The proxy trust by address (the edge network's subnet) needs the Sabt that reads
       // addresses; a Sabt whose SABT_TRUST_PROXY is still a hop count gets the one hop it had.
       ...(trustProxyIsHopCount() ? { SABT_TRUST_PROXY: '1' } : {}),
+      // Every burst comes from one address (this test's): the per-client limit would answer most
+      // of it 429. Its own tests are test/intake-limits.test.ts.
+      SABT_CLIENT_RATE: '0',
     }
   }
 
