@@ -165,8 +165,8 @@ describe('dashboard in a browser', () => {
     // The lookup by id left the same record on the page (masked): wait for the new answer itself.
     await page
       .waitForFunction(
-        (nid) => document.querySelector('#lookup-result [data-field="national_id"]')?.textContent === nid,
-        persian.reg.national_id,
+        `document.querySelector('#lookup-result [data-field="national_id"]')?.textContent === ${JSON.stringify(persian.reg.national_id)}`,
+        undefined,
         { timeout: 10_000 },
       )
       .catch(() => {})

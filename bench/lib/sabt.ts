@@ -6,6 +6,7 @@ import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../../src/co
 import { loadEnv } from '../../src/config/env.js'
 import { migrate } from '../../src/db/migrate.js'
 import { syncCampaigns } from '../../src/db/registrations.js'
+import { parseIntakeMessage } from '../../src/mq/messages.js'
 import {
   declareTopology,
   deleteTopology,
@@ -117,6 +118,21 @@ export class BenchSabt {
   async intakeDepth(): Promise<number> {
     let n = 0
     for (const q of this.names.intakeQueues) n += await this.depth(q)
+    return n
+  }
+
+  /**
+   * How many registrations the intake queue(s) hold — a group-commit message (v3) carries many —
+   * read by taking every message off (the caller purges afterwards anyway).
+   */
+  async takeIntakeRecords(): Promise<number> {
+    let n = 0
+    for (const q of this.names.intakeQueues)
+      for (;;) {
+        const m = await this.#ch!.get(q, { noAck: true })
+        if (!m) break
+        n += parseIntakeMessage(m.content)?.records.length ?? 0
+      }
     return n
   }
 

@@ -92,7 +92,7 @@ export const ingest: Scenario = {
             if (t === 'gateway') {
               // Every 202 was publisher-confirmed: it must be in the intake queue now.
               await new Promise((res) => setTimeout(res, 300))
-              r.in_queue = await sabt.intakeDepth()
+              r.in_queue = await sabt.takeIntakeRecords()
               r.missing_from_queue = Math.max(0, accepted - r.in_queue)
               await sabt.purgeAll()
             }
