@@ -1,6 +1,7 @@
 import type { SabtConfig } from '../config/campaigns.js'
 import { eraseCampaign, resealAll, withSweepLock } from '../db/personal-data.js'
 import type { Pool } from '../db/pool.js'
+import { Periodic } from '../lib/periodic.js'
 import type { Logger } from '../observability/logger.js'
 
 export { eraseCampaign, resealAll }
@@ -28,18 +29,18 @@ export async function eraseExpired(
   return erasedBy
 }
 
-/** Runs eraseExpired every `everyS` seconds; the returned function stops it. */
+/** Runs eraseExpired every `everyS` seconds, one run at a time; the returned function stops it. */
 export function startRetentionSweeper(
   pool: Pool,
   config: SabtConfig,
   log: Logger,
   everyS: number,
 ): () => Promise<void> {
-  const timer = setInterval(() => {
-    eraseExpired(pool, config, log).catch((err) =>
-      log.warn({ event: 'retention.failed', err: (err as Error).message }),
-    )
-  }, everyS * 1000)
-  timer.unref()
-  return async () => clearInterval(timer)
+  const sweeper = new Periodic(
+    () => eraseExpired(pool, config, log),
+    everyS * 1000,
+    (err) => log.warn({ event: 'retention.failed', err: (err as Error).message }),
+  )
+  sweeper.start()
+  return () => sweeper.stop()
 }

@@ -1,6 +1,7 @@
 import type { SabtConfig } from '../../config/campaigns.js'
 import { claimDueCallbacks } from '../../db/checks.js'
 import type { Pool } from '../../db/pool.js'
+import { groupBy, Periodic } from '../../lib/periodic.js'
 import type { MqClient } from '../../mq/connection.js'
 import { chunk } from '../../mq/messages.js'
 import { CALLBACK } from '../../mq/topology.js'
@@ -24,8 +25,7 @@ const IDS_PER_MESSAGE = 200
  * and copies would only lengthen the queue.
  */
 export class CallbackSweeper {
-  #timer: NodeJS.Timeout | null = null
-  #sweeping: Promise<number> | null = null
+  readonly #periodic: Periodic<number>
 
   constructor(
     readonly deps: {
@@ -37,31 +37,27 @@ export class CallbackSweeper {
       log: Logger
     },
     readonly opts: { everyMs: number; leaseMs: number },
-  ) {}
+  ) {
+    this.#periodic = new Periodic(
+      () => this.#sweep(),
+      opts.everyMs,
+      (err) => deps.log.warn({ event: 'callback.sweep_failed', err: (err as Error).message }),
+    )
+  }
 
   start(): void {
     const campaigns = [...this.deps.config.campaigns.values()].filter((c) => c.callbackUrl)
     if (campaigns.length === 0) return // no campaign here has a callback to owe
-    this.#timer = setInterval(() => {
-      this.sweep().catch((err: unknown) =>
-        this.deps.log.warn({ event: 'callback.sweep_failed', err: (err as Error).message }),
-      )
-    }, this.opts.everyMs)
-    this.#timer.unref()
+    this.#periodic.start()
   }
 
-  async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer)
-    this.#timer = null
-    await this.#sweeping?.catch(() => {})
+  stop(): Promise<void> {
+    return this.#periodic.stop()
   }
 
-  /** One sweep: the number of callbacks sent again. */
+  /** One sweep now (or the one in progress): the number of messages published. */
   sweep(): Promise<number> {
-    this.#sweeping ??= this.#sweep().finally(() => {
-      this.#sweeping = null
-    })
-    return this.#sweeping
+    return this.#periodic.run()
   }
 
   async #sweep(): Promise<number> {
@@ -72,8 +68,11 @@ export class CallbackSweeper {
     if (!depth || depth.messages >= CLAIM) return 0
     const due = await claimDueCallbacks(pool, campaigns, this.opts.leaseMs, CLAIM)
     if (due.length === 0) return 0
-    const byCampaign = new Map<string, string[]>()
-    for (const d of due) byCampaign.set(d.campaign, [...(byCampaign.get(d.campaign) ?? []), d.id])
+    const byCampaign = groupBy(
+      due,
+      (d) => d.campaign,
+      (d) => d.id,
+    )
     // A publish that fails leaves its rows claimed: the next lease brings them round again.
     await Promise.all(
       [...byCampaign].flatMap(([campaign, ids]) =>

@@ -1,6 +1,7 @@
 import type { SabtConfig } from '../../config/campaigns.js'
 import { claimDueNotices, claimDueOtps } from '../../db/citizen.js'
 import type { Pool } from '../../db/pool.js'
+import { groupBy, Periodic } from '../../lib/periodic.js'
 import type { MqClient } from '../../mq/connection.js'
 import { chunk } from '../../mq/messages.js'
 import { SMS_ROUTES } from '../../mq/topology.js'
@@ -21,8 +22,7 @@ const MAX_QUEUED_MESSAGES = 500
  * again a lease later). The SMS task sends only what is still pending.
  */
 export class OutboxSweeper {
-  #timer: NodeJS.Timeout | null = null
-  #sweeping: Promise<number> | null = null
+  readonly #periodic: Periodic<number>
 
   constructor(
     readonly deps: {
@@ -34,29 +34,25 @@ export class OutboxSweeper {
       log: Logger
     },
     readonly opts: { everyMs: number; leaseMs: number },
-  ) {}
+  ) {
+    this.#periodic = new Periodic(
+      () => this.#sweep(),
+      opts.everyMs,
+      (err) => deps.log.warn({ event: 'outbox.sweep_failed', err: (err as Error).message }),
+    )
+  }
 
   start(): void {
-    this.#timer = setInterval(() => {
-      this.sweep().catch((err: unknown) =>
-        this.deps.log.warn({ event: 'outbox.sweep_failed', err: (err as Error).message }),
-      )
-    }, this.opts.everyMs)
-    this.#timer.unref()
+    this.#periodic.start()
   }
 
-  async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer)
-    this.#timer = null
-    await this.#sweeping?.catch(() => {})
+  stop(): Promise<void> {
+    return this.#periodic.stop()
   }
 
-  /** One sweep: the number of messages published. */
+  /** One sweep now (or the one in progress): the number of messages published. */
   sweep(): Promise<number> {
-    this.#sweeping ??= this.#sweep().finally(() => {
-      this.#sweeping = null
-    })
-    return this.#sweeping
+    return this.#periodic.run()
   }
 
   async #sweep(): Promise<number> {
@@ -64,7 +60,7 @@ export class OutboxSweeper {
     const campaigns = [...config.campaigns.values()].filter((c) => c.messages).map((c) => c.slug)
     let published = 0
     const otps = await claimDueOtps(pool, this.opts.leaseMs, CLAIM)
-    for (const [campaign, ids] of group(otps))
+    for (const [campaign, ids] of groupByCampaign(otps))
       for (const g of chunk(ids, 50)) await redirect.toCheck(SMS_ROUTES.otp, campaign, g)
     published += otps.length
     if (otps.length > 0) metrics.citizenMessagesSwept.inc({ kind: 'otp' }, otps.length)
@@ -78,7 +74,7 @@ export class OutboxSweeper {
       const due = await claimDueNotices(pool, campaigns, this.opts.leaseMs, CLAIM)
       for (const kind of ['receipt', 'verdict'] as const) {
         const mine = due.filter((d) => d.kind === kind)
-        for (const [campaign, ids] of group(mine))
+        for (const [campaign, ids] of groupByCampaign(mine))
           await Promise.all(
             chunk(ids, IDS_PER_MESSAGE).map((g) => redirect.toCheck(SMS_ROUTES[kind], campaign, g)),
           )
@@ -91,12 +87,9 @@ export class OutboxSweeper {
   }
 }
 
-function group(rows: readonly { id: string; campaign: string }[]): Map<string, string[]> {
-  const by = new Map<string, string[]>()
-  for (const r of rows) {
-    const ids = by.get(r.campaign)
-    if (ids) ids.push(r.id)
-    else by.set(r.campaign, [r.id])
-  }
-  return by
-}
+const groupByCampaign = (rows: readonly { id: string; campaign: string }[]) =>
+  groupBy(
+    rows,
+    (r) => r.campaign,
+    (r) => r.id,
+  )
