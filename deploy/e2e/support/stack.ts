@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, setGlobalDispatcher } from 'undici'
 import { parse } from 'yaml'
-import { EnvSchema } from '../../../src/config/env.js'
 import { newKey } from '../../../src/privacy/sealing.js'
 import { ROOT } from './paths.js'
 import { run, runOk, until } from './run.js'
@@ -122,9 +121,6 @@ export class Stack {
       TRAEFIK_IMAGE: 'sabt-e2e/no-traefik:absent',
       SOCKET_PROXY_IMAGE: 'sabt-e2e/no-socket-proxy:absent',
       HAPROXY_IMAGE: this.e2e.env.HAPROXY_IMAGE ?? '',
-      // The proxy trust by address (the edge network's subnet) needs the Sabt that reads
-      // addresses; a Sabt whose SABT_TRUST_PROXY is still a hop count gets the one hop it had.
-      ...(trustProxyIsHopCount() ? { SABT_TRUST_PROXY: '1' } : {}),
       // Every burst comes from one address (this test's): the per-client limit would answer most
       // of it 429. Its own tests are test/intake-limits.test.ts.
       SABT_CLIENT_RATE: '0',
@@ -263,12 +259,6 @@ export class Stack {
   async down(opts: { volumes: boolean }): Promise<void> {
     await this.compose(['down', '--remove-orphans', ...(opts.volumes ? ['-v'] : [])], 300_000)
   }
-}
-
-/** Whether this Sabt reads SABT_TRUST_PROXY as a hop count (before proxy trust by address). */
-function trustProxyIsHopCount(): boolean {
-  const p = (EnvSchema.properties as Record<string, { type?: string }>).SABT_TRUST_PROXY
-  return p?.type === 'integer'
 }
 
 /**
