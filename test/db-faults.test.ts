@@ -1,8 +1,14 @@
+import { randomUUID } from 'node:crypto'
+import Fastify from 'fastify'
 import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import { classifyDbError } from '../src/db/errors.js'
 import { createPool } from '../src/db/pool.js'
+import { errorAnswers } from '../src/http/error-answers.js'
 import { createLogger } from '../src/observability/logger.js'
+import { Metrics } from '../src/observability/metrics.js'
+import { campaignRoutes } from '../src/roles/status/campaigns.js'
+import { statusRoutes } from '../src/roles/status/routes.js'
 import { startChecksSystem } from './support/checks.js'
 import {
   dropDatabase,
@@ -167,5 +173,32 @@ describe('the database failing as a whole', () => {
     )
     const ready = await s.app.inject({ method: 'GET', url: '/readyz' })
     expect(ready.statusCode).toBe(200)
+  })
+})
+
+describe('the HTTP answers while PostgreSQL cannot be reached', () => {
+  it('status, campaign pages: 503 with Retry-After, never a 500 — the error answers map it for every route', async () => {
+    const away = createPool('postgres://postgres@127.0.0.1:9/none', {
+      max: 1,
+      log: createLogger({ level: 'silent' }),
+      name: 'away',
+    })
+    const app = Fastify()
+    try {
+      const config = testConfig()
+      const metrics = new Metrics({ defaultMetrics: false })
+      await app.register(errorAnswers)
+      await app.register(statusRoutes, { pool: away, config, queuedWindowMs: 0 })
+      await app.register(campaignRoutes, { pool: away, config, metrics, metricsEveryMs: 0 })
+      for (const url of [`/v1/registrations/${randomUUID()}`, '/v1/campaigns/demo']) {
+        const res = await app.inject({ method: 'GET', url })
+        expect(res.statusCode, url).toBe(503)
+        expect(res.headers['retry-after'], url).toBe('5')
+        expect(res.json(), url).toMatchObject({ code: 'SABT_NOT_READY' })
+      }
+    } finally {
+      await app.close()
+      await away.end().catch(() => {})
+    }
   })
 })

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process'
 import { userInfo } from 'node:os'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import Fastify from 'fastify'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runOperators } from '../src/cli/operators.js'
 import { AdminAuth } from '../src/http/auth.js'
+import { errorAnswers } from '../src/http/error-answers.js'
 import { createLogger } from '../src/observability/logger.js'
 import { registration, startTestSabt, type TestSabt, testEnv, waitFor } from './support/harness.js'
 
@@ -249,23 +250,27 @@ describe('operator accounts (issue 17 item 3)', () => {
     })
   })
 
-  it('answers 503, not 500 or 401, while the sessions cannot be read (PostgreSQL away)', async () => {
+  it('answers 503 with Retry-After, not 500 or 401, while the sessions cannot be read (PostgreSQL away)', async () => {
     const away = new pg.Pool({
       connectionString: 'postgres://postgres@127.0.0.1:9/none',
       connectionTimeoutMillis: 500,
     })
+    const app = Fastify()
     try {
+      await app.register(errorAnswers)
       const guard = new AdminAuth(away, 'a-bootstrap-token-0123456789').guard()
-      const request = {
-        headers: { cookie: `sabt_admin=${'A'.repeat(43)}` },
-        ip: '127.0.0.1',
-        method: 'GET',
-      } as unknown as FastifyRequest
-      await expect(guard(request, {} as FastifyReply)).rejects.toMatchObject({
-        code: 'SABT_NOT_READY',
-        status: 503,
-      })
+      app.get('/admin/x', { onRequest: guard }, async () => ({ ok: true }))
+      for (const headers of [
+        { cookie: `sabt_admin=${'A'.repeat(43)}` },
+        { authorization: 'Bearer a-bootstrap-token-0123456789' },
+      ]) {
+        const res = await app.inject({ method: 'GET', url: '/admin/x', headers })
+        expect(res.statusCode).toBe(503)
+        expect(res.headers['retry-after']).toBe('5')
+        expect(res.json()).toMatchObject({ code: 'SABT_NOT_READY' })
+      }
     } finally {
+      await app.close()
       await away.end()
     }
   })

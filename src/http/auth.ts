@@ -164,19 +164,9 @@ export class AdminAuth {
    */
   guard() {
     return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-      let auth: Awaited<ReturnType<AdminAuth['authenticate']>>
-      try {
-        auth = await this.authenticate(request)
-      } catch (err) {
-        if (err instanceof ApiError) throw err
-        // Accounts and sessions live in PostgreSQL: without it nobody can be told apart.
-        throw new ApiError(
-          'SABT_NOT_READY',
-          undefined,
-          5,
-          'Operator sessions cannot be read now; retry later',
-        )
-      }
+      // Accounts and sessions live in PostgreSQL: without it nobody can be told apart, and the
+      // error answers say 503 (src/http/error-answers.ts), as on every route.
+      const auth = await this.authenticate(request)
       if (!auth)
         throw new ApiError('SABT_UNAUTHORIZED', [
           { field: 'authorization', rule: 'admin_token', message: 'requires an operator token or session' },

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { isDatabaseUnavailable } from '../db/errors.js'
 import { ApiError, ErrorBodySchema, type ErrorCode, fieldErrorsFromAjv } from './errors.js'
 import { ReadinessSchema } from './health.js'
 
@@ -33,6 +34,10 @@ export const errorAnswers = fp(
               ? { field: 'content-type', rule: 'media_type', message: 'must be application/json' }
               : { field: '(body)', rule: 'json', message: 'must be a JSON document' }
         api = new ApiError(code, [rule])
+      } else if (isDatabaseUnavailable(error)) {
+        // PostgreSQL away (refused, timed out, shutting down, read-only): a 503 the client may
+        // retry, whichever route met it — never a 500 that says Sabt is broken.
+        api = new ApiError('SABT_NOT_READY', undefined, 5, 'The database is unavailable; retry later')
       } else if ((error as FastifyError).statusCode && (error as FastifyError).statusCode! < 500) {
         api = new ApiError('SABT_BAD_REQUEST', undefined, undefined, (error as Error).message)
       } else {
