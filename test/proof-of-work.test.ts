@@ -1,4 +1,4 @@
-import { solveChallenge } from 'altcha-lib/v1'
+import { createChallenge, solveChallenge, verifySolution } from 'altcha-lib/v1'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { ProofOfWork } from '../src/http/proof-of-work.js'
 import { registration, startTestSabt, type TestSabt, testConfig, testEnv } from './support/harness.js'
@@ -87,5 +87,39 @@ describe('proof-of-work gate', () => {
     expect(await pow.verify('gated', payload)).toBe('replayed')
     // Another process's key (another secret) never signed it.
     expect(await new ProofOfWork('another-secret-entirely').verify('gated', payload)).toBe('invalid')
+  })
+  it('answers as altcha-lib verifySolution does (the gateway verifies with node:crypto, synchronously)', async () => {
+    const key = 'a-test-secret-of-some-length'
+    const expires = new Date(Date.now() + 60_000)
+    const payloads: string[] = []
+    for (let i = 0; i < 40; i++) {
+      const c = await createChallenge({
+        hmacKey: i % 5 === 4 ? 'not-our-key' : key,
+        maxNumber: 200,
+        expires,
+        params: { campaign: 'gated' },
+      })
+      const good = JSON.parse(
+        Buffer.from(await solve({ ...c, maxnumber: 200 } as Challenge), 'base64').toString(),
+      )
+      const variant =
+        i % 5 === 1
+          ? { ...good, number: good.number + 1 }
+          : i % 5 === 2
+            ? { ...good, signature: good.signature.replace(/^./, (x: string) => (x === 'a' ? 'b' : 'a')) }
+            : i % 5 === 3
+              ? { ...good, salt: good.salt.replace('campaign=gated', 'campaign=gatee') }
+              : good
+      payloads.push(Buffer.from(JSON.stringify(variant)).toString('base64'))
+    }
+    let accepted = 0
+    for (const payload of payloads) {
+      const theirs = await verifySolution(payload, key, true)
+      const ours = await new ProofOfWork(key).verify('gated', payload)
+      expect(ours === null, payload).toBe(theirs)
+      if (!theirs) expect(ours).toBe('invalid')
+      else accepted++
+    }
+    expect(accepted).toBe(8) // the unaltered ones of our key: i % 5 === 0
   })
 })
