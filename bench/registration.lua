@@ -1,6 +1,8 @@
 -- wrk script: POST a distinct, valid registration per request (~330 bytes, the same shape for Sabt
 -- and the seed: the seed ignores `attributes`, Sabt keeps them).
--- usage: wrk -t2 -c64 -d10s --latency -s bench/registration.lua URL -- <campaign> <base>
+-- usage: wrk -t2 -c64 -d10s --latency -s bench/registration.lua URL -- <campaign> <base> [<altcha>]
+-- <altcha>: a path prefix; thread N sends the lines of <altcha>.N as X-Altcha, one per request
+-- (proof-of-work solutions made by bench/lib/proof-of-work.ts; each is good once).
 -- national_id = 9 digits (base + thread stride + per-thread counter) + the check digit, so every
 -- request of a run is a different person; the harness gives each run its own base.
 local threads = {}
@@ -17,6 +19,9 @@ function init(args)
   tid = tid or 0
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
+  if args[3] then
+    solutions = io.open(args[3] .. "." .. tid, "r")
+  end
 end
 
 local function national_id(n)
@@ -37,6 +42,14 @@ function request()
   local n = base + tid * 5000000 + counter
   local body = string.format(tmpl, campaign, national_id(n), counter % 10000000,
     50 + counter % 50, 1 + counter % 12, 1 + counter % 28, counter, tid, counter)
+  if solutions then
+    local line = solutions:read("*l")
+    if not line then -- out of solutions: start over (each answered 403 replayed, counted non-2xx)
+      solutions:seek("set")
+      line = solutions:read("*l")
+    end
+    return wrk.format(nil, nil, { ["Content-Type"] = "application/json", ["X-Altcha"] = line }, body)
+  end
   return wrk.format(nil, nil, nil, body)
 end
 

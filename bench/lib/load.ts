@@ -61,6 +61,8 @@ export async function wrk(opts: {
   campaign: string
   base?: number
   threads?: number
+  /** Path prefix of proof-of-work solution files, one per thread (bench/lib/proof-of-work.ts). */
+  altcha?: string
 }): Promise<ClosedLoopResult> {
   const threads = Math.min(opts.threads ?? 2, opts.connections)
   const base = opts.base ?? allocateBase(threads)
@@ -79,6 +81,7 @@ export async function wrk(opts: {
       '--',
       opts.campaign,
       String(base),
+      ...(opts.altcha ? [opts.altcha] : []),
     ],
     { maxBuffer: 10 * 1024 * 1024, timeout: (opts.durationS + 60) * 1000 },
   )

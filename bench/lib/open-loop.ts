@@ -7,9 +7,9 @@
  * Runs as its own process (its CPU is measured apart from the servers):
  *   node --import tsx bench/lib/open-loop.ts '<json options>'   → one JSON line on stdout
  * Options: url, rate (req/s), durationS, connections, campaign, base, idsFile? (202'd ids, one per
- * line, for the loss check), maxOutstanding.
+ * line, for the loss check), maxOutstanding, altcha? (proof-of-work solutions, one per request).
  */
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import * as hdr from 'hdr-histogram-js'
 import { Pool } from 'undici'
@@ -26,6 +26,8 @@ export interface OpenLoopOptions {
   maxOutstanding?: number
   /** Sent at the same rate first, not counted: connections, JIT and the server's pools warm up. */
   warmupS?: number
+  /** A file of proof-of-work solutions, one per line (bench/lib/proof-of-work.ts): one per request as X-Altcha. */
+  altcha?: string
 }
 
 export interface OpenLoopResult {
@@ -73,6 +75,9 @@ export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
   const total = warm + Math.round(o.rate * o.durationS)
   const interval = 1000 / o.rate
   const headers = { 'content-type': 'application/json' }
+  const solutions = o.altcha ? readFileSync(o.altcha, 'utf8').split('\n').filter(Boolean) : null
+  const headersOf = (i: number) =>
+    solutions ? { ...headers, 'x-altcha': solutions[i % solutions.length]! } : headers
 
   const fire = (i: number, intended: number) => {
     const counted = i >= warm
@@ -92,7 +97,7 @@ export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
         origin: u.origin,
         path: u.pathname,
         method: 'POST',
-        headers,
+        headers: headersOf(i),
         body: registrationBody(o.campaign, o.base + i),
       },
       {

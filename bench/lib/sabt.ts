@@ -74,7 +74,9 @@ export class BenchSabt {
     await migrate(env.DATABASE_URL!, quiet)
     const c = new pg.Client({ connectionString: env.DATABASE_URL })
     await c.connect()
-    await syncCampaigns(c as unknown as pg.Pool, config.campaigns.values())
+    await syncCampaigns(c as unknown as pg.Pool, config.campaigns.values(), {
+      citizenSms: config.sms !== null,
+    })
     await c.end()
     s.#conn = await amqp.connect(AMQP)
     s.#ch = await s.#conn.createChannel()
