@@ -136,6 +136,25 @@ describe('citizen SMS outbox', () => {
       { k: 'receipt:sent', n: 30 },
       { k: 'verdict:sent', n: 30 },
     ])
+    // The SMS provider has its row on the dashboard, beside the checks': texts taken per second,
+    // the circuit, the share of its rate limit (500/s here).
+    const smsRow = await waitFor(async () => {
+      const f = await s.sabt.app.inject({
+        method: 'GET',
+        url: '/dashboard/fragments/providers',
+        headers: { authorization: `Bearer ${s.adminToken}` },
+      })
+      const cells = /<tr data-check="sms">(.*?)<\/tr>/s
+        .exec(f.body)?.[1]
+        ?.split('</td>')
+        .map((c) => c.replace(/<[^>]+>/g, '').trim())
+      return cells && Number(cells[3]) > 0 ? cells : undefined
+    }, 'the SMS row on the dashboard')
+    expect(smsRow[0]).toBe('sms')
+    expect(smsRow[1]).toBe('1') // one checker process sends
+    expect(smsRow[6]).toMatch(/^0\s*%$/) // no failed call
+    expect(smsRow[10]).toBe('closed')
+    expect(smsRow[11]).toMatch(/of 500\/s/)
     // No mobile number in any log line (the logger's masking aside, they are never logged).
     const all = lines.join('\n')
     for (const r of regs) expect(all).not.toContain(r.mobile!.slice(1))

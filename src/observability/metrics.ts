@@ -1,5 +1,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 
+/** The name the SMS provider's rate, circuit and metrics go by in place of a check's (a hyphen: never a check's name). */
+export const SMS_PROVIDER = 'sms-provider'
+
 /**
  * Every metric Sabt exposes, named in this one file (Prometheus conventions: `sabt_…_total` for
  * counters, `…_seconds` for durations). One registry per runtime, so tests can run several.
@@ -193,7 +196,7 @@ export class Metrics {
   })
   readonly citizenMessages = new Counter({
     name: 'sabt_citizen_messages_total',
-    help: 'SMS to citizens by kind (receipt, verdict, otp) and result (sent, skipped, rate_limited, transient, permanent, circuit_open)',
+    help: 'SMS to citizens by kind (receipt, verdict, allocation, promotion, otp) and result (sent, skipped, rate_limited, transient, permanent, circuit_open)',
     labelNames: ['kind', 'result'] as const,
     registers: [this.registry],
   })

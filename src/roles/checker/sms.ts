@@ -30,7 +30,7 @@ import { TokenBucket } from '../../lib/token-bucket.js'
 import type { MqClient } from '../../mq/connection.js'
 import { SMS_ROUTES, type SmsKind } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
-import type { Metrics } from '../../observability/metrics.js'
+import { type Metrics, SMS_PROVIDER } from '../../observability/metrics.js'
 import { openField } from '../../privacy/personal-fields.js'
 import type { Sealer } from '../../privacy/sealing.js'
 import {
@@ -42,9 +42,6 @@ import {
 } from './outcomes.js'
 import { SharedRate } from './shared-rate.js'
 import { type FollowUp, ParkError, type Task } from './worker.js'
-
-/** The name the SMS provider's rate, circuit and metrics go by (a hyphen: never a check's name). */
-export const SMS_PROVIDER = 'sms-provider'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -108,7 +105,7 @@ const CIRCUIT_GAUGE: Record<CircuitState, number> = {
  * The SMS provider, configured like a check (`sms:` in the configuration): a keep-alive pool
  * capped at its concurrency, a per-call timeout, the rate shared by every checker process, a
  * circuit breaker. Each message carries an idempotency key (`receipt:<id>`, `verdict:<id>`,
- * `otp:<id>`): a provider that honours it delivers a retry once.
+ * `allocation:<id>`, `promotion:<id>`, `otp:<id>`): a provider that honours it delivers a retry once.
  */
 export class SmsSender {
   readonly http: HttpPool
@@ -228,8 +225,9 @@ interface SmsDeps {
 }
 
 /**
- * A receipt (on recording, with the tracking code) or a verdict message (accepted / rejected,
- * and the allocation of a scarce campaign) to the registration's mobile. What is owed is the
+ * A receipt (on recording, with the tracking code), a verdict message (accepted / rejected, and
+ * the place in a first_come campaign), an allocation message (a lottery's draw: won, or on the
+ * waiting list) or a promotion (a place given up came to this person) to the registration's mobile. What is owed is the
  * outbox row (`citizen_messages`, made by migration 0011's triggers), not a message: a copy of a
  * message for a row already sent sends nothing; a row whose message was lost is published again
  * by the sweeper. The mobile is opened only to call, never logged.
@@ -270,6 +268,12 @@ export class NoticeTask implements Task {
       return []
     }
     const text = await this.#text(campaign, row)
+    if (text === null) {
+      // An allocation message for a place given up (or a record no longer accepted): nothing to say.
+      await finishNotice(pool, id, this.kind, 'skipped', attempt, 'no allocation to tell')
+      metrics.citizenMessages.inc({ kind: this.kind, result: 'skipped' })
+      return []
+    }
     const claim = await claimNotice(pool, id, this.kind, holdFor(this.sender.sms))
     if (claim < 0) return [] // sent meanwhile (another copy)
     if (claim > 0) throw new ParkError('unavailable', claim) // another sender holds it: after it lapses
@@ -284,15 +288,25 @@ export class NoticeTask implements Task {
     return []
   }
 
-  async #text(campaign: Campaign, row: NoticeSubject): Promise<string> {
+  /**
+   * The text of this notice. A verdict carries the place where it is known at the verdict
+   * (first_come); a lottery's comes with its draw, as the allocation notice (migration 0014), so
+   * whichever runs first, a person is told each thing once.
+   */
+  async #text(campaign: Campaign, row: NoticeSubject): Promise<string | null> {
     const texts = campaign.messages!
     const values = { code: showTrackingCode(row.code!), title: campaign.title }
     if (this.kind === 'receipt') return fillText(texts.receipt, values)
-    if (row.status === 'rejected') return fillText(texts.rejected, values)
+    if (this.kind === 'verdict') {
+      if (row.status === 'rejected') return fillText(texts.rejected, values)
+      if (campaign.scarce?.allocation !== 'first_come') return fillText(texts.accepted, values)
+    }
     const allocation = await allocationOf(this.deps.pool, campaign, row)
     if (allocation?.state === 'won') return fillText(texts.won, values)
-    if (allocation?.state === 'waitlisted') return fillText(texts.waitlisted, values)
-    return fillText(texts.accepted, values)
+    // A promotion tells only of a place won (one given up again meanwhile: nothing to say).
+    if (allocation?.state === 'waitlisted' && this.kind !== 'promotion')
+      return fillText(texts.waitlisted, values)
+    return this.kind === 'verdict' ? fillText(texts.accepted, values) : null
   }
 
   async onRetry(

@@ -10,7 +10,7 @@ import type { MqClient } from '../../mq/connection.js'
 import { StatsReceiver } from '../../mq/stats.js'
 import type { QueueKind } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
-import { type Metrics, nameOf } from '../../observability/metrics.js'
+import { type Metrics, nameOf, SMS_PROVIDER } from '../../observability/metrics.js'
 import { parseSnapshot, type StatsSnapshot } from '../../observability/snapshots.js'
 
 /**
@@ -458,7 +458,7 @@ export class LiveStats {
   providers(now = Date.now()): ProviderRow[] {
     const n = this.#n
     const W = TABLE_WINDOW_MS
-    return [...this.deps.config.checks.values()].map((cfg) => {
+    const rows = [...this.deps.config.checks.values()].map((cfg): ProviderRow => {
       const c = cfg.name
       const rings = this.store
         .fresh(now)
@@ -488,17 +488,7 @@ export class LiveStats {
             sumWhere(s, n.latency, (l) => l.check === c && num(l.le) === le, `${n.latency}_bucket`),
           ) ?? 0,
         ])
-      // Circuit: the worst state any process reports, and in how many processes.
-      const states = rings.map(
-        (r) => metricValues(r.snaps.at(-1)!, n.circuit).find((v) => v.labels.check === c)?.value ?? 0,
-      )
-      const worst = states.length ? Math.max(...states) : null
-      const limits = rings.flatMap((r) =>
-        metricValues(r.snaps.at(-1)!, n.rateLimit)
-          .filter((v) => v.labels.check === c)
-          .map((v) => v.value),
-      )
-      const limit = limits.length ? Math.max(...limits) : null
+      const { circuit, circuit_processes, limit } = this.#circuitAndLimit(rings, c)
       const callRate = rate(
         rings,
         W,
@@ -525,12 +515,91 @@ export class LiveStats {
         parked_per_s: rate(rings, W, (s) =>
           sumWhere(s, n.retries, (l) => l.check === c && l.reason !== 'retry'),
         ),
-        circuit: worst === null ? null : worst >= 2 ? 'open' : worst >= 1 ? 'half-open' : 'closed',
-        circuit_processes: worst === null ? 0 : states.filter((s) => s === worst).length,
+        circuit,
+        circuit_processes,
         rate_limit_per_s: limit,
         quota_used: limit && callRate !== null ? callRate / limit : null,
       }
     })
+    return this.deps.config.sms ? [...rows, this.#smsRow(now)] : rows
+  }
+
+  /**
+   * The SMS provider's row (issue 14: messages to citizens on the checks' machinery): texts the
+   * provider took per second, its errors and 429s, the circuit and the share of its rate limit.
+   * Its calls are timed by no histogram, so no p50/p99; retries go through the same delay tiers.
+   */
+  #smsRow(now: number): ProviderRow {
+    const n = this.#n
+    const W = TABLE_WINDOW_MS
+    const rings = this.store
+      .fresh(now)
+      .filter((r) => metricValues(r.snaps.at(-1)!, n.rateLimit).some((v) => v.labels.check === SMS_PROVIDER))
+    const results = (pick: (result: string) => boolean) => (s: StatsSnapshot) =>
+      sumWhere(s, n.citizen, (l) => pick(String(l.result)))
+    const isCall = (r: string) => r === 'sent' || r === 'rate_limited' || ERROR_RESULTS.has(r)
+    const calls = delta(rings, W, results(isCall))
+    const errors = delta(
+      rings,
+      W,
+      results((r) => ERROR_RESULTS.has(r)),
+    )
+    const callRate = rate(rings, W, results(isCall))
+    const { circuit, circuit_processes, limit } = this.#circuitAndLimit(rings, SMS_PROVIDER)
+    return {
+      check: 'sms',
+      checkers: rings.length,
+      calls_per_s: callRate,
+      finished_per_s: rate(
+        rings,
+        W,
+        results((r) => r === 'sent'),
+      ),
+      p50_ms: null,
+      p99_ms: null,
+      error_rate: calls && errors !== null ? errors / calls : null,
+      rate_limited_per_s: rate(
+        rings,
+        W,
+        results((r) => r === 'rate_limited'),
+      ),
+      retried_per_s: null,
+      parked_per_s: rate(
+        rings,
+        W,
+        results((r) => r === 'circuit_open'),
+      ),
+      circuit,
+      circuit_processes,
+      rate_limit_per_s: limit,
+      quota_used: limit && callRate !== null ? callRate / limit : null,
+    }
+  }
+
+  /** Circuit: the worst state any process reports for `label`, in how many; the configured limit. */
+  #circuitAndLimit(rings: Ring[], label: string) {
+    const n = this.#n
+    const states = rings.map(
+      (r) => metricValues(r.snaps.at(-1)!, n.circuit).find((v) => v.labels.check === label)?.value ?? 0,
+    )
+    const worst = states.length ? Math.max(...states) : null
+    const limits = rings.flatMap((r) =>
+      metricValues(r.snaps.at(-1)!, n.rateLimit)
+        .filter((v) => v.labels.check === label)
+        .map((v) => v.value),
+    )
+    return {
+      circuit:
+        worst === null
+          ? null
+          : worst >= 2
+            ? ('open' as const)
+            : worst >= 1
+              ? ('half-open' as const)
+              : ('closed' as const),
+      circuit_processes: worst === null ? 0 : states.filter((s) => s === worst).length,
+      limit: limits.length ? Math.max(...limits) : null,
+    }
   }
 
   intake(now = Date.now()): IntakeRow {
@@ -664,5 +733,6 @@ function names(m: Metrics) {
     circuit: nameOf(m.circuitState),
     rateLimit: nameOf(m.rateLimitPerSecond),
     held: nameOf(m.checksHeld),
+    citizen: nameOf(m.citizenMessages),
   }
 }

@@ -264,7 +264,7 @@ ${rows.map(
 )}
 </tbody>
 </table>
-<p class="note">p50/p99 interpolated from the latency histogram's buckets; errors = failed calls ÷ calls (5xx, 408, other 4xx, timeouts, connection errors); quota used = calls/s ÷ the provider's configured rate limit.</p>`
+<p class="note">p50/p99 interpolated from the latency histogram's buckets; errors = failed calls ÷ calls (5xx, 408, other 4xx, timeouts, connection errors); quota used = calls/s ÷ the provider's configured rate limit. Row <em>sms</em> (where citizens are sent SMS): texts the SMS provider was asked to take, finished/s = taken; parked/s = held while its circuit is open; it has no latency histogram.</p>`
     .s
 }
 
