@@ -3,6 +3,7 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApiKey } from '../src/db/api-keys.js'
 import { resetForReplay } from '../src/db/checks.js'
+import { pruneLookupCodes } from '../src/db/citizen.js'
 import { migrate } from '../src/db/migrate.js'
 import { eraseCampaign } from '../src/db/personal-data.js'
 import { createPool, type Pool } from '../src/db/pool.js'
@@ -227,6 +228,8 @@ describe('database roles (migration 0008)', () => {
       const required = config.campaigns.get('demo')!.checks
       expect(await resetForReplay(statusPool, row!.id, 'mobile', required)).toBe(true)
       expect(await eraseCampaign(statusPool, 'demo', { retentionDays: null, all: true })).toBeGreaterThan(0)
+      // …and prunes the lookup requests no limit counts any more (0013's grant).
+      expect(await pruneLookupCodes(statusPool)).toBe(0)
     } finally {
       await statusPool.end()
     }

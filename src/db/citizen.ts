@@ -5,7 +5,9 @@ import type { Pool } from './pool.js'
  * per registration and kind, made by triggers of migration 0011 in the transaction that records
  * the registration or makes its verdict final), and the one-time codes of "am I registered?".
  */
-export type NoticeKind = 'receipt' | 'verdict'
+export type NoticeKind = 'receipt' | 'verdict' | 'allocation' | 'promotion'
+/** Every kind of notice (a lottery's draw owes `allocation`, a place given up `promotion`: 0014). */
+export const NOTICE_KINDS: readonly NoticeKind[] = ['receipt', 'verdict', 'allocation', 'promotion']
 
 /** The human-friendly alphabet of tracking codes: no 0/O, 1/I/L. */
 export const TRACKING_ALPHABET = '23456789ABCDEFGHJKMNPQRSTUVWXYZ'
@@ -304,6 +306,28 @@ export async function claimDueOtps(
     values: [leaseMs, limit],
   })
   return r.rows
+}
+
+/**
+ * Deletes "am I registered?" requests no limit counts any more (older than a day, the longest
+ * window of LookupLimits) whose code has expired, in batches; returns how many went. They hold
+ * keyed hashes only, but of a national id, a mobile and a client address: kept no longer than
+ * the limits need them.
+ */
+export async function pruneLookupCodes(pool: Pool, batch = 5000): Promise<number> {
+  let pruned = 0
+  for (;;) {
+    const r = await pool.query({
+      name: 'sabt-lookup-prune',
+      text: `DELETE FROM lookup_codes WHERE id IN (
+               SELECT id FROM lookup_codes
+               WHERE created_at < now() - interval '1 day' AND expires_at < now()
+               ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+      values: [batch],
+    })
+    pruned += r.rowCount ?? 0
+    if ((r.rowCount ?? 0) < batch) return pruned
+  }
 }
 
 /** Limits on asking for one-time codes: per national id and per mobile a day, per client an hour. */

@@ -1,4 +1,5 @@
 import type { SabtConfig } from '../config/campaigns.js'
+import { pruneLookupCodes } from '../db/citizen.js'
 import { eraseCampaign, resealAll, withSweepLock } from '../db/personal-data.js'
 import type { Pool } from '../db/pool.js'
 import { Periodic } from '../lib/periodic.js'
@@ -9,7 +10,8 @@ export { eraseCampaign, resealAll }
 /**
  * Retention: erases the personal data of every campaign past its `retention_days`, one sweeper at
  * a time across processes (an advisory lock; another process's sweep in progress makes this one
- * a no-op). Returns how many registrations were erased, by campaign.
+ * a no-op), and prunes the "am I registered?" requests no limit counts any more. Returns how many
+ * registrations were erased, by campaign.
  */
 export async function eraseExpired(
   pool: Pool,
@@ -26,6 +28,9 @@ export async function eraseExpired(
     erasedBy.set(c.slug, erased)
     log.info({ event: 'retention.erased', campaign: c.slug, erased }, 'erased expired personal data')
   }
+  const pruned = await withSweepLock(pool, 'sabt-lookup-prune', () => pruneLookupCodes(pool))
+  if (pruned)
+    log.info({ event: 'retention.lookups_pruned', pruned }, 'pruned lookup requests past every limit')
   return erasedBy
 }
 
