@@ -43,6 +43,7 @@ describe('a lottery end to end', () => {
     rx = await receiver()
     const closes = Date.now() + 120_000
     s = await startChecksSystem({
+      sms: {},
       campaigns: {
         lot: {
           title: 'Cars',
@@ -59,8 +60,12 @@ describe('a lottery end to end', () => {
         SABT_CALLBACK_SECRET: 'test-callback-secret-0123456789',
         SABT_CALLBACK_SWEEP_MS: '200',
         SABT_CALLBACK_LEASE_MS: '1000',
+        SABT_SMS_SWEEP_MS: '200',
       },
     })
+    const sms = (ref: string) => s!.sim.sms.delivered.get(ref)
+    const WON = 'سهمیه به شما رسید'
+    const WAITING = 'فهرست انتظار'
     const app = s.sabt.app
     const url = s.sabt.env.DATABASE_URL
     const pool = s.sabt.pool!
@@ -103,6 +108,13 @@ describe('a lottery end to end', () => {
       )
     ).map((r) => r.id)
     expect(acceptedIds.length).toBeLessThan(ids.length)
+
+    // Each accepted person's verdict SMS says accepted and nothing of a place: the draw tells that.
+    await waitFor(() => acceptedIds.every((id) => sms(`verdict:${id}`)), 'the verdict SMS')
+    for (const id of acceptedIds) {
+      expect(sms(`verdict:${id}`)!.text).not.toContain(WON)
+      expect(sms(`verdict:${id}`)!.text).not.toContain(WAITING)
+    }
 
     const status = async (id: string) =>
       (await app.inject({ method: 'GET', url: `/v1/registrations/${id}` })).json()
@@ -147,6 +159,17 @@ describe('a lottery end to end', () => {
       expect(cb.key).toBe(`${p.id}:allocation:${p.result}`)
       expect(cb.body.allocation?.state).toBe(p.result)
     }
+    // …and by SMS, once each: a place won, or the waiting list.
+    await waitFor(
+      () => results.participants.every((p) => sms(`allocation:${p.id}`)),
+      'an SMS per participant',
+    )
+    for (const p of results.participants)
+      expect(sms(`allocation:${p.id}`)!.text).toContain(p.result === 'won' ? WON : WAITING)
+    const allocationSms = () => [...s!.sim.sms.delivered.keys()].filter((k) => k.startsWith('allocation:'))
+    expect(allocationSms()).toHaveLength(results.participants.length)
+    expect(sms(`allocation:${twice}`)).toBeUndefined()
+
     const [w1] = results.participants.map((p) => p.id)
     const q1 = results.participants[3]!.id
     expect((await status(w1!)).allocation).toEqual({ state: 'won' })
@@ -160,6 +183,14 @@ describe('a lottery end to end', () => {
       'new winner called back',
     )
     expect(call.body.allocation).toEqual({ state: 'won' })
+    // The one who got the place given up is told by SMS; nobody else is sent anything new.
+    const promoted = await waitFor(() => sms(`promotion:${q1}`), 'the promotion SMS')
+    expect(promoted.text).toContain(WON)
+    await new Promise((r) => setTimeout(r, 600)) // a few sweeps
+    expect([...s.sim.sms.delivered.keys()].filter((k) => k.startsWith('promotion:'))).toEqual([
+      `promotion:${q1}`,
+    ])
+    expect(allocationSms()).toHaveLength(results.participants.length)
     // The published results now carry the release, and still verify.
     const after = (await app.inject({ method: 'GET', url: '/v1/campaigns/lot/results' })).json<DrawResults>()
     expect(after.releases).toMatchObject([{ released: w1, promoted: q1 }])

@@ -10,7 +10,7 @@ import type { Channel, Options } from 'amqplib'
  *   sabt.check ──dead-inbox──▶ sabt.dead.inbox  (a dead letter held in a delay tier comes back here)
  *   sabt.retry (headers, tier=<label>) ─▶ sabt.retry.<label>  quorum, message TTL = tier,
  *        └─ expired ─▶ sabt.check, same routing key (the check's name) ─▶ back to its check queue
- *   sabt.check ──sms-receipt / sms-verdict / sms-otp──▶ sabt.sms.receipt / .verdict / .otp  quorum,
+ *   sabt.check ──sms-receipt / -verdict / -allocation / -promotion / -otp──▶ sabt.sms.<kind>  quorum,
  *        dead letters and delay tiers as a check's (messages to citizens: one-time codes have a
  *        queue of their own, so a backlog of receipts never stands in front of them)
  *   sabt.stats (fanout, transient) ─▶ one exclusive auto-delete queue per status process
@@ -40,7 +40,13 @@ export interface TopologyOptions {
 export const CALLBACK = 'callback'
 
 /** The routing keys (and task names) of messages to citizens: hyphens, never a check's name. */
-export const SMS_ROUTES = { receipt: 'sms-receipt', verdict: 'sms-verdict', otp: 'sms-otp' } as const
+export const SMS_ROUTES = {
+  receipt: 'sms-receipt',
+  verdict: 'sms-verdict',
+  allocation: 'sms-allocation',
+  promotion: 'sms-promotion',
+  otp: 'sms-otp',
+} as const
 export type SmsKind = keyof typeof SMS_ROUTES
 
 /** The routing key from the check exchange to the dead-letter inbox (a hyphen: never a check's name). */
@@ -103,7 +109,13 @@ export function topologyNames(
     checkExchange: `${p}.check`,
     checkQueue: (check) => `${p}.check.${check}`,
     callbackQueue: `${p}.callback`,
-    smsQueues: { receipt: `${p}.sms.receipt`, verdict: `${p}.sms.verdict`, otp: `${p}.sms.otp` },
+    smsQueues: {
+      receipt: `${p}.sms.receipt`,
+      verdict: `${p}.sms.verdict`,
+      allocation: `${p}.sms.allocation`,
+      promotion: `${p}.sms.promotion`,
+      otp: `${p}.sms.otp`,
+    },
     retryExchange: `${p}.retry`,
     retryQueues: opts.retryTiersMs.map((ms) => ({
       label: tierLabel(ms),
@@ -122,7 +134,7 @@ export function topologyNames(
       })),
       ...checks.map((c) => ({ queue: `${p}.check.${c}`, kind: 'check' as const, name: c })),
       { queue: `${p}.callback`, kind: 'callback' as const, name: 'callback' },
-      ...(sms ? (['otp', 'receipt', 'verdict'] as const) : []).map((k) => ({
+      ...(sms ? (['otp', 'receipt', 'verdict', 'allocation', 'promotion'] as const) : []).map((k) => ({
         queue: `${p}.sms.${k}`,
         kind: 'sms' as const,
         name: `sms ${k}`,

@@ -1,7 +1,7 @@
 import type { SabtConfig } from '../config/campaigns.js'
 import { configuredFor } from '../config/campaigns.js'
 import { listDead, recordCallback, resetForReplay } from '../db/checks.js'
-import { noticesOwedAgain } from '../db/citizen.js'
+import { NOTICE_KINDS, noticesOwedAgain } from '../db/citizen.js'
 import type { Pool } from '../db/pool.js'
 import type { MqClient } from '../mq/connection.js'
 import { ATTEMPT_HEADER, encodeCheckBatch, parseCheckMessage } from '../mq/messages.js'
@@ -100,8 +100,7 @@ export async function replayDead(
         continue
       }
       const configured = configuredFor(config, msg.campaign, msg.check)
-      const sms =
-        msg.check === SMS_ROUTES.receipt ? 'receipt' : msg.check === SMS_ROUTES.verdict ? 'verdict' : null
+      const sms = NOTICE_KINDS.find((k) => SMS_ROUTES[k] === msg.check) ?? null
       if (
         'held' in configured ||
         msg.check === SMS_ROUTES.otp || // a one-time code is short-lived: never sent late

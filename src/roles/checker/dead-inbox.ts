@@ -1,6 +1,6 @@
 import { configuredFor, firstChecks, type SabtConfig } from '../../config/campaigns.js'
 import { recordCallbacksDead, recordDead } from '../../db/checks.js'
-import { recordNoticesDead, recordOtpsDead } from '../../db/citizen.js'
+import { NOTICE_KINDS, recordNoticesDead, recordOtpsDead } from '../../db/citizen.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
 import type { MqClient } from '../../mq/connection.js'
@@ -138,21 +138,11 @@ export class DeadLetterInbox {
       await this.redirect.toDeadStore(d.msg.content, messageId, headers)
       return
     }
-    if (
-      msg.check === SMS_ROUTES.receipt ||
-      msg.check === SMS_ROUTES.verdict ||
-      msg.check === SMS_ROUTES.otp
-    ) {
+    const notice = NOTICE_KINDS.find((k) => SMS_ROUTES[k] === msg.check)
+    if (notice || msg.check === SMS_ROUTES.otp) {
       // A message to a citizen: `error` (listed, replayable), unless it was sent meanwhile.
-      if (msg.check === SMS_ROUTES.otp) await recordOtpsDead(pool, msg.ids, death.error)
-      else
-        await recordNoticesDead(
-          pool,
-          msg.check === SMS_ROUTES.receipt ? 'receipt' : 'verdict',
-          msg.ids,
-          death.attempts,
-          death.error,
-        )
+      if (notice) await recordNoticesDead(pool, notice, msg.ids, death.attempts, death.error)
+      else await recordOtpsDead(pool, msg.ids, death.error)
       metrics.deadLetters.inc({ check: msg.check, route: death.route }, msg.ids.length)
       await this.redirect.toDeadStore(d.msg.content, messageId, headers)
       return

@@ -1,4 +1,5 @@
 import { pruneCache } from '../../db/checks.js'
+import { NOTICE_KINDS } from '../../db/citizen.js'
 import { idsPerCheckMessage } from '../../mq/messages.js'
 import { need, type RoleContext, type RoleDeps, roleDeps } from '../role.js'
 import { CallbackSweeper } from './callback-sweeper.js'
@@ -78,7 +79,7 @@ export class Checker {
       const smsDeps = { ...deps, leaseMs: deps.smsLeaseMs ?? 300_000 }
       // The one-time codes first: their own queue and consumer, served before receipts by the gate.
       this.workers.push(new Worker(new OtpTask(sender, smsDeps), deps.mq, redirect, deps.log, idsFor))
-      for (const kind of ['receipt', 'verdict'] as const)
+      for (const kind of NOTICE_KINDS)
         this.workers.push(
           new Worker(new NoticeTask(kind, sender, smsDeps), deps.mq, redirect, deps.log, idsFor),
         )

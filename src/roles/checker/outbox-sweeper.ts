@@ -1,5 +1,5 @@
 import type { SabtConfig } from '../../config/campaigns.js'
-import { claimDueNotices, claimDueOtps } from '../../db/citizen.js'
+import { claimDueNotices, claimDueOtps, NOTICE_KINDS } from '../../db/citizen.js'
 import type { Pool } from '../../db/pool.js'
 import { groupBy, Periodic } from '../../lib/periodic.js'
 import type { MqClient } from '../../mq/connection.js'
@@ -11,15 +11,16 @@ import type { Redirector } from './redirect.js'
 
 const CLAIM = 2000
 const IDS_PER_MESSAGE = 200
-/** Records in the receipt/verdict queues past which the sweeper waits (late, not lost). */
+/** Records in a notice queue (receipt, verdict, allocation) past which the sweeper waits (late, not lost). */
 const MAX_QUEUED_MESSAGES = 500
 
 /**
  * The outbox of messages to citizens is driven from the database (decision 021): every
  * `everyMs`, one sweeper (of any checker: rows are claimed with SKIP LOCKED) publishes the owed
- * messages that are due — new receipts and verdicts (their rows made by the triggers of migration
- * 0011 in the recording's or the verdict's own transaction), and those whose message was lost (due
- * again a lease later). The SMS task sends only what is still pending.
+ * messages that are due — new receipts, verdicts and a lottery's allocations (their rows made by
+ * the triggers of migrations 0011 and 0014 in the recording's, the verdict's or the draw's own
+ * transaction), and those whose message was lost (due again a lease later). The SMS task sends
+ * only what is still pending.
  */
 export class OutboxSweeper {
   readonly #periodic: Periodic<number>
@@ -66,13 +67,10 @@ export class OutboxSweeper {
     if (otps.length > 0) metrics.citizenMessagesSwept.inc({ kind: 'otp' }, otps.length)
     if (campaigns.length === 0) return published
     for (let round = 0; round < 50; round++) {
-      const depths = await Promise.all([
-        mq.queueDepth(mq.names.smsQueues.receipt),
-        mq.queueDepth(mq.names.smsQueues.verdict),
-      ])
+      const depths = await Promise.all(NOTICE_KINDS.map((k) => mq.queueDepth(mq.names.smsQueues[k])))
       if (depths.some((d) => !d || d.messages >= MAX_QUEUED_MESSAGES)) break
       const due = await claimDueNotices(pool, campaigns, this.opts.leaseMs, CLAIM)
-      for (const kind of ['receipt', 'verdict'] as const) {
+      for (const kind of NOTICE_KINDS) {
         const mine = due.filter((d) => d.kind === kind)
         for (const [campaign, ids] of groupByCampaign(mine))
           await Promise.all(
