@@ -33,6 +33,8 @@ interface DrainRun {
   recorder_us_per_row: number
   machine_busy_pct: number
   bare: { rows: number; seconds: number; per_s: number; batch: number; pg_cpu_pct: number }
+  /** The same, with the table's own triggers off (migration 0011's tracking codes and outbox rows). */
+  untriggered: { per_s: number; pg_cpu_pct: number }
   idle: unknown
 }
 
@@ -144,10 +146,18 @@ export const drain: Scenario = {
         const client = await sabt.pool.connect()
         const [{ pid: barePid }] = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))
           .rows as [{ pid: number }]
+        const one = { query: client.query.bind(client) } as unknown as import('pg').Pool
         const bm = await measure({ postgres: () => cpuSeconds(barePid) }, async () => {
-          const one = { query: client.query.bind(client) } as unknown as import('pg').Pool
           for (let i = 0; i < rows.length; i += batch) await writeRecordBatch(one, rows.slice(i, i + batch))
         })
+        // What the triggers of the citizen's side cost (tracking codes, outbox rows): the same again
+        // with them off — a floor below what the recorder can ever reach, for the record.
+        await sabt.truncate()
+        await client.query('ALTER TABLE registrations DISABLE TRIGGER USER')
+        const um = await measure({ postgres: () => cpuSeconds(barePid) }, async () => {
+          for (let i = 0; i < rows.length; i += batch) await writeRecordBatch(one, rows.slice(i, i + batch))
+        })
+        await client.query('ALTER TABLE registrations ENABLE TRIGGER USER')
         client.release()
         const r: DrainRun = {
           run,
@@ -169,11 +179,12 @@ export const drain: Scenario = {
             batch,
             pg_cpu_pct: cpuPct(bm).postgres!,
           },
+          untriggered: { per_s: Math.round(rows.length / um.wall_s), pg_cpu_pct: cpuPct(um).postgres! },
           idle,
         }
         runs.push(r)
         ctx.log(
-          `  drain run ${run}: ${r.recorded_per_s} recorded/s (wall ${r.wall_per_s}/s), recorder ${r.recorder_us_per_row} µs CPU/row, bare INSERT ${r.bare.per_s} rows/s, ` +
+          `  drain run ${run}: ${r.recorded_per_s} recorded/s (wall ${r.wall_per_s}/s), recorder ${r.recorder_us_per_row} µs CPU/row, bare INSERT ${r.bare.per_s} rows/s (${r.untriggered.per_s} without triggers), ` +
             `lost ${r.lost}, dups ${r.duplicates}, cpu% ${JSON.stringify(r.cpu_pct)}, machine ${m.machine_busy_pct}%`,
         )
       }
@@ -191,6 +202,8 @@ export const drain: Scenario = {
       pg_cpu: over(runs, (r) => r.cpu_pct.postgres ?? Number.NaN),
       rabbit_cpu: over(runs, (r) => r.cpu_pct.rabbitmq ?? Number.NaN),
       bare_pg_cpu: over(runs, (r) => r.bare.pg_cpu_pct),
+      untriggered_per_s: over(runs, (r) => r.untriggered?.per_s ?? Number.NaN),
+      untriggered_pg_cpu: over(runs, (r) => r.untriggered?.pg_cpu_pct ?? Number.NaN),
     }
     const lost = runs.reduce((a, r) => a + r.lost, 0)
     const dups = runs.reduce((a, r) => a + r.duplicates, 0)
@@ -202,6 +215,7 @@ export const drain: Scenario = {
       `| recorder: recorded/s (first → last recorded_at) | ${fmt(s.recorded_per_s, 0)} | ${fmt(s.recorder_cpu, 0)} | ${fmt(s.recorder_us_per_row, 0)} | ${fmt(s.pg_cpu, 0)} | ${fmt(s.rabbit_cpu, 0)} |`,
       `| recorder: from process start to the last row | ${fmt(s.wall_per_s, 0)} | | | | |`,
       `| bare \`unnest\` INSERT of the same rows (one connection, batches of ${batch}) | ${fmt(s.bare_per_s, 0)} | — | — | ${fmt(s.bare_pg_cpu, 0)} | — |`,
+      `| the same bare INSERT with the table's triggers off (tracking codes, outbox rows: migration 0011) | ${fmt(s.untriggered_per_s, 0)} | — | — | ${fmt(s.untriggered_pg_cpu, 0)} | — |`,
       `| one confirmed publisher filling the intake queue (msg/s) | ${fmt(s.fill_per_s, 0)} | | | | |`,
       '',
       `Recorder ÷ bare insert: ${fmt({ ...s.ratio, median: s.ratio.median * 100, min: s.ratio.min * 100, max: s.ratio.max * 100 }, 0)} %. Lost: ${lost}, duplicates: ${dups} (over ${runs.length} × ${n.toLocaleString('en-US')}).`,
@@ -216,6 +230,7 @@ export const drain: Scenario = {
         recorded_per_s: s.recorded_per_s.median,
         bare_per_s: s.bare_per_s.median,
         ratio_to_bare: s.ratio.median,
+        untriggered_per_s: s.untriggered_per_s.median,
         publisher_per_s: s.fill_per_s.median,
         lost,
         duplicates: dups,

@@ -263,6 +263,7 @@ export class Metrics {
       this.checksHeld,
       this.circuitState,
       this.rateLimitPerSecond,
+      this.citizenMessages,
     ] as const
   }
 
