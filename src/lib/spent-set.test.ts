@@ -49,4 +49,12 @@ describe('SpentSet', () => {
     // The first ones, nearest expiry, were forgotten.
     expect(bySecond[0]!.filter((t) => s.spend(t, 20_000, 1001)).length).toBe(1000)
   })
+
+  it('past max with one expiry second for all, forgets only a quarter (not the whole second)', () => {
+    const s = new SpentSet(10_000)
+    const all = Array.from({ length: 10_001 }, token)
+    for (const t of all) s.spend(t, 5000, 1000)
+    expect(s.size).toBe(7500)
+    expect(all.filter((t) => !s.spend(t, 5000, 1001)).length).toBe(7500)
+  })
 })

@@ -68,22 +68,28 @@ export class SpentSet {
 
   #rebuild(nowS: number): void {
     const [hi, lo, exp] = [this.#hi, this.#lo, this.#exp]
+    // Kept: every live slot expiring after `cutoff`, and `atCutoff` of those expiring at it.
     let cutoff = nowS
+    let atCutoff = 0
     let live = 0
     for (let i = 0; i < exp.length; i++) if (exp[i]! > nowS) live++
     if (live > this.max) {
-      // Keep the three quarters of `max` that expire last: live slots per expiry second, latest first.
+      // Keep the three quarters of `max` that expire last: live slots per expiry second, latest
+      // first; the second where the count crosses is kept in part.
       const keep = Math.floor(this.max * 0.75)
       const counts = new Map<number, number>()
       for (let i = 0; i < exp.length; i++)
         if (exp[i]! > nowS) counts.set(exp[i]!, (counts.get(exp[i]!) ?? 0) + 1)
       live = 0
       for (const second of [...counts.keys()].sort((a, b) => b - a)) {
-        if (live + counts.get(second)! > keep) {
+        const n = counts.get(second)!
+        if (live + n > keep) {
           cutoff = second
+          atCutoff = keep - live
+          live = keep
           break
         }
-        live += counts.get(second)!
+        live += n
       }
     }
     let slots = exp.length
@@ -95,7 +101,7 @@ export class SpentSet {
     this.#used = 0
     this.#live = 0
     for (let j = 0; j < exp.length; j++) {
-      if (exp[j]! <= cutoff) continue
+      if (exp[j]! < cutoff || (exp[j] === cutoff && (cutoff === nowS || atCutoff-- <= 0))) continue
       let i = lo[j]! & this.#mask
       while (this.#exp[i] !== 0) i = (i + 1) & this.#mask
       this.#hi[i] = hi[j]!
