@@ -1,4 +1,4 @@
-import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHmac, createSecretKey, hash, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createChallenge } from 'altcha-lib/v1'
 import type { Challenge } from 'altcha-lib/v1/types'
 import { SpentSet } from '../lib/spent-set.js'
@@ -22,6 +22,8 @@ export type PowRule =
  */
 export class ProofOfWork {
   readonly #key: string
+  /** The same key for node:crypto, made once (an HMAC keyed by a string converts it every call). */
+  readonly #hmacKey: KeyObject
   readonly #spent: SpentSet
 
   constructor(
@@ -29,6 +31,7 @@ export class ProofOfWork {
     readonly maxRemembered = 1_000_000,
   ) {
     this.#key = secret || randomBytes(32).toString('base64url')
+    this.#hmacKey = createSecretKey(Buffer.from(this.#key, 'utf8'))
     this.#spent = new SpentSet(maxRemembered)
   }
 
@@ -70,7 +73,7 @@ export class ProofOfWork {
     // Only what challenge() issues: SHA-256 (a client naming another algorithm solved nothing of ours).
     if (p.algorithm !== 'SHA-256') return 'invalid'
     const challenge = hash('sha256', `${p.salt}${p.number}`, 'hex')
-    const signature = createHmac('sha256', this.#key).update(challenge).digest('hex')
+    const signature = createHmac('sha256', this.#hmacKey).update(challenge).digest('hex')
     // The challenge is public (it was sent to the client); the signature is compared in constant time.
     if (challenge !== p.challenge || !sameHex(signature, p.signature)) return 'invalid'
     const params = new URLSearchParams(p.salt.split('?')[1] ?? '')
