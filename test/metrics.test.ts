@@ -185,7 +185,15 @@ describe('Prometheus /metrics on every role', () => {
     expect(queues).toContain(`${env.SABT_MQ_PREFIX}.check.identity`)
     expect(queues).toContain(`${env.SABT_MQ_PREFIX}.dead`)
     expect(queues).toContain(`${env.SABT_MQ_PREFIX}.dead.inbox`)
-    expect(value(st, 'sabt_queue_consumers', { queue: `${env.SABT_MQ_PREFIX}.check.identity` })).toBe(1)
+    // Sampled once a second, and the first samples may predate the checker's consumer: the gauge
+    // must come to say one consumer (a slow machine's stale sample failed a plain read in CI).
+    await waitFor(
+      async () =>
+        value(await scrape(roles.status!), 'sabt_queue_consumers', {
+          queue: `${env.SABT_MQ_PREFIX}.check.identity`,
+        }) === 1,
+      'the check queue sampled with its one consumer',
+    )
     await waitFor(
       async () =>
         value(await scrape(roles.status!), 'sabt_stats_snapshots_total', { direction: 'received' }) > 0,
