@@ -70,6 +70,26 @@ describe('proof-of-work gate', () => {
     )
     expect((await post(t, 'gated', good)).statusCode).toBe(202)
     expect(ruleOf(await post(t, 'gated', good))).toBe('proof_of_work.replayed')
+    // The same solution spelt otherwise is no new solution: its signature in capitals, or a '0'
+    // swapped for U+0130 (whose low byte is '0'), is refused, not taken as unspent.
+    const spelt = (f: (sig: string) => string) => {
+      const o = JSON.parse(Buffer.from(good, 'base64').toString())
+      return Buffer.from(JSON.stringify({ ...o, signature: f(o.signature) })).toString('base64')
+    }
+    expect(
+      ruleOf(
+        await post(
+          t,
+          'gated',
+          spelt((x) => x.toUpperCase()),
+        ),
+      ),
+    ).toMatch(/invalid|replayed/)
+    const sig = JSON.parse(Buffer.from(good, 'base64').toString()).signature as string
+    const digit = sig.search(/[0-9]/)
+    const lookalike = (x: string) =>
+      x.slice(0, digit) + String.fromCharCode(0x100 + x.charCodeAt(digit)) + x.slice(digit + 1)
+    expect(ruleOf(await post(t, 'gated', spelt(lookalike)))).toBe('proof_of_work.invalid')
     // No gate, no challenge: the campaign takes submissions as before.
     expect((await post(t, 'open')).statusCode).toBe(202)
     expect((await t.app.inject({ method: 'GET', url: '/v1/campaigns/open/challenge' })).statusCode).toBe(404)
@@ -88,6 +108,22 @@ describe('proof-of-work gate', () => {
     // Another process's key (another secret) never signed it.
     expect(await new ProofOfWork('another-secret-entirely').verify('gated', payload)).toBe('invalid')
   })
+  it("reads the salt's parameters as URLSearchParams does: encoded values, other keys, any order", async () => {
+    const key = 'a-test-secret-of-some-length'
+    const pow = new ProofOfWork(key)
+    const expires = new Date(Date.now() + 60_000)
+    for (const params of [
+      { campaign: 'a b+c&d=é' },
+      { campaignx: 'gated', campaign: 'vaccine_2026-b', xcampaign: 'gated' },
+      { expiresx: '1', campaign: 'gated' },
+    ]) {
+      const c = await createChallenge({ hmacKey: key, maxNumber: 200, expires, params })
+      const payload = await solve({ ...c, maxnumber: 200 } as Challenge)
+      expect(await pow.verify('gated-other', payload)).toBe('other_campaign')
+      expect(await pow.verify(params.campaign, payload), c.salt).toBeNull()
+    }
+  })
+
   it('answers as altcha-lib verifySolution does (the gateway verifies with node:crypto, synchronously)', async () => {
     const key = 'a-test-secret-of-some-length'
     const expires = new Date(Date.now() + 60_000)
