@@ -152,6 +152,9 @@ describe('citizen SMS outbox', () => {
     }, 'the SMS row on the dashboard')
     expect(smsRow[0]).toBe('sms')
     expect(smsRow[1]).toBe('1') // one checker process sends
+    // Its answered calls are timed (the simulator answers in milliseconds here): a p50 and a p99.
+    expect(smsRow[4]).toMatch(/^[\d,.]+ ms$/)
+    expect(smsRow[5]).toMatch(/^[\d,.]+ ms$/)
     expect(smsRow[6]).toMatch(/^0\s*%$/) // no failed call
     expect(smsRow[10]).toBe('closed')
     expect(smsRow[11]).toMatch(/of 500\/s/)

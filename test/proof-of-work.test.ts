@@ -112,15 +112,16 @@ describe('proof-of-work gate', () => {
     const key = 'a-test-secret-of-some-length'
     const pow = new ProofOfWork(key)
     const expires = new Date(Date.now() + 60_000)
-    for (const params of [
+    const cases: Record<string, string>[] = [
       { campaign: 'a b+c&d=é' },
       { campaignx: 'gated', campaign: 'vaccine_2026-b', xcampaign: 'gated' },
       { expiresx: '1', campaign: 'gated' },
-    ]) {
+    ]
+    for (const params of cases) {
       const c = await createChallenge({ hmacKey: key, maxNumber: 200, expires, params })
       const payload = await solve({ ...c, maxnumber: 200 } as Challenge)
       expect(await pow.verify('gated-other', payload)).toBe('other_campaign')
-      expect(await pow.verify(params.campaign, payload), c.salt).toBeNull()
+      expect(await pow.verify(params.campaign!, payload), c.salt).toBeNull()
     }
   })
 

@@ -184,6 +184,7 @@ export class SmsSender {
     }
     if (this.sms.auth_header) headers.authorization = this.sms.auth_header
     let res: Awaited<ReturnType<HttpPool['request']>>
+    const started = performance.now()
     try {
       res = await this.http.request({
         path: this.#path,
@@ -198,6 +199,8 @@ export class SmsSender {
         `sms provider: ${e.name === 'TimeoutError' ? 'timeout' : (e.code ?? e.message)}`,
       )
     }
+    // Answered calls, as the checks' are timed: the same histogram, labelled with the provider.
+    this.deps.metrics.providerLatency.observe({ check: SMS_PROVIDER }, (performance.now() - started) / 1000)
     await res.body.dump().catch(() => {})
     const cls = classifyStatus(res.statusCode)
     if (cls === 'rate_limited') throw new RateLimitedError(parseRetryAfter(res.headers['retry-after']))

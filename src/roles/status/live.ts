@@ -475,34 +475,20 @@ export class LiveStats {
         W,
         attempts((r) => ERROR_RESULTS.has(r)),
       )
-      // Latency: bucket deltas over the window, summed over processes.
-      const les = new Set<number>()
-      for (const r of rings)
-        for (const v of metricValues(r.snaps.at(-1)!, n.latency))
-          if (v.metricName === `${n.latency}_bucket` && v.labels.check === c) les.add(num(v.labels.le))
-      const buckets: [number, number][] = [...les]
-        .sort((a, b) => a - b)
-        .map((le) => [
-          le,
-          delta(rings, W, (s) =>
-            sumWhere(s, n.latency, (l) => l.check === c && num(l.le) === le, `${n.latency}_bucket`),
-          ) ?? 0,
-        ])
+      const { p50, p99 } = this.#latency(rings, c)
       const { circuit, circuit_processes, limit } = this.#circuitAndLimit(rings, c)
       const callRate = rate(
         rings,
         W,
         attempts((r) => CALL_RESULTS.has(r)),
       )
-      const p50 = histogramQuantile(0.5, buckets)
-      const p99 = histogramQuantile(0.99, buckets)
       return {
         check: c,
         checkers: rings.length,
         calls_per_s: callRate,
         finished_per_s: rate(rings, W, (s) => sumWhere(s, n.checks, (l) => l.check === c)),
-        p50_ms: p50 === null ? null : p50 * 1000,
-        p99_ms: p99 === null ? null : p99 * 1000,
+        p50_ms: p50,
+        p99_ms: p99,
         error_rate: calls && errors !== null ? errors / calls : null,
         rate_limited_per_s: rate(
           rings,
@@ -527,8 +513,28 @@ export class LiveStats {
   /**
    * The SMS provider's row (issue 14: messages to citizens on the checks' machinery): texts the
    * provider took per second, its errors and 429s, the circuit and the share of its rate limit.
-   * Its calls are timed by no histogram, so no p50/p99; retries go through the same delay tiers.
+   * Its answered calls are timed in the checks' latency histogram (labelled with SMS_PROVIDER);
+   * retries go through the same delay tiers.
    */
+  /** A provider's p50 and p99 in ms over the table's window: bucket deltas summed over processes. */
+  #latency(rings: Ring[], check: string): { p50: number | null; p99: number | null } {
+    const n = this.#n
+    const les = new Set<number>()
+    for (const r of rings)
+      for (const v of metricValues(r.snaps.at(-1)!, n.latency))
+        if (v.metricName === `${n.latency}_bucket` && v.labels.check === check) les.add(num(v.labels.le))
+    const buckets: [number, number][] = [...les]
+      .sort((a, b) => a - b)
+      .map((le) => [
+        le,
+        delta(rings, TABLE_WINDOW_MS, (s) =>
+          sumWhere(s, n.latency, (l) => l.check === check && num(l.le) === le, `${n.latency}_bucket`),
+        ) ?? 0,
+      ])
+    const ms = (q: number | null) => (q === null ? null : q * 1000)
+    return { p50: ms(histogramQuantile(0.5, buckets)), p99: ms(histogramQuantile(0.99, buckets)) }
+  }
+
   #smsRow(now: number): ProviderRow {
     const n = this.#n
     const W = TABLE_WINDOW_MS
@@ -546,6 +552,7 @@ export class LiveStats {
     )
     const callRate = rate(rings, W, results(isCall))
     const { circuit, circuit_processes, limit } = this.#circuitAndLimit(rings, SMS_PROVIDER)
+    const { p50, p99 } = this.#latency(rings, SMS_PROVIDER)
     return {
       check: 'sms',
       checkers: rings.length,
@@ -555,8 +562,8 @@ export class LiveStats {
         W,
         results((r) => r === 'sent'),
       ),
-      p50_ms: null,
-      p99_ms: null,
+      p50_ms: p50,
+      p99_ms: p99,
       error_rate: calls && errors !== null ? errors / calls : null,
       rate_limited_per_s: rate(
         rings,
