@@ -154,8 +154,20 @@ export class Stack {
     await this.compose(['up', '-d', '--no-build', ...scaleArgs()], 600_000)
   }
 
+  /**
+   * The project's containers, stopped ones included, as `compose ps` lists them — found by the
+   * labels compose puts on them, with the Go CLI: the Python compose CLI costs a second of CPU per
+   * call, and waitHealthy polls this every second while the stack under test starts on two cores.
+   */
   async containers(service?: string): Promise<ContainerState[]> {
-    const ids = (await this.compose(['ps', '-q', ...(service ? [service] : [])]))
+    const filters = [
+      `label=com.docker.compose.project=${this.project}`,
+      'label=com.docker.compose.oneoff=False',
+      ...(service ? [`label=com.docker.compose.service=${service}`] : []),
+    ]
+    const ids = (
+      await this.docker(['ps', '-a', '-q', '--no-trunc', ...filters.flatMap((f) => ['--filter', f])])
+    )
       .split('\n')
       .map((l) => l.trim())
       .filter(Boolean)
