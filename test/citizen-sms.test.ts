@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Env } from '../src/config/env.js'
 import { showTrackingCode, TRACKING_ALPHABET } from '../src/db/citizen.js'
+import { releasePlace } from '../src/db/draws.js'
 import { Publisher } from '../src/mq/publisher.js'
 import { replayDead } from '../src/operations/index.js'
 import type { SmsDelivery } from '../src/roles/simulator/server.js'
@@ -161,6 +162,61 @@ describe('citizen SMS outbox', () => {
     // No mobile number in any log line (the logger's masking aside, they are never logged).
     const all = lines.join('\n')
     for (const r of regs) expect(all).not.toContain(r.mobile!.slice(1))
+  })
+
+  it('tells a person a place came to before their verdict message went out that they won once, not twice', async () => {
+    const s = await system({
+      sms: { max_attempts: 100, breaker: { consecutive_failures: 1000 } },
+      knobs: { sms: { outage: true } },
+      campaigns: { fc: { title: 'First come', capacity: 1, allocation: 'first_come' } },
+    })
+    const url = s.sabt.env.DATABASE_URL
+    const [first, second] = await submit(s, [
+      registration({ campaign: 'fc' }) as Reg,
+      registration({ campaign: 'fc' }) as Reg,
+    ])
+    await waitFor(
+      async () =>
+        (
+          await sql<{ n: number }>(
+            url,
+            "SELECT count(*)::int AS n FROM registrations WHERE campaign = 'fc' AND status = 'accepted'",
+          )
+        )[0]!.n === 2,
+      'both accepted (no checks)',
+    )
+    // The first gives the place up while the provider is down: the second's verdict message, still
+    // owed, will tell them they won; the promotion it also owes would say it a second time.
+    const released = await releasePlace(s.sabt.pool!, s.sabt.config.campaigns.get('fc')!, first!, 'operator')
+    expect(released).toMatchObject({ promoted: second })
+    const notices = () =>
+      sql<{ k: string; state: string; told: string | null }>(
+        url,
+        `SELECT kind AS k, state, told FROM citizen_messages WHERE registration_id = $1 ORDER BY kind`,
+        [second],
+      )
+    expect((await notices()).map((n) => `${n.k}:${n.state}`)).toEqual([
+      'promotion:pending',
+      'receipt:pending',
+      'verdict:pending',
+    ])
+    await s.knobs('sms', { outage: false })
+    await waitFor(
+      async () => (await notices()).every((n) => n.state !== 'pending'),
+      'the second person’s messages done',
+      30_000,
+    )
+    await new Promise((r) => setTimeout(r, 600)) // a few sweeps: nothing more comes
+    const WON = 'سهمیه به شما رسید'
+    expect(s.sim.sms.delivered.get(`verdict:${second}`)?.text).toContain(WON)
+    expect(s.sim.sms.delivered.get(`promotion:${second}`)).toBeUndefined()
+    expect(await notices()).toEqual([
+      { k: 'promotion', state: 'skipped', told: null },
+      { k: 'receipt', state: 'sent', told: null },
+      { k: 'verdict', state: 'sent', told: 'won' },
+    ])
+    // The one who gave it up is not told they won either.
+    expect(s.sim.sms.delivered.get(`verdict:${first}`)?.text).not.toContain(WON)
   })
 
   it('dead-letters receipts the provider keeps refusing, and a replay sends each exactly once', async () => {

@@ -104,7 +104,10 @@ export async function claimNotice(pool: Pool, id: string, kind: NoticeKind, hold
   return Math.max(1, Math.ceil(row.wait_ms ?? 1))
 }
 
-/** A message's end: sent (or skipped: no texts, erased), its claim released. */
+/** What a message told of the person's place (migration 0015). */
+export type Told = 'won' | 'waitlisted'
+
+/** A message's end: sent (or skipped: no texts, erased), its claim released; what it told of the place. */
 export async function finishNotice(
   pool: Pool,
   id: string,
@@ -112,14 +115,36 @@ export async function finishNotice(
   state: 'sent' | 'skipped',
   attempts: number,
   error: string | null = null,
+  told: Told | null = null,
 ): Promise<void> {
   await pool.query({
     name: 'sabt_finish_notice',
     text: `UPDATE citizen_messages SET state = $3, attempts = GREATEST(attempts, $4), last_error = $5,
-             sent_at = CASE WHEN $3 = 'sent' THEN now() END, claimed_until = NULL
+             sent_at = CASE WHEN $3 = 'sent' THEN now() END, claimed_until = NULL, told = $6
             WHERE registration_id = $1 AND kind = $2 AND state = 'pending'`,
-    values: [id, kind, state, attempts, error],
+    values: [id, kind, state, attempts, error, told],
   })
+}
+
+/**
+ * Where the message that tells a person's place stands (`verdict` in a first_come campaign,
+ * `allocation` in a lottery): null if none is owed; `heldMs` > 0 while a sender holds it.
+ */
+export async function placeNotice(
+  pool: Pool,
+  id: string,
+  kind: 'verdict' | 'allocation',
+): Promise<{ state: string; told: Told | null; heldMs: number } | null> {
+  const r = await pool.query<{ state: string; told: Told | null; held_ms: number | null }>({
+    name: 'sabt_place_notice',
+    text: `SELECT state, told,
+                  CASE WHEN claimed_until > clock_timestamp()
+                       THEN (extract(epoch FROM claimed_until - clock_timestamp()) * 1000)::float8 END AS held_ms
+             FROM citizen_messages WHERE registration_id = $1 AND kind = $2`,
+    values: [id, kind],
+  })
+  const row = r.rows[0]
+  return row ? { state: row.state, told: row.told, heldMs: Math.ceil(row.held_ms ?? 0) } : null
 }
 
 /** A failed try: the claim released at once, so the next try need not wait for it to lapse. */

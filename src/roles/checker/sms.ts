@@ -19,10 +19,12 @@ import {
   type NoticeKind,
   type NoticeSubject,
   otpAad,
+  placeNotice,
   recordNoticeRetries,
   releaseNotice,
   releaseOtp,
   showTrackingCode,
+  type Told,
 } from '../../db/citizen.js'
 import { allocationOf } from '../../db/draws.js'
 import type { Pool } from '../../db/pool.js'
@@ -270,25 +272,58 @@ export class NoticeTask implements Task {
       metrics.citizenMessages.inc({ kind: this.kind, result: 'skipped' })
       return []
     }
-    const text = await this.#text(campaign, row)
-    if (text === null) {
+    // Claimed before its text is read: a promotion (below) waits for a held message of the place,
+    // so the place a text tells is read while it is held, never before.
+    const claim = await claimNotice(pool, id, this.kind, holdFor(this.sender.sms))
+    if (claim < 0) return [] // sent meanwhile (another copy)
+    if (claim > 0) throw new ParkError('unavailable', claim) // another sender holds it: after it lapses
+    let said: { text: string; told: Told | null } | null
+    try {
+      if (this.kind === 'promotion') {
+        const told = await this.#toldAlready(campaign, id)
+        if (told) {
+          await finishNotice(pool, id, this.kind, 'skipped', attempt, told)
+          metrics.citizenMessages.inc({ kind: this.kind, result: 'skipped' })
+          return []
+        }
+      }
+      said = await this.#text(campaign, row)
+    } catch (err) {
+      await releaseNotice(pool, id, this.kind).catch(() => {})
+      throw err
+    }
+    if (said === null) {
       // An allocation message for a place given up (or a record no longer accepted): nothing to say.
       await finishNotice(pool, id, this.kind, 'skipped', attempt, 'no allocation to tell')
       metrics.citizenMessages.inc({ kind: this.kind, result: 'skipped' })
       return []
     }
-    const claim = await claimNotice(pool, id, this.kind, holdFor(this.sender.sms))
-    if (claim < 0) return [] // sent meanwhile (another copy)
-    if (claim > 0) throw new ParkError('unavailable', claim) // another sender holds it: after it lapses
     const to = openField(sealer, id, 'mobile', row.mobile_sealed, row.key_id)
     try {
-      await this.sender.send(this.kind, to, text, `${this.kind}:${id}`)
+      await this.sender.send(this.kind, to, said.text, `${this.kind}:${id}`)
     } catch (err) {
       await releaseNotice(pool, id, this.kind).catch(() => {})
       throw err
     }
-    await finishNotice(pool, id, this.kind, 'sent', attempt + 1)
+    await finishNotice(pool, id, this.kind, 'sent', attempt + 1, null, said.told)
     return []
+  }
+
+  /**
+   * Why a promotion need not be sent: the person's own message of the place (the verdict in a
+   * first_come campaign, the allocation in a lottery) told them "won" already, or is still to be
+   * sent and will (its text is read when it is sent, after this promotion was written). A sender
+   * holding that message: this one waits until it is done. Null: the promotion is news.
+   */
+  async #toldAlready(campaign: Campaign, id: string): Promise<string | null> {
+    const kind = campaign.scarce?.allocation === 'lottery' ? 'allocation' : 'verdict'
+    const place = await placeNotice(this.deps.pool, id, kind)
+    if (!place) return null
+    if (place.state === 'pending') {
+      if (place.heldMs > 0) throw new ParkError('unavailable', place.heldMs)
+      return `its ${kind} message, still to be sent, tells it`
+    }
+    return place.state === 'sent' && place.told === 'won' ? `its ${kind} message told it` : null
   }
 
   /**
@@ -296,20 +331,21 @@ export class NoticeTask implements Task {
    * (first_come); a lottery's comes with its draw, as the allocation notice (migration 0014), so
    * whichever runs first, a person is told each thing once.
    */
-  async #text(campaign: Campaign, row: NoticeSubject): Promise<string | null> {
+  async #text(campaign: Campaign, row: NoticeSubject): Promise<{ text: string; told: Told | null } | null> {
     const texts = campaign.messages!
     const values = { code: showTrackingCode(row.code!), title: campaign.title }
-    if (this.kind === 'receipt') return fillText(texts.receipt, values)
+    const say = (text: string, told: Told | null = null) => ({ text: fillText(text, values), told })
+    if (this.kind === 'receipt') return say(texts.receipt)
     if (this.kind === 'verdict') {
-      if (row.status === 'rejected') return fillText(texts.rejected, values)
-      if (campaign.scarce?.allocation !== 'first_come') return fillText(texts.accepted, values)
+      if (row.status === 'rejected') return say(texts.rejected)
+      if (campaign.scarce?.allocation !== 'first_come') return say(texts.accepted)
     }
     const allocation = await allocationOf(this.deps.pool, campaign, row)
-    if (allocation?.state === 'won') return fillText(texts.won, values)
+    if (allocation?.state === 'won') return say(texts.won, 'won')
     // A promotion tells only of a place won (one given up again meanwhile: nothing to say).
     if (allocation?.state === 'waitlisted' && this.kind !== 'promotion')
-      return fillText(texts.waitlisted, values)
-    return this.kind === 'verdict' ? fillText(texts.accepted, values) : null
+      return say(texts.waitlisted, 'waitlisted')
+    return this.kind === 'verdict' ? say(texts.accepted) : null
   }
 
   async onRetry(
