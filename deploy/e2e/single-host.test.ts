@@ -22,6 +22,7 @@ const stack = new Stack(
   { http: await freePort(), admin: await freePort() },
 )
 const rows: Row[] = []
+const s1 = (ms: number) => `${(ms / 1000).toFixed(1)} s`
 /** Every id answered 202 in this file: all must be recorded, once, and verdicted at the end. */
 const promised: Sent[] = []
 
@@ -353,10 +354,13 @@ describe('single host: docker-compose.yml', () => {
   it('keeps every record across `docker compose down` and `up` (volumes), and verdicts every 202', async () => {
     const kept = await count(stack, promised)
     expect(kept.lost).toBe(0)
+    const tDown = Date.now()
     await stack.down({ volumes: false })
     const t0 = Date.now()
     await stack.up()
+    const tUp = Date.now()
     await stack.waitHealthy()
+    const tHealthy = Date.now()
     const again = await until(
       'a 202 through the edge after up',
       async () => {
@@ -381,7 +385,7 @@ describe('single host: docker-compose.yml', () => {
       lost: after.lost,
       duplicates: after.twice + after.dupRows + after.multi,
       recoverMs: upMs,
-      notes: `every 202 of this file; ${kept.total} records before down, ${after.total - 1} after up`,
+      notes: `every 202 of this file; ${kept.total} records before down, ${after.total - 1} after up; down ${s1(t0 - tDown)}, up ${s1(tUp - t0)}, healthy ${s1(tHealthy - tUp)} after`,
     })
     expect(after.lost).toBe(0)
     expect(after.total - 1).toBe(kept.total)
@@ -396,6 +400,9 @@ describe('single host: docker-compose.yml', () => {
       2000,
     )
     expect(verdicted.verdicted).toBe(promised.length)
+    console.log(
+      `compose down/up: every 202 verdicted ${s1(Date.now() - tHealthy)} after the stack was healthy`,
+    )
     // The look an operator takes (docs/deployment.md), as it is written there.
     const byStatus = await stack.exec(
       'postgres',

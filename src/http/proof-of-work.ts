@@ -54,7 +54,7 @@ export class ProofOfWork {
    * place, in the gateway under load, each step costs two to three times what it does in a loop
    * (caches shared with everything else): so no object per call that is not needed — the HMAC
    * from one-shot hashes (HmacSha256), the digests compared as bytes, the salt's two parameters
-   * read without a URLSearchParams, the spent set keyed by the digest's first 8 bytes.
+   * read without a URLSearchParams (21 → 15 µs a verification in place, decision 021).
    */
   verify(campaign: string, payload: string | undefined, now = Date.now()): PowRule | null {
     if (!payload) return 'missing'
