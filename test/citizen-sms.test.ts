@@ -219,6 +219,52 @@ describe('citizen SMS outbox', () => {
     expect(s.sim.sms.delivered.get(`verdict:${first}`)?.text).not.toContain(WON)
   })
 
+  it('a promotion waits for a sender holding the verdict message, and is sent when that one told "waitlisted"', async () => {
+    const s = await system({
+      sms: { max_attempts: 100, breaker: { consecutive_failures: 1000 } },
+      knobs: { sms: { outage: true } },
+      campaigns: { fc: { title: 'First come', capacity: 1, allocation: 'first_come' } },
+    })
+    const url = s.sabt.env.DATABASE_URL
+    const [first, second] = await submit(s, [
+      registration({ campaign: 'fc' }) as Reg,
+      registration({ campaign: 'fc' }) as Reg,
+    ])
+    await waitFor(
+      async () =>
+        (
+          await sql<{ n: number }>(
+            url,
+            "SELECT count(*)::int AS n FROM registrations WHERE campaign = 'fc' AND status = 'accepted'",
+          )
+        )[0]!.n === 2,
+      'both accepted (no checks)',
+    )
+    // A sender holds the second person's verdict message (its text read before the place came).
+    await sql(
+      url,
+      `UPDATE citizen_messages SET claimed_until = clock_timestamp() + interval '30 s'
+        WHERE registration_id = $1 AND kind = 'verdict'`,
+      [second],
+    )
+    await releasePlace(s.sabt.pool!, s.sabt.config.campaigns.get('fc')!, first!, 'operator')
+    await new Promise((r) => setTimeout(r, 1500)) // the promotion is tried meanwhile: it must wait
+    // That sender finishes: it told "waitlisted". The promotion is news, and goes once the provider is back.
+    await sql(
+      url,
+      `UPDATE citizen_messages SET state = 'sent', told = 'waitlisted', sent_at = now(), claimed_until = NULL
+        WHERE registration_id = $1 AND kind = 'verdict'`,
+      [second],
+    )
+    await s.knobs('sms', { outage: false })
+    const promoted = await waitFor(
+      () => s.sim.sms.delivered.get(`promotion:${second}`),
+      'the promotion SMS',
+      30_000,
+    )
+    expect(promoted.text).toContain('سهمیه به شما رسید')
+  })
+
   it('dead-letters receipts the provider keeps refusing, and a replay sends each exactly once', async () => {
     const s = await system({
       sms: { max_attempts: 2, breaker: { consecutive_failures: 1000 } },

@@ -510,12 +510,6 @@ export class LiveStats {
     return this.deps.config.sms ? [...rows, this.#smsRow(now)] : rows
   }
 
-  /**
-   * The SMS provider's row (issue 14: messages to citizens on the checks' machinery): texts the
-   * provider took per second, its errors and 429s, the circuit and the share of its rate limit.
-   * Its answered calls are timed in the checks' latency histogram (labelled with SMS_PROVIDER);
-   * retries go through the same delay tiers.
-   */
   /** A provider's p50 and p99 in ms over the table's window: bucket deltas summed over processes. */
   #latency(rings: Ring[], check: string): { p50: number | null; p99: number | null } {
     const n = this.#n
@@ -535,6 +529,12 @@ export class LiveStats {
     return { p50: ms(histogramQuantile(0.5, buckets)), p99: ms(histogramQuantile(0.99, buckets)) }
   }
 
+  /**
+   * The SMS provider's row (issue 14: messages to citizens on the checks' machinery): texts the
+   * provider took per second, its errors and 429s, the circuit and the share of its rate limit.
+   * Its answered calls are timed in the checks' latency histogram (labelled with SMS_PROVIDER);
+   * retries go through the same delay tiers.
+   */
   #smsRow(now: number): ProviderRow {
     const n = this.#n
     const W = TABLE_WINDOW_MS
