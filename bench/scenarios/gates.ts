@@ -33,6 +33,8 @@ const LABEL: Record<Variant, string> = {
  * shipped gateway, always first, was 8 % dearer than the same process with extra headers).
  */
 const inTurn = (run: number): Variant[] => VARIANTS.map((_, i) => VARIANTS[(i + run - 1) % VARIANTS.length]!)
+/** The variants whose requests carry a solution in X-Altcha. */
+const carries = (v: Variant) => v === 'pow' || v === 'header'
 const SECRET = 'bench-proof-of-work-secret-not-a-real-one'
 const MAX_NUMBER = 50_000
 
@@ -94,7 +96,7 @@ export const gates: Scenario = {
           durationS: s,
           campaign: v === 'pow' ? 'gated' : 'demo',
           base: allocateBase(),
-          ...(v === 'pow' || v === 'header' ? { altcha: await solutions(tag, s) } : {}),
+          ...(carries(v) ? { altcha: await solutions(tag, s) } : {}),
         })
       for (const v of VARIANTS) await load(v, 2, `warm-${v}`)
       await sabt.purgeAll()
@@ -102,8 +104,7 @@ export const gates: Scenario = {
       const runs: Run[] = []
       for (let run = 1; run <= ctx.runs; run++)
         for (const v of inTurn(run)) {
-          const altcha =
-            v === 'pow' || v === 'header' ? await solutions(`run-${run}`, durationS + 1) : undefined
+          const altcha = carries(v) ? await solutions(`run-${run}`, durationS + 1) : undefined
           const idle = await ctx.idle()
           const server = serverOf(v)
           const procs: Record<string, () => number | null> = { server: () => cpuSeconds(server.pid) }
@@ -145,17 +146,16 @@ export const gates: Scenario = {
       const open: OpenRun[] = []
       for (let run = 1; run <= ctx.runs; run++)
         for (const v of inTurn(run)) {
-          const altcha =
-            v === 'pow' || v === 'header'
-              ? await writeSolutions({
-                  secret: SECRET,
-                  campaign: 'gated',
-                  count: Math.round(rate * (openS + 3)),
-                  prefix: join(dir, `open-${run}`),
-                  threads: 1,
-                  maxNumber: MAX_NUMBER,
-                }).then(() => join(dir, `open-${run}.0`))
-              : undefined
+          const altcha = carries(v)
+            ? await writeSolutions({
+                secret: SECRET,
+                campaign: 'gated',
+                count: Math.round(rate * (openS + 3)),
+                prefix: join(dir, `open-${run}`),
+                threads: 1,
+                maxNumber: MAX_NUMBER,
+              }).then(() => join(dir, `open-${run}.0`))
+            : undefined
           const idle = await ctx.idle()
           const server = serverOf(v)
           const m = await measure({ server: () => cpuSeconds(server.pid) }, () =>
