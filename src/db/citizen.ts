@@ -1,4 +1,5 @@
 import type { Pool } from './pool.js'
+import { inTransaction } from './transaction.js'
 
 /**
  * The citizen's side (decision 021): tracking codes, the outbox of SMS owed to citizens (a row
@@ -244,9 +245,6 @@ export async function noticeCounts(pool: Pool): Promise<Record<string, number>> 
 
 // ---- one-time codes of "am I registered?" --------------------------------------------------
 
-/** The AAD a one-time code is sealed under (only until its SMS is sent). */
-export const otpAad = (id: string) => `lookup:${id}`
-
 export interface OtpSubject {
   id: string
   campaign: string
@@ -392,9 +390,7 @@ export async function requestLookup(
     smsLeaseMs: number
   },
 ): Promise<LookupRequest> {
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  return inTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 14))', [
       args.nationalIdIndex.toString('hex'),
     ])
@@ -427,10 +423,8 @@ export async function requestLookup(
     if (c.by_id >= args.limits.perNationalIdPerDay) out = limited('per_national_id', c.id_wait)
     else if (c.by_mobile >= args.limits.perMobilePerDay) out = limited('per_mobile', c.mobile_wait)
     else if (c.by_client >= args.limits.perClientPerHour) out = limited('per_client', c.client_wait)
-    if (out) {
-      await client.query('ROLLBACK')
-      return out
-    }
+    // Limited: nothing written (the transaction ends with the lock; it read only).
+    if (out) return out
     const reg = await client.query<{ id: string; mobile_sealed: Buffer | null; key_id: string }>(
       `SELECT id::text, mobile_sealed, key_id FROM registrations
         WHERE campaign = $1 AND national_id_index = $2 AND erased_at IS NULL`,
@@ -458,14 +452,8 @@ export async function requestLookup(
         args.smsLeaseMs,
       ],
     )
-    await client.query('COMMIT')
-    return { kind: 'made', id: args.id, registration: found }
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {})
-    throw err
-  } finally {
-    client.release()
-  }
+    return { kind: 'made', id: args.id, registration: found } satisfies LookupRequest
+  })
 }
 
 export const MAX_WRONG_CODES = 5
@@ -490,9 +478,7 @@ export async function verifyLookup(
     equal(a: Buffer, b: Buffer): boolean
   },
 ): Promise<LookupVerdict> {
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
+  return inTransaction(pool, async (client) => {
     const r = await client.query<{
       id: string
       registration_id: string | null
@@ -526,12 +512,6 @@ export async function verifyLookup(
           ? { kind: 'locked', retryAfterS: Math.max(1, row.expires_in_s) }
           : { kind: 'invalid' }
     }
-    await client.query('COMMIT')
     return out
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {})
-    throw err
-  } finally {
-    client.release()
-  }
+  })
 }
