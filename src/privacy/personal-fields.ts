@@ -60,3 +60,44 @@ export function resealField(
 ): Buffer {
   return sealField(sealer, recordId, field, openField(sealer, recordId, field, sealed, keyId))
 }
+
+// ---- "am I registered?": the blind indexes it counts and finds by, and the one-time code ----------
+
+/**
+ * The blind indexes a lookup request is counted and found by, each under its own prefix so that one
+ * value's index never equals another kind's: the national id's is the registration's own (above),
+ * a mobile's and a client address's are their own.
+ */
+export function mobileIndex(sealer: Sealer, mobile: string): Buffer {
+  return sealer.blindIndex(`mobile:${mobile}`)
+}
+
+export function clientIndex(sealer: Sealer, address: string): Buffer {
+  return sealer.blindIndex(`client:${address}`)
+}
+
+/** What a lookup's one-time code is stored as: its keyed hash, bound to the lookup. */
+export function otpHash(sealer: Sealer, lookupId: string, code: string): Buffer {
+  return sealer.blindIndex(`otp:${lookupId}:${code}`)
+}
+
+/** The associated data a one-time code is sealed under (only until its SMS is sent). */
+function otpAad(lookupId: string): string {
+  return `lookup:${lookupId}`
+}
+
+export function sealOtp(sealer: Sealer, lookupId: string, code: string): Buffer {
+  return sealer.seal(code, otpAad(lookupId))
+}
+
+export function openOtp(sealer: Sealer, lookupId: string, sealed: Buffer, keyId: string): string {
+  return sealer.open(sealed, keyId, otpAad(lookupId))
+}
+
+/**
+ * The key a check's cached answer is kept under: the request it sent (which carries the fields it
+ * opened) reduced to a blind index, so the cache holds no personal data in clear.
+ */
+export function checkCacheKey(sealer: Sealer, check: string, request: unknown): Buffer {
+  return sealer.blindIndex(`${check}\u0000${JSON.stringify(request)}`)
+}

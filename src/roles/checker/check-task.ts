@@ -27,7 +27,7 @@ import { Batcher } from '../../lib/batcher.js'
 import { TokenBucket } from '../../lib/token-bucket.js'
 import { idsPerCheckMessage } from '../../mq/messages.js'
 import { CALLBACK } from '../../mq/topology.js'
-import { openField } from '../../privacy/personal-fields.js'
+import { checkCacheKey, openField } from '../../privacy/personal-fields.js'
 import type { RoleDeps } from '../role.js'
 import { Holds } from './held.js'
 import {
@@ -230,8 +230,7 @@ export class CheckTask implements Task {
       }
     }
     const request = await this.provider.buildRequest(subject)
-    const key =
-      this.check.cache_ttl_s > 0 ? sealer.blindIndex(`${this.name}\u0000${JSON.stringify(request)}`) : null
+    const key = this.check.cache_ttl_s > 0 ? checkCacheKey(sealer, this.name, request) : null
     return { request, key }
   }
 

@@ -18,7 +18,6 @@ import {
   loadOtpSubject,
   type NoticeKind,
   type NoticeSubject,
-  otpAad,
   placeNotice,
   recordNoticeRetries,
   releaseNotice,
@@ -33,7 +32,7 @@ import type { MqClient } from '../../mq/connection.js'
 import { SMS_ROUTES, type SmsKind } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 import { type Metrics, SMS_PROVIDER } from '../../observability/metrics.js'
-import { openField } from '../../privacy/personal-fields.js'
+import { openField, openOtp } from '../../privacy/personal-fields.js'
 import type { Sealer } from '../../privacy/sealing.js'
 import {
   classifyStatus,
@@ -393,7 +392,7 @@ export class OtpTask implements Task {
       return []
     }
     if ((await claimOtp(pool, id, holdFor(this.sender.sms))) > 0) throw new ParkError('unavailable', 1000)
-    const code = sealer.open(row.code_sealed, row.key_id, otpAad(id))
+    const code = openOtp(sealer, id, row.code_sealed, row.key_id)
     const to = openField(sealer, row.registration_id, 'mobile', row.mobile_sealed, row.reg_key_id)
     try {
       await this.sender.send(

@@ -5,7 +5,6 @@ import type { SabtConfig } from '../../config/campaigns.js'
 import {
   type LookupLimits,
   normaliseTrackingCode,
-  otpAad,
   registrationOfCode,
   requestLookup,
   showTrackingCode,
@@ -22,7 +21,7 @@ import type { Publisher } from '../../mq/publisher.js'
 import { SMS_ROUTES } from '../../mq/topology.js'
 import type { Logger } from '../../observability/logger.js'
 import { isUuid, lookupThroughReplica, publicStatus } from '../../operations/index.js'
-import { openField } from '../../privacy/personal-fields.js'
+import { clientIndex, mobileIndex, openField, otpHash, sealOtp } from '../../privacy/personal-fields.js'
 import type { Sealer } from '../../privacy/sealing.js'
 import { RegistrationStatus } from './routes.js'
 
@@ -95,10 +94,10 @@ export async function citizenRoutes(app: FastifyInstance, opts: CitizenRouteOpti
       nationalId: nid.value,
       mobile: mobile.value,
       nationalIdIndex: sealer.blindIndex(nid.value),
-      mobileIndex: sealer.blindIndex(`mobile:${mobile.value}`),
+      mobileIndex: mobileIndex(sealer, mobile.value),
     }
   }
-  const codeHash = (lookupId: string, code: string) => sealer.blindIndex(`otp:${lookupId}:${code}`)
+  const codeHash = (lookupId: string, code: string) => otpHash(sealer, lookupId, code)
 
   app.get(
     '/v1/campaigns/:campaign/registrations/:ref',
@@ -170,7 +169,7 @@ export async function citizenRoutes(app: FastifyInstance, opts: CitizenRouteOpti
         campaign: c.slug,
         nationalIdIndex: p.nationalIdIndex,
         mobileIndex: p.mobileIndex,
-        clientIndex: sealer.blindIndex(`client:${request.ip}`),
+        clientIndex: clientIndex(sealer, request.ip),
         ttlS: opts.codeTtlS,
         limits: opts.limits,
         matches: (reg) => {
@@ -184,7 +183,7 @@ export async function citizenRoutes(app: FastifyInstance, opts: CitizenRouteOpti
           const code = String(randomInt(0, 1_000_000)).padStart(6, '0')
           return {
             hash: codeHash(id, code),
-            sealed: sealer.seal(code, otpAad(id)),
+            sealed: sealOtp(sealer, id, code),
             keyId: sealer.currentKeyId,
           }
         },
