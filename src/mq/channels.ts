@@ -1,17 +1,25 @@
 import type { Channel, ChannelModel } from 'amqplib'
 
 /**
- * Closes a channel, waiting at most `ms` for the broker's close-ok: a broker that does not answer
- * (frozen, under an alarm, gone) must never hold a shutdown or a snapshot hostage. The one copy
- * of this race in Sabt.
+ * Closes a channel or a connection, waiting at most `ms` for the broker's close-ok: a broker that
+ * does not answer (frozen, under an alarm, gone) must never hold a shutdown, a reconnection or a
+ * snapshot hostage. `onLate` runs when the wait ran out (a connection cuts its socket there). The
+ * one copy of this race in Sabt.
  */
-export async function closeWithin(ch: Channel | null | undefined, ms = 1000): Promise<void> {
-  if (!ch) return
+export async function closeWithin(
+  closable: { close(): Promise<unknown> } | null | undefined,
+  ms = 1000,
+  onLate?: () => void,
+): Promise<void> {
+  if (!closable) return
   let timer: NodeJS.Timeout | undefined
   await Promise.race([
-    ch.close().catch(() => {}),
+    closable.close().catch(() => {}),
     new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms)
+      timer = setTimeout(() => {
+        onLate?.()
+        resolve()
+      }, ms)
     }),
   ])
   clearTimeout(timer)

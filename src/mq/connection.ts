@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import amqp, { type ChannelModel, type RecoveringChannelModel } from 'amqplib'
 import type { Logger } from '../observability/logger.js'
+import { closeWithin } from './channels.js'
 import { declareTopology, type TopologyNames, type TopologyOptions, topologyNames } from './topology.js'
 
 /** Called on every (re)connection, after the topology is declared: open channels, start consumers. */
@@ -130,17 +131,7 @@ export class MqClient extends EventEmitter {
       // too, so a close the broker does not answer would hang the recovery just the same.
       const m = model as ChannelModel & { connection?: { stream?: { destroy(): void } } }
       m.on('error', () => {})
-      let closeTimer: NodeJS.Timeout | undefined
-      await Promise.race([
-        model.close().catch(() => {}),
-        new Promise<void>((resolve) => {
-          closeTimer = setTimeout(() => {
-            m.connection?.stream?.destroy()
-            resolve()
-          }, 2000)
-        }),
-      ])
-      clearTimeout(closeTimer)
+      await closeWithin(model, 2000, () => m.connection?.stream?.destroy())
       throw err
     } finally {
       clearTimeout(timer)
@@ -229,15 +220,7 @@ export class MqClient extends EventEmitter {
   async close(): Promise<void> {
     this.#closing = true
     const model = this.#model as (ChannelModel & { connection?: { stream?: { destroy(): void } } }) | null
-    let timer: NodeJS.Timeout | undefined
-    const cutOff = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        model?.connection?.stream?.destroy()
-        resolve()
-      }, 3000)
-    })
-    await Promise.race([this.#conn?.close().catch(() => {}), cutOff])
-    clearTimeout(timer)
+    await closeWithin(this.#conn, 3000, () => model?.connection?.stream?.destroy())
     this.#model = null
   }
 }
