@@ -14,6 +14,14 @@ module.exports = {
       to: { path: '^src/roles/[^/]+/', pathNot: '^src/roles/$1/' },
     },
     {
+      name: 'a-role-is-entered-by-its-index',
+      comment:
+        'The runtime and the CLI reach a role through its entry (src/roles/<role>/index.ts) and the shared src/roles/role.ts, never its internals.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/roles/' },
+      to: { path: '^src/roles/[^/]+/', pathNot: '^src/roles/[^/]+/index\\.ts$' },
+    },
+    {
       name: 'only-mq-talks-to-the-broker',
       comment: 'amqplib is used only in src/mq/ (channels, publisher, consumer, stats, taken messages).',
       severity: 'error',

@@ -23,7 +23,7 @@ async function depcruise(cwd: string): Promise<{ code: number; out: string }> {
 }
 
 describe('house rules', () => {
-  it('refuse an import between roles, amqplib outside src/mq/, a layer importing a role, and a cycle', async () => {
+  it("refuse an import between roles, amqplib outside src/mq/, a layer importing a role, a role's internals from outside it, and a cycle", async () => {
     const r = await depcruise(resolve(root, 'test/fixtures/house-rules'))
     expect(r.code).not.toBe(0)
     expect(r.out).toMatch(
@@ -31,6 +31,9 @@ describe('house rules', () => {
     )
     expect(r.out).toMatch(/only-mq-talks-to-the-broker: src\/roles\/gateway\/index\.ts → .*amqplib/)
     expect(r.out).toMatch(/layers-below-the-roles: src\/db\/pool\.ts → src\/roles\/checker\/index\.ts/)
+    expect(r.out).toMatch(
+      /a-role-is-entered-by-its-index: src\/runtime\/start\.ts → src\/roles\/checker\/queue\.ts/,
+    )
     expect(r.out).toMatch(/no-circular/)
   })
 

@@ -20,10 +20,8 @@ import { type Checker, startChecker } from '../roles/checker/index.js'
 import { type StartedGateway, startGateway } from '../roles/gateway/index.js'
 import { type Recorder, startRecorder } from '../roles/recorder/index.js'
 import { need, type RoleContext } from '../roles/role.js'
-import { startSimulator } from '../roles/simulator/index.js'
-import type { Simulator } from '../roles/simulator/server.js'
-import { startStatus } from '../roles/status/index.js'
-import type { LiveStats } from '../roles/status/live.js'
+import { type StartedSimulator, startSimulator } from '../roles/simulator/index.js'
+import { type StartedStatus, startStatus } from '../roles/status/index.js'
 
 export const ROLES = ['gateway', 'recorder', 'checker', 'status', 'simulator'] as const
 export type Role = (typeof ROLES)[number]
@@ -67,9 +65,9 @@ export interface Running {
   readPool: Pool | null
   recorder: Recorder | null
   checker: Checker | null
-  simulator: Simulator | null
+  simulator: StartedSimulator['simulator'] | null
   /** The status role's live numbers (from every process's stats snapshots). */
-  live: LiveStats | null
+  live: StartedStatus['live'] | null
   /** This process's stats snapshots, published once a second for the status role. */
   stats: StatsPublisher | null
   /** The simulator's address, when it listens. */
