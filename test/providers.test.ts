@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
@@ -5,9 +6,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { loadConfigFile } from '../src/config/campaigns.js'
+import { resolveSecrets } from '../src/config/secrets.js'
+import { createLogger } from '../src/observability/logger.js'
+import { openField } from '../src/privacy/personal-fields.js'
+import { Sealer } from '../src/privacy/sealing.js'
+import { startSabt } from '../src/runtime/start.js'
 import {
   captureLogger,
   registration,
+  sql,
   startTestSabt,
   type TestSabt,
   testEnv,
@@ -35,6 +42,26 @@ checks:
   registry: { provider: registry, url: '${providerUrl}', timeout_ms: 1000, concurrency: 4, rate_per_second: 500 }
 campaigns:
   demo: { title: Demo, checks: [registry], callback_url: '${callbackUrl}' }
+`
+
+/**
+ * A provider that needs the national id and nothing else. One attempt: an error (a field that
+ * cannot be opened) is a `failed` record at once, not a wait through the retry tiers.
+ */
+const NID_ONLY_YAML = (providerUrl: string) => `
+retry_tiers: [200ms]
+providers:
+  nid_only:
+    fields: [national_id]
+    body: '{"nid": national_id}'
+    answer:
+      outcome: 'ok = true ? "passed" : ok = false ? "failed"'
+    samples:
+      - { answer: { ok: true }, outcome: passed }
+checks:
+  nid_only: { provider: nid_only, url: '${providerUrl}', timeout_ms: 1000, max_attempts: 1 }
+campaigns:
+  demo: { title: Demo, checks: [nid_only] }
 `
 
 async function listen(server: Server): Promise<string> {
@@ -153,5 +180,68 @@ describe('declarative providers', () => {
     expect(metrics).toContain('campaign="demo",check="registry",reason="deceased"} 1')
     expect(lines.some((l) => l.includes('"reason":"deceased"'))).toBe(true)
     expect(lines.filter((l) => l.includes('deceased on'))).toEqual([])
+  })
+
+  it('opens only the sealed fields a provider names: a record whose mobile cannot be opened still passes a check that needs only the national id', async () => {
+    const asked: Record<string, unknown>[] = []
+    const provider = createServer(async (req, res) => {
+      asked.push(JSON.parse(await readBody(req)) as Record<string, unknown>)
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true }))
+    })
+    const providerUrl = await listen(provider)
+    cleanups.push(async () => {
+      provider.close()
+    })
+    const dir = mkdtempSync(join(tmpdir(), 'sabt-providers-'))
+    const file = join(dir, 'sabt.yaml')
+    writeFileSync(file, NID_ONLY_YAML(`${providerUrl}/v1/verify`))
+    const config = loadConfigFile(file, {})
+    // No checker yet: the record is tampered with before any check can read it.
+    const sabt = await startTestSabt({ roles: ['gateway', 'recorder'], config })
+    cleanups.push(() => sabt.cleanup())
+
+    const r = registration() as Record<string, string>
+    const res = await sabt.app.inject({ method: 'POST', url: '/v1/registrations', payload: r })
+    expect(res.statusCode).toBe(202)
+    const id = res.json<{ id: string }>().id
+    const url = sabt.env.DATABASE_URL
+    await waitFor(
+      async () => (await sql(url, 'SELECT 1 FROM registrations WHERE id = $1', [id])).length === 1,
+      'the record',
+    )
+
+    // The sealed mobile becomes bytes no key opens; the national id is left as it was sealed.
+    await sql(url, 'UPDATE registrations SET mobile_sealed = $2 WHERE id = $1', [id, randomBytes(64)])
+    const [row] = await sql<{ mobile_sealed: Buffer; key_id: string }>(
+      url,
+      'SELECT mobile_sealed, key_id FROM registrations WHERE id = $1',
+      [id],
+    )
+    const sealer = new Sealer(resolveSecrets(sabt.env).dataKeys)
+    // Opening it is what a checker that opened every field would do, and it throws.
+    expect(() => openField(sealer, id, 'mobile', row!.mobile_sealed, row!.key_id)).toThrow()
+
+    const checker = await startSabt({
+      roles: ['checker'],
+      env: sabt.env,
+      config,
+      log: createLogger({ level: 'error' }),
+      migrate: false,
+      listen: false,
+    })
+    cleanups.push(() => checker.stop())
+
+    const status = await waitFor(async () => {
+      const [s] = await sql<{ status: string }>(url, 'SELECT status FROM registrations WHERE id = $1', [id])
+      return s && ['accepted', 'rejected', 'failed'].includes(s.status) ? s.status : null
+    }, 'the verdict')
+    expect(status).toBe('accepted')
+    expect(asked).toEqual([{ nid: r.national_id }])
+    const outcomes = await sql(
+      url,
+      'SELECT check_name, outcome FROM check_results WHERE registration_id = $1',
+      [id],
+    )
+    expect(outcomes).toEqual([{ check_name: 'nid_only', outcome: 'passed' }])
   })
 })
