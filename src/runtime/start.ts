@@ -103,6 +103,71 @@ async function dbReachable(pool: Pool): Promise<boolean> {
 }
 
 /**
+ * The databases the roles read and write, ready: a database that is not there stops the start
+ * with one line that says what to do (for the roles that need it; a gateway alone takes
+ * registrations without it, partner keys load later); migrations and the campaigns' rows when
+ * asked (npm start); the status role's replica pool when DATABASE_READ_URL names one.
+ */
+async function openDatabases(o: {
+  env: Env
+  log: Logger
+  config: SabtConfig
+  roles: readonly Role[]
+  migrate: boolean
+}): Promise<{ pool: Pool | null; readPool: Pool | null }> {
+  const { env, log, roles } = o
+  const has = (r: Role) => roles.includes(r)
+  const needsDb = has('recorder') || has('checker') || has('status')
+  if (needsDb || (has('gateway') && o.migrate))
+    await probeDatabase(env.DATABASE_URL, { willCreate: o.migrate })
+  if ((needsDb || has('gateway')) && o.migrate) await migrate(env.DATABASE_URL, log)
+  const pool = needsDb
+    ? createPool(env.DATABASE_URL, { max: env.DATABASE_POOL_SIZE, log, name: `sabt-${roles.join('+')}` })
+    : null
+  const readPool =
+    has('status') && env.DATABASE_READ_URL
+      ? createPool(env.DATABASE_READ_URL, { max: env.DATABASE_POOL_SIZE, log, name: 'sabt-status-read' })
+      : pool
+  if (pool && o.migrate)
+    await syncCampaigns(pool, o.config.campaigns.values(), { citizenSms: o.config.sms !== null })
+  return { pool, readPool }
+}
+
+/**
+ * Ready means: what this process's roles need is reachable. The status role needs only the
+ * database — the dashboard must stay up when the broker is what broke. `intake` is the gateway's
+ * (null: no gateway, or not started yet).
+ */
+function readinessOf(o: {
+  mq: MqClient | null
+  needsBroker: boolean
+  intake: () => boolean | null
+  pool: Pool | null
+  readPool: Pool | null
+}): () => Promise<Readiness> {
+  return async () => {
+    const components: Record<string, 'up' | 'down'> = {}
+    const required: string[] = []
+    if (o.mq) components.broker = o.mq.connected ? 'up' : 'down'
+    if (o.needsBroker) required.push('broker')
+    const intake = o.intake()
+    if (intake !== null) {
+      components.intake = intake ? 'up' : 'down'
+      required.push('intake')
+    }
+    if (o.pool) {
+      components.database = (await dbReachable(o.pool)) ? 'up' : 'down'
+      required.push('database')
+    }
+    if (o.readPool && o.readPool !== o.pool) {
+      components.database_read = (await dbReachable(o.readPool)) ? 'up' : 'down'
+      required.push('database_read')
+    }
+    return { ready: required.every((c) => components[c] === 'up'), components }
+  }
+}
+
+/**
  * Starts the given roles in this process, sharing one broker connection, one database pool and
  * one HTTP server (health, readiness and metrics on every role; the API on gateway and status).
  * It only composes: what a role does is in its entry, `src/roles/<role>/index.ts`. The simulator,
@@ -121,7 +186,6 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   )
   const metrics = new Metrics()
   const has = (r: Role) => roles.includes(r)
-  const needsDb = has('recorder') || has('checker') || has('status')
   const needsBroker = has('gateway') || has('recorder') || has('checker')
   const needsMq = needsBroker || has('status') // status: queue depths and replay
   const sealsAtGateway = has('gateway') && env.SABT_SEAL_AT === 'gateway'
@@ -140,26 +204,16 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
       )
     : null
 
-  // A database that is not there stops the start with one line that says what to do — for the
-  // roles that need it. A gateway alone takes registrations without it (partner keys load later).
-  if (needsDb || (has('gateway') && opts.migrate)) {
-    try {
-      await probeDatabase(env.DATABASE_URL, { willCreate: opts.migrate ?? false })
-    } catch (err) {
-      await sim?.simulator.close().catch(() => {})
-      throw err
-    }
-  }
-  if ((needsDb || has('gateway')) && opts.migrate) await migrate(env.DATABASE_URL, log)
-  const pool = needsDb
-    ? createPool(env.DATABASE_URL, { max: env.DATABASE_POOL_SIZE, log, name: `sabt-${roles.join('+')}` })
-    : null
-  const readPool =
-    has('status') && env.DATABASE_READ_URL
-      ? createPool(env.DATABASE_READ_URL, { max: env.DATABASE_POOL_SIZE, log, name: 'sabt-status-read' })
-      : pool
-  if (pool && opts.migrate)
-    await syncCampaigns(pool, config.campaigns.values(), { citizenSms: config.sms !== null })
+  const { pool, readPool } = await openDatabases({
+    env,
+    log,
+    config,
+    roles,
+    migrate: opts.migrate ?? false,
+  }).catch(async (err) => {
+    await sim?.simulator.close().catch(() => {})
+    throw err
+  })
   // The recorder seals personal data (or the gateway, before it reaches the broker, with
   // SABT_SEAL_AT=gateway); the status role opens sealed fields only to show them masked.
   const sealer =
@@ -177,27 +231,7 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
   if (stats) onStop(() => stats.stop())
 
   let gateway: StartedGateway | null = null
-  // Ready means: what this process's roles need is reachable. The status role needs only the
-  // database — the dashboard must stay up when the broker is what broke.
-  const readiness = async (): Promise<Readiness> => {
-    const components: Record<string, 'up' | 'down'> = {}
-    const required: string[] = []
-    if (mq) components.broker = mq.connected ? 'up' : 'down'
-    if (needsBroker) required.push('broker')
-    if (gateway) {
-      components.intake = gateway.ready() ? 'up' : 'down'
-      required.push('intake')
-    }
-    if (pool) {
-      components.database = (await dbReachable(pool)) ? 'up' : 'down'
-      required.push('database')
-    }
-    if (readPool && readPool !== pool) {
-      components.database_read = (await dbReachable(readPool)) ? 'up' : 'down'
-      required.push('database_read')
-    }
-    return { ready: required.every((c) => components[c] === 'up'), components }
-  }
+  const readiness = readinessOf({ mq, needsBroker, intake: () => gateway?.ready() ?? null, pool, readPool })
 
   const app = await buildServer({
     log,
