@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import Fastify from 'fastify'
 import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
-import { classifyDbError } from '../src/db/errors.js'
+import { classifyDbError, sqlState } from '../src/db/errors.js'
 import { createPool } from '../src/db/pool.js'
 import { errorAnswers } from '../src/http/error-answers.js'
 import { createLogger } from '../src/observability/logger.js'
@@ -65,11 +65,12 @@ describe('the database failing as a whole', () => {
     const c = new pg.Client({ connectionString: env.DATABASE_URL })
     await c.connect()
     cleanups.push(() => c.end())
-    const fail = (text: string) =>
-      c.query(text).then(
+    const failOn = (client: pg.Client, text: string) =>
+      client.query(text).then(
         () => null,
         (err: unknown) => err,
       )
+    const fail = (text: string) => failOn(c, text)
     await c.query("CREATE TABLE t (id int PRIMARY KEY, v text CHECK (v <> 'x'))")
     await c.query("INSERT INTO t VALUES (1, 'a')")
     expect(classifyDbError(await fail("INSERT INTO t VALUES (1, 'b')"))).toBe('data') // 23505
@@ -81,6 +82,39 @@ describe('the database failing as a whole', () => {
     expect(classifyDbError(await fail("BEGIN READ ONLY; INSERT INTO t VALUES (3, 'c')"))).toBe('unavailable') // 25006
     await c.query('ROLLBACK')
     expect(classifyDbError(await fail('SELECT 1/0'))).toBe('data') // 22012
+
+    // 40001 and 40P01 for real, from two sessions on a table of their own.
+    const c2 = new pg.Client({ connectionString: env.DATABASE_URL })
+    await c2.connect()
+    cleanups.push(() => c2.end())
+    await c.query('CREATE TABLE pair (id int PRIMARY KEY, n int NOT NULL)')
+    await c.query('INSERT INTO pair VALUES (1, 0), (2, 0)')
+    // The first updates a row the second changed and committed after the first's snapshot.
+    await c.query('BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT n FROM pair WHERE id = 1')
+    await c2.query('BEGIN ISOLATION LEVEL SERIALIZABLE; UPDATE pair SET n = n + 1 WHERE id = 1; COMMIT')
+    const serialization = await fail('UPDATE pair SET n = n + 1 WHERE id = 1')
+    await c.query('ROLLBACK')
+    expect(sqlState(serialization)).toBe('40001')
+    expect(classifyDbError(serialization)).toBe('unavailable')
+    // Each holds one row and asks for the other's; the second looks for the cycle first (100 ms).
+    await c.query('BEGIN; UPDATE pair SET n = n + 1 WHERE id = 1')
+    await c2.query("BEGIN; SET LOCAL deadlock_timeout = '100ms'; UPDATE pair SET n = n + 1 WHERE id = 2")
+    const settled = await Promise.all([
+      fail('UPDATE pair SET n = n + 1 WHERE id = 2'),
+      failOn(c2, 'UPDATE pair SET n = n + 1 WHERE id = 1'),
+    ])
+    await c.query('ROLLBACK')
+    await c2.query('ROLLBACK')
+    const deadlocks = settled.filter((err) => err !== null)
+    expect(deadlocks.map(sqlState)).toEqual(['40P01'])
+    expect(classifyDbError(deadlocks[0])).toBe('unavailable')
+    // Disk full and out of memory cannot be caused safely: the server's error, built with its code.
+    for (const code of ['53100', '53200']) {
+      const err = new pg.DatabaseError('insufficient resources', 0, 'error')
+      err.code = code
+      expect(classifyDbError(err), code).toBe('unavailable')
+    }
+
     expect(classifyDbError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe(
       'unavailable',
     )
