@@ -126,6 +126,29 @@ describe('publisher', () => {
     await proxy.restore()
     await waitFor(() => mq.connected, 'reconnected', 30_000)
   })
+
+  it('takes every returned publish out of its map when its confirm comes (the map leaked)', async () => {
+    const { mq, publisher, publish, results } = await setup({ maxInFlight: 10_000, confirmTimeoutMs: 10_000 })
+    // No queue is bound to this key: the broker returns each one before confirming it. Some share
+    // one message id, as a replay's do, so the count per id must come down to nothing too.
+    const shared = uniqueName('m')
+    const outcomes = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) =>
+        publisher
+          .publish(mq.names.intakeExchange, 'nowhere', Buffer.from('{}'), {
+            messageId: i % 10 === 0 ? shared : uniqueName('m'),
+          })
+          .then(
+            () => 'ack',
+            (e: unknown) => (e instanceof PublishError ? e.kind : 'threw'),
+          ),
+      ),
+    )
+    expect(outcomes).toEqual(Array(1000).fill('returned'))
+    expect((await results()).returned).toBe(1000)
+    expect(publisher.pendingReturns).toBe(0)
+    expect(await publish()).toBe('ack')
+  })
 })
 
 async function metricsBackpressure(publisher: Publisher): Promise<number> {

@@ -101,6 +101,11 @@ export class Publisher {
     return this.#held
   }
 
+  /** Message ids with a returned publish still awaiting its confirm (each confirm takes its own out). */
+  get pendingReturns(): number {
+    return this.#returns.size
+  }
+
   async #open(model: ChannelModel): Promise<void> {
     if (this.#closed) return
     const ch = await model.createConfirmChannel()
