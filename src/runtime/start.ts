@@ -1,4 +1,3 @@
-import type { FastifyInstance } from 'fastify'
 import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../config/campaigns.js'
 import { type Env, parseTrustProxy } from '../config/env.js'
 import { compileProviders } from '../config/providers.js'
@@ -53,16 +52,10 @@ export interface StartOptions {
   tokenClock?: () => number
 }
 
-export interface Running {
+/** A started process: what its roles were given (the shared part of their RoleContext), and the roles' handles. */
+export interface Running
+  extends Pick<RoleContext, 'env' | 'config' | 'log' | 'metrics' | 'app' | 'mq' | 'pool' | 'readPool'> {
   roles: readonly Role[]
-  env: Env
-  config: SabtConfig
-  log: Logger
-  metrics: Metrics
-  app: FastifyInstance
-  mq: MqClient | null
-  pool: Pool | null
-  readPool: Pool | null
   recorder: Recorder | null
   checker: Checker | null
   simulator: StartedSimulator['simulator'] | null
@@ -246,15 +239,9 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     roles,
   })
 
+  const shared = { env, config, log, metrics, app, mq, pool, readPool }
   const ctx: RoleContext = {
-    env,
-    config,
-    log,
-    metrics,
-    app,
-    mq,
-    pool,
-    readPool,
+    ...shared,
     sealer,
     secrets,
     onStop,
@@ -305,15 +292,8 @@ export async function startSabt(opts: StartOptions): Promise<Running> {
     }
 
   return {
+    ...shared,
     roles,
-    env,
-    config,
-    log,
-    metrics,
-    app,
-    mq,
-    pool,
-    readPool,
     recorder,
     checker,
     simulator: sim?.simulator ?? null,
