@@ -1,13 +1,8 @@
-import type { SabtConfig } from '../../config/campaigns.js'
 import { claimDueCallbacks } from '../../db/checks.js'
-import type { Pool } from '../../db/pool.js'
-import { groupBy, Periodic } from '../../lib/periodic.js'
-import type { MqClient } from '../../mq/connection.js'
+import { groupBy } from '../../lib/periodic.js'
 import { chunk } from '../../mq/messages.js'
 import { CALLBACK } from '../../mq/topology.js'
-import type { Logger } from '../../observability/logger.js'
-import type { Metrics } from '../../observability/metrics.js'
-import type { Redirector } from './redirect.js'
+import { Sweeper, type SweeperDeps } from './sweeper.js'
 
 /** Callbacks claimed per sweep, and ids per callback message (the callback worker's own size). */
 const CLAIM = 1000
@@ -24,43 +19,16 @@ const IDS_PER_MESSAGE = 200
  * While the callback queue holds a backlog, the sweep waits: those callbacks are late, not lost,
  * and copies would only lengthen the queue.
  */
-export class CallbackSweeper {
-  readonly #periodic: Periodic<number>
-
-  constructor(
-    readonly deps: {
-      mq: MqClient
-      pool: Pool
-      config: SabtConfig
-      redirect: Redirector
-      metrics: Metrics
-      log: Logger
-    },
-    readonly opts: { everyMs: number; leaseMs: number },
-  ) {
-    this.#periodic = new Periodic(
-      () => this.#sweep(),
-      opts.everyMs,
-      (err) => deps.log.warn({ event: 'callback.sweep_failed', err: (err as Error).message }),
-    )
+export class CallbackSweeper extends Sweeper {
+  constructor(deps: SweeperDeps, opts: { everyMs: number; leaseMs: number }) {
+    super(deps, opts, 'callback.sweep_failed')
   }
 
-  start(): void {
-    const campaigns = [...this.deps.config.campaigns.values()].filter((c) => c.callbackUrl)
-    if (campaigns.length === 0) return // no campaign here has a callback to owe
-    this.#periodic.start()
+  protected override owesAnything(): boolean {
+    return [...this.deps.config.campaigns.values()].some((c) => c.callbackUrl) // a callback to owe
   }
 
-  stop(): Promise<void> {
-    return this.#periodic.stop()
-  }
-
-  /** One sweep now (or the one in progress): the number of messages published. */
-  sweep(): Promise<number> {
-    return this.#periodic.run()
-  }
-
-  async #sweep(): Promise<number> {
+  protected async sweepOnce(): Promise<number> {
     const { mq, pool, config, redirect, metrics, log } = this.deps
     // Only campaigns this configuration can send for: others stay pending for a checker that can.
     const campaigns = [...config.campaigns.values()].filter((c) => c.callbackUrl).map((c) => c.slug)

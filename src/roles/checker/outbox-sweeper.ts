@@ -1,13 +1,8 @@
-import type { SabtConfig } from '../../config/campaigns.js'
 import { claimDueNotices, claimDueOtps, NOTICE_KINDS } from '../../db/citizen.js'
-import type { Pool } from '../../db/pool.js'
-import { groupBy, Periodic } from '../../lib/periodic.js'
-import type { MqClient } from '../../mq/connection.js'
+import { groupBy } from '../../lib/periodic.js'
 import { chunk } from '../../mq/messages.js'
 import { SMS_ROUTES } from '../../mq/topology.js'
-import type { Logger } from '../../observability/logger.js'
-import type { Metrics } from '../../observability/metrics.js'
-import type { Redirector } from './redirect.js'
+import { Sweeper, type SweeperDeps } from './sweeper.js'
 
 const CLAIM = 2000
 const IDS_PER_MESSAGE = 200
@@ -22,41 +17,12 @@ const MAX_QUEUED_MESSAGES = 500
  * transaction), and those whose message was lost (due again a lease later). The SMS task sends
  * only what is still pending.
  */
-export class OutboxSweeper {
-  readonly #periodic: Periodic<number>
-
-  constructor(
-    readonly deps: {
-      mq: MqClient
-      pool: Pool
-      config: SabtConfig
-      redirect: Redirector
-      metrics: Metrics
-      log: Logger
-    },
-    readonly opts: { everyMs: number; leaseMs: number },
-  ) {
-    this.#periodic = new Periodic(
-      () => this.#sweep(),
-      opts.everyMs,
-      (err) => deps.log.warn({ event: 'outbox.sweep_failed', err: (err as Error).message }),
-    )
+export class OutboxSweeper extends Sweeper {
+  constructor(deps: SweeperDeps, opts: { everyMs: number; leaseMs: number }) {
+    super(deps, opts, 'outbox.sweep_failed')
   }
 
-  start(): void {
-    this.#periodic.start()
-  }
-
-  stop(): Promise<void> {
-    return this.#periodic.stop()
-  }
-
-  /** One sweep now (or the one in progress): the number of messages published. */
-  sweep(): Promise<number> {
-    return this.#periodic.run()
-  }
-
-  async #sweep(): Promise<number> {
+  protected async sweepOnce(): Promise<number> {
     const { mq, pool, config, redirect, metrics } = this.deps
     const campaigns = [...config.campaigns.values()].filter((c) => c.messages).map((c) => c.slug)
     let published = 0
