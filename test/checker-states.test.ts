@@ -6,6 +6,7 @@ import { buildConfig, type SabtConfig } from '../src/config/campaigns.js'
 import { recordAttempt, recordOutcomes } from '../src/db/checks.js'
 import { migrate } from '../src/db/migrate.js'
 import { createPool } from '../src/db/pool.js'
+import { ATTEMPT_HEADER, encodeCheckBatch } from '../src/mq/messages.js'
 import { Publisher } from '../src/mq/publisher.js'
 import { CALLBACK } from '../src/mq/topology.js'
 import { createLogger } from '../src/observability/logger.js'
@@ -90,7 +91,7 @@ async function submit(s: Running, n: number, overrides: Record<string, unknown> 
 }
 
 /** A verdict callback receiver: every POST it took, by id, with its idempotency key. */
-async function receiver(): Promise<{
+async function receiver(delayMs = 0): Promise<{
   server: Server
   url: string
   got: { id: string; key: string }[]
@@ -102,7 +103,7 @@ async function receiver(): Promise<{
     req.on('data', (c) => (body += c))
     req.on('end', () => {
       got.push({ id: JSON.parse(body).id, key: String(req.headers['idempotency-key']) })
-      res.writeHead(204).end()
+      setTimeout(() => res.writeHead(204).end(), delayMs)
     })
   })
   server.listen(0, '127.0.0.1')
@@ -340,6 +341,50 @@ describe('checker: every path ends in the right state', () => {
     expect(rx.got).toEqual([{ id, key: `${id}:verdict` }])
     // The redelivered check did not ask the provider again.
     expect((await simStats(simUrl, adminToken)).identity!.calls).toBe(0)
+  })
+
+  // Item 3, exactly once: fails without the send claim (migration 0016) — both messages read the
+  // callback `pending` before either POST came back, and the receiver got it twice.
+  it('two messages for one pending callback, handled at the same moment, POST it once', async () => {
+    const rx = await receiver(400) // slow: the two sends would overlap
+    cleanups.push(() => rx.close())
+    const campaigns = { demo: { title: 'Demo', checks: ['identity'], callback_url: rx.url } }
+    const { s, config: cfg } = await pipeline({
+      roles: ['gateway', 'recorder', 'status'],
+      campaigns,
+      env: { SABT_CALLBACK_SWEEP_MS: '600000' }, // no sweeper copy: the two messages below are the race
+    })
+    const [id] = await submit(s, 1)
+    const url = s.env.DATABASE_URL
+    await waitFor(async () => (await statuses(url, [id!])).get(id!) === 'recorded', 'recorded')
+    await sql(
+      url,
+      `UPDATE registrations SET status = 'accepted', verdict_at = now(), callback_status = 'pending' WHERE id = $1`,
+      [id],
+    )
+    const names = s.mq!.names
+    // The original and a copy (the sweeper's, a replay's), both waiting when the checker starts.
+    await withChannel(async (ch) => {
+      for (const copy of ['original', 'copy'])
+        ch.publish(
+          names.checkExchange,
+          CALLBACK,
+          encodeCheckBatch({ check: CALLBACK, campaign: 'demo', ids: [id!] }),
+          { persistent: true, messageId: `${id}-${copy}`, headers: { [ATTEMPT_HEADER]: 0 } },
+        )
+      await ch.waitForConfirms()
+    })
+    await checker(s, cfg)
+    await waitFor(async () => (await queueDepth(names.callbackQueue)) === 0, 'both messages taken')
+    await waitFor(
+      async () =>
+        (
+          await sql<{ c: string }>(url, 'SELECT callback_status AS c FROM registrations WHERE id = $1', [id])
+        )[0]?.c === 'sent',
+      'the callback recorded as sent',
+    )
+    await new Promise((r) => setTimeout(r, 1000)) // a second POST would have arrived by now
+    expect(rx.got).toEqual([{ id, key: `${id}:verdict` }])
   })
 
   // Item 3 (publish fails): fails on the old code — the check message was requeued whole, its

@@ -440,6 +440,26 @@ export async function pruneCache(pool: Pool, olderThanS: number): Promise<number
  * when that is unset, once the verdict is a lease old — so a callback whose message was lost is
  * still sent. `dueInMs` sets when that may happen for a pending one (null: from the verdict).
  */
+/**
+ * Claims a pending callback for one POST, for `ms` (longer than the POST's timeout): false when it
+ * is no longer pending, or another sender holds it now (that one sends it; this message sends nothing).
+ */
+export async function claimCallbackSend(pool: Pool, id: string, ms: number): Promise<boolean> {
+  const r = await pool.query({
+    name: 'sabt_claim_callback_send',
+    text: `UPDATE registrations SET callback_sending_until = now() + make_interval(secs => $2::int / 1000.0)
+           WHERE id = $1 AND callback_status = 'pending'
+             AND (callback_sending_until IS NULL OR callback_sending_until <= now())`,
+    values: [id, ms],
+  })
+  return r.rowCount === 1
+}
+
+/** A claim given up: the POST failed, and the next try may send at once. */
+export async function releaseCallbackSend(pool: Pool, id: string): Promise<void> {
+  await pool.query('UPDATE registrations SET callback_sending_until = NULL WHERE id = $1', [id])
+}
+
 export async function recordCallback(
   pool: Pool,
   id: string,
@@ -450,7 +470,8 @@ export async function recordCallback(
 ): Promise<void> {
   await pool.query(
     `UPDATE registrations SET callback_status = $2, callback_attempts = $3, callback_last_error = $4,
-       callback_due_at = CASE WHEN $2 = 'pending' AND $5::int IS NOT NULL THEN now() + make_interval(secs => $5::int / 1000.0) END
+       callback_due_at = CASE WHEN $2 = 'pending' AND $5::int IS NOT NULL THEN now() + make_interval(secs => $5::int / 1000.0) END,
+       callback_sending_until = NULL
      WHERE id = $1`,
     [id, status, attempts, lastError, dueInMs],
   )
@@ -466,7 +487,7 @@ export async function recordCallbackRetries(
   if (items.length === 0) return
   await pool.query(
     `UPDATE registrations r SET callback_attempts = GREATEST(r.callback_attempts, $2), callback_last_error = t.error,
-       callback_due_at = now() + make_interval(secs => $3::int / 1000.0)
+       callback_due_at = now() + make_interval(secs => $3::int / 1000.0), callback_sending_until = NULL
      FROM unnest($1::uuid[], $4::text[]) AS t(id, error)
      WHERE r.id = t.id AND r.callback_status = 'pending'`,
     [items.map((i) => i.id), attempts, dueInMs, items.map((i) => i.error)],
@@ -482,7 +503,7 @@ export async function recordCallbacksDead(
 ): Promise<number> {
   const r = await pool.query(
     `UPDATE registrations SET callback_status = 'error', callback_attempts = GREATEST(callback_attempts, $2),
-       callback_last_error = $3, callback_due_at = NULL
+       callback_last_error = $3, callback_due_at = NULL, callback_sending_until = NULL
      WHERE id = ANY($1::uuid[]) AND callback_status = 'pending'`,
     [ids, attempts, lastError],
   )

@@ -4,10 +4,12 @@ import type { SabtConfig } from '../../config/campaigns.js'
 import { configuredFor } from '../../config/campaigns.js'
 import { ConfigError } from '../../config/env.js'
 import {
+  claimCallbackSend,
   loadCallbackSubject,
   loadRejectionReasons,
   recordCallback,
   recordCallbackRetries,
+  releaseCallbackSend,
 } from '../../db/checks.js'
 import { allocationOf } from '../../db/draws.js'
 import type { Pool } from '../../db/pool.js'
@@ -25,6 +27,9 @@ import {
   TransientError,
 } from './outcomes.js'
 import type { FollowUp, Task } from './worker.js'
+
+/** How long a callback is claimed for its POST (timeout 10 s): a sender that died mid-POST holds it no longer. */
+const SEND_CLAIM_MS = 15_000
 
 /** How long a receiver should accept a callback after its `webhook-timestamp` (docs/security.md). */
 export const WEBHOOK_TOLERANCE_S = 300
@@ -148,18 +153,34 @@ export class CallbackTask implements Task {
         : `allocation_${record.id}_${allocation!.state}`
     const timestamp = Math.floor(sentAt.getTime() / 1000)
     const key = this.#keys.get(campaign.slug) ?? this.#globalKey
+    // One sender at a time: another message for this callback, handled now by this or another
+    // checker, finds it claimed and sends nothing. Longer than the POST may take (10 s).
+    if (!(await claimCallbackSend(this.deps.pool, record.id, SEND_CLAIM_MS))) return []
+    try {
+      await this.#post(campaign.callbackUrl, body, {
+        'content-type': 'application/json',
+        'idempotency-key': idempotencyKey,
+        'webhook-id': webhookId,
+        'webhook-timestamp': String(timestamp),
+        'webhook-signature': signWebhook(key, webhookId, timestamp, body),
+      })
+    } catch (err) {
+      // Not sent: the claim ends now, so the retry (or the sweeper's copy) need not wait for it to lapse.
+      await releaseCallbackSend(this.deps.pool, record.id).catch(() => {})
+      throw err
+    }
+    await recordCallback(this.deps.pool, record.id, 'sent', attempt + 1, null)
+    return []
+  }
+
+  /** One POST to the receiver; throws the retry class its answer calls for. */
+  async #post(url: string, body: string, headers: Record<string, string>): Promise<void> {
     let res: Awaited<ReturnType<typeof request>>
     try {
-      res = await request(campaign.callbackUrl, {
+      res = await request(url, {
         method: 'POST',
         dispatcher: this.#agent,
-        headers: {
-          'content-type': 'application/json',
-          'idempotency-key': idempotencyKey,
-          'webhook-id': webhookId,
-          'webhook-timestamp': String(timestamp),
-          'webhook-signature': signWebhook(key, webhookId, timestamp, body),
-        },
+        headers,
         body,
         signal: AbortSignal.timeout(10_000),
       })
@@ -171,8 +192,6 @@ export class CallbackTask implements Task {
     if (cls === 'rate_limited') throw new RateLimitedError(parseRetryAfter(res.headers['retry-after']))
     if (cls === 'transient') throw new TransientError(`callback answered ${res.statusCode}`)
     if (cls === 'permanent') throw new PermanentError(`callback answered ${res.statusCode}`)
-    await recordCallback(this.deps.pool, record.id, 'sent', attempt + 1, null)
-    return []
   }
 
   async onRetry(
