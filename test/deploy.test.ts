@@ -293,7 +293,11 @@ describe('docker-compose.yml', () => {
     const images = new Set(appServices.map(([, s]) => s.image))
     expect(images.size).toBe(1)
     for (const [name, s] of appServices) {
-      expect(s.build, name).toEqual({ context: '.', target: 'runtime' })
+      expect(s.build, name).toEqual({
+        context: '.',
+        target: 'runtime',
+        args: { NODE_IMAGE: '${NODE_IMAGE:?pin NODE_IMAGE by digest in .env (see .env.example)}' },
+      })
       // The image's liveness probe: node's fetch on /healthz (no curl in slim images).
       if (name !== 'migrate') expect(JSON.stringify(s.healthcheck?.test), name).toMatch(/"node".*\/healthz/)
     }
@@ -605,6 +609,11 @@ describe('environment', () => {
         expect(s.security_opt, name).toContain('no-new-privileges:true')
         if (s.build === undefined)
           expect(String(s.image), name).toMatch(/^\$\{[A-Z_]+_IMAGE:\?pin [A-Z_]+ by digest/)
+        // Built here: the base image is a required variable too (the Dockerfile's ARG NODE_IMAGE).
+        else
+          expect(String((s.build as { args?: Record<string, unknown> }).args?.NODE_IMAGE), name).toMatch(
+            /^\$\{NODE_IMAGE:\?pin NODE_IMAGE by digest/,
+          )
       }
     expect(read('.env.example')).toMatch(/@sha256:<digest>/)
   })
@@ -845,6 +854,7 @@ describe('RabbitMQ and PostgreSQL settings', () => {
       SABT_DB_RECORDER_PASSWORD: 'x',
       SABT_DB_CHECKER_PASSWORD: 'x',
       SABT_DB_STATUS_PASSWORD: 'x',
+      NODE_IMAGE: 'node@sha256:x',
       POSTGRES_IMAGE: 'postgres@sha256:x',
       RABBITMQ_IMAGE: 'rabbitmq@sha256:x',
       TRAEFIK_IMAGE: 'traefik@sha256:x',
