@@ -7,6 +7,7 @@ import { runOperators } from '../src/cli/operators.js'
 import { AdminAuth } from '../src/http/auth.js'
 import { errorAnswers } from '../src/http/error-answers.js'
 import { createLogger } from '../src/observability/logger.js'
+import { startSabt } from '../src/runtime/start.js'
 import { registration, startTestSabt, type TestSabt, testEnv, waitFor } from './support/harness.js'
 
 const HOST = '127.0.0.1:8080'
@@ -61,6 +62,41 @@ describe('operator accounts (issue 17 item 3)', () => {
         'SELECT operator, action, client, detail FROM operator_audit ORDER BY id',
       )
     ).rows
+
+  // docs/security.md: rotating SABT_ADMIN_TOKEN ends the old token's sessions. Fails without
+  // migration 0017: the session row knew nothing of the token it was opened with.
+  it('ends a bootstrap session once SABT_ADMIN_TOKEN is changed (a status role started with another token refuses it)', async () => {
+    const res = await login(sabt.env.SABT_ADMIN_TOKEN!)
+    expect(res.statusCode).toBe(303)
+    const oldCookie = cookieOf(res)
+    expect((await get({ cookie: oldCookie })).statusCode).toBe(200)
+    const newToken = 'a-rotated-admin-token-0123456789abcdef'
+    const rotated = await startSabt({
+      roles: ['status'],
+      env: { ...sabt.env, SABT_ADMIN_TOKEN: newToken },
+      log,
+      migrate: false,
+      listen: false,
+    })
+    try {
+      const on = (app: typeof rotated.app, cookie: string) =>
+        app.inject({ method: 'GET', url: '/admin/dead', headers: { cookie } })
+      expect((await on(rotated.app, oldCookie)).statusCode).toBe(401)
+      const again = await rotated.app.inject({
+        method: 'POST',
+        url: '/dashboard/login',
+        remoteAddress: '127.0.0.1',
+        headers: { ...SAME_ORIGIN, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: `token=${encodeURIComponent(newToken)}`,
+      })
+      expect(again.statusCode).toBe(303)
+      expect((await on(rotated.app, cookieOf(again))).statusCode).toBe(200)
+      // And the other way round: the new token's session is nothing to a process with the old one.
+      expect((await on(sabt.app, cookieOf(again))).statusCode).toBe(401)
+    } finally {
+      await rotated.stop()
+    }
+  })
 
   it('lets the bootstrap token in as "bootstrap" only until the first operator account exists', async () => {
     const adminToken = sabt.env.SABT_ADMIN_TOKEN!

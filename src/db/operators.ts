@@ -97,13 +97,21 @@ export async function operatorByToken(pool: Pool, token: string): Promise<Operat
   return r.rows[0] ?? null
 }
 
-/** A new session for the operator; the returned value goes in the cookie, its hash in the table. */
-export async function createSession(pool: Pool, operator: OperatorIdentity, ttlS: number): Promise<string> {
+/**
+ * A new session for the operator; the returned value goes in the cookie, its hash in the table. A
+ * bootstrap session (operator id null) keeps the SHA-256 of the token it was opened with.
+ */
+export async function createSession(
+  pool: Pool,
+  operator: OperatorIdentity,
+  ttlS: number,
+  bootstrapTokenSha256: Buffer | null = null,
+): Promise<string> {
   const value = randomBytes(32).toString('base64url')
   await pool.query(
-    `INSERT INTO operator_sessions (id_sha256, operator_id, expires_at)
-     VALUES ($1, $2, now() + make_interval(secs => $3))`,
-    [sha256(value), operator.id, ttlS],
+    `INSERT INTO operator_sessions (id_sha256, operator_id, expires_at, bootstrap_token_sha256)
+     VALUES ($1, $2, now() + make_interval(secs => $3), $4)`,
+    [sha256(value), operator.id, ttlS, operator.id === null ? bootstrapTokenSha256 : null],
   )
   // Housekeeping: sessions long over are of no use to anyone.
   await pool.query("DELETE FROM operator_sessions WHERE expires_at < now() - interval '1 day'")
@@ -112,16 +120,22 @@ export async function createSession(pool: Pool, operator: OperatorIdentity, ttlS
 
 /**
  * Who a session cookie belongs to, or null when it is unknown, ended (logout), expired, its
- * operator revoked — or it is the bootstrap token's and an operator account now exists.
+ * operator revoked — or it is a bootstrap session and an operator account now exists, or it was
+ * opened with another bootstrap token than `bootstrapTokenSha256` (SABT_ADMIN_TOKEN changed).
  */
-export async function sessionOperator(pool: Pool, value: string): Promise<OperatorIdentity | null> {
+export async function sessionOperator(
+  pool: Pool,
+  value: string,
+  bootstrapTokenSha256: Buffer | null,
+): Promise<OperatorIdentity | null> {
   const r = await pool.query<{ id: string | null; name: string | null }>(
     `SELECT s.operator_id AS id, o.name
        FROM operator_sessions s LEFT JOIN operators o ON o.id = s.operator_id
       WHERE s.id_sha256 = $1 AND s.ended_at IS NULL AND s.expires_at > now()
         AND ((o.id IS NOT NULL AND o.revoked_at IS NULL)
-             OR (s.operator_id IS NULL AND NOT EXISTS (SELECT 1 FROM operators WHERE revoked_at IS NULL)))`,
-    [sha256(value)],
+             OR (s.operator_id IS NULL AND s.bootstrap_token_sha256 = $2
+                 AND NOT EXISTS (SELECT 1 FROM operators WHERE revoked_at IS NULL)))`,
+    [sha256(value), bootstrapTokenSha256],
   )
   const row = r.rows[0]
   if (!row) return null

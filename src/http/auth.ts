@@ -119,7 +119,7 @@ export class AdminAuth {
     }
     const value = sessionCookie(request)
     if (!value || !/^[A-Za-z0-9_-]{43}$/.test(value)) return null
-    const operator = await sessionOperator(this.pool, value)
+    const operator = await sessionOperator(this.pool, value, this.#bootstrap)
     return operator ? { how: 'cookie', operator } : null
   }
 
@@ -134,7 +134,7 @@ export class AdminAuth {
   async startSession(request: FastifyRequest, operator: OperatorIdentity): Promise<string> {
     return stringifySetCookie({
       name: SESSION_COOKIE,
-      value: await createSession(this.pool, operator, this.ttlS),
+      value: await createSession(this.pool, operator, this.ttlS, this.#bootstrap),
       httpOnly: true,
       sameSite: 'strict',
       secure: this.secureCookie || request.protocol === 'https',
