@@ -108,6 +108,27 @@ describe('proof-of-work gate', () => {
     // Another process's key (another secret) never signed it.
     expect(await new ProofOfWork('another-secret-entirely').verify('gated', payload)).toBe('invalid')
   })
+  it('checks a turn of the event loop together: each answer its own, a replay in the same turn refused', async () => {
+    const pow = new ProofOfWork('a-test-secret-of-some-length')
+    const payloads: string[] = []
+    for (let i = 0; i < 20; i++) {
+      const c = (await pow.challenge('gated', 50, 60)) as unknown as Challenge
+      payloads.push(await solve({ ...c, maxnumber: 50 }))
+    }
+    const forged = Buffer.from('{"algorithm":"SHA-256"}').toString('base64')
+    const before = pow.turns
+    // One turn: 20 solutions, the first again, one malformed, one for another campaign.
+    const answers = await Promise.all([
+      ...payloads.map((p) => pow.check('gated', p)),
+      pow.check('gated', payloads[0]),
+      pow.check('gated', forged),
+      pow.check('other', payloads[1]),
+    ])
+    expect(answers).toEqual([...payloads.map(() => null), 'replayed', 'malformed', 'other_campaign'])
+    expect(pow.turns - before).toBe(1) // verified back to back, not one by one
+    expect(await pow.check('gated', payloads[2])).toBe('replayed') // and spent
+  })
+
   it("reads the salt's parameters as URLSearchParams does: encoded values, other keys, any order", async () => {
     const key = 'a-test-secret-of-some-length'
     const pow = new ProofOfWork(key)

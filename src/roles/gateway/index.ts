@@ -40,7 +40,8 @@ export async function startGateway(ctx: RoleContext): Promise<StartedGateway> {
     if (keysPool !== ctx.pool) await keysPool.end().catch(() => {})
   })
   const proofOfWork = new ProofOfWork(env.SABT_POW_SECRET)
-  if (!env.SABT_POW_SECRET && [...config.campaigns.values()].some((c) => c.proofOfWork))
+  const gated = [...config.campaigns.values()].some((c) => c.proofOfWork)
+  if (!env.SABT_POW_SECRET && gated)
     log.warn(
       { event: 'gateway.pow_secret_generated' },
       'SABT_POW_SECRET is not set: challenges are signed by a key of this process only (one gateway)',

@@ -117,7 +117,7 @@ export async function gatewayRoutes(app: FastifyInstance, opts: GatewayRouteOpti
       const pow = config.campaigns.get(admitted.value.campaign)?.proofOfWork
       if (pow && opts.proofOfWork) {
         const header = request.headers['x-altcha']
-        const rule = opts.proofOfWork.verify(
+        const rule = await opts.proofOfWork.check(
           admitted.value.campaign,
           typeof header === 'string' ? header : undefined,
         )
