@@ -5,6 +5,7 @@ import { runErase } from './cli/erase.js'
 import { runKeys } from './cli/keys.js'
 import { runMigrate } from './cli/migrate.js'
 import { runOperators } from './cli/operators.js'
+import { runReindex } from './cli/reindex.js'
 import { runReseal } from './cli/reseal.js'
 import { runStart } from './cli/start.js'
 import { runStatus } from './cli/status.js'
@@ -24,6 +25,7 @@ usage:
   sabt operators add NAME | list | revoke NAME   personal operator tokens (printed once)
   sabt erase --campaign X [--all]   erase personal data past the campaign's retention (or all of it)
   sabt reseal                       re-seal personal data under the current key (SABT_DATA_KEY_ID)
+  sabt reindex                      rotate the blind index to SABT_INDEX_KEY_NEW (offline: docs/security.md)
   sabt draw commit|run|export|verify|release …   a scarce campaign's lottery (sabt draw --help)
 
 Configuration comes from the environment (see README: DATABASE_URL, AMQP_URL, PORT, SABT_CONFIG, …).`
@@ -55,6 +57,8 @@ async function main(argv: string[]): Promise<number> {
       return runErase(rest, ctx)
     case 'reseal':
       return runReseal(rest, ctx)
+    case 'reindex':
+      return runReindex(rest, ctx)
     case 'draw':
       return runDraw(rest, ctx)
     default:

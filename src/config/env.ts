@@ -59,6 +59,8 @@ export const EnvSchema = Type.Object({
   SABT_DATA_KEYS: Type.Optional(Type.String({ minLength: 1 })),
   SABT_DATA_KEY_ID: Type.Optional(Type.String({ minLength: 1 })),
   SABT_INDEX_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  /** `sabt reindex` only: the index key to rotate to (docs/security.md). */
+  SABT_INDEX_KEY_NEW: Type.Optional(Type.String({ minLength: 1 })),
   SABT_SECRETS_FILE: Type.String({ default: '.sabt/dev-secrets.json' }),
   SABT_SIMULATOR_PORT: Type.Integer({ default: 8090, minimum: 0, maximum: 65535 }),
   SABT_SIMULATOR_URL: Type.String({ default: 'http://127.0.0.1:8090' }),

@@ -1,4 +1,4 @@
-import { resealField } from '../privacy/personal-fields.js'
+import { openField, resealField } from '../privacy/personal-fields.js'
 import type { Sealer } from '../privacy/sealing.js'
 import type { Pool } from './pool.js'
 import { inTransaction } from './transaction.js'
@@ -144,4 +144,55 @@ export async function findByNationalIdIndex(
     [index, limit],
   )
   return r.rows
+}
+
+export interface Reindexed {
+  registrations: number
+  waiting: number
+  /** "Am I registered?" requests dropped: their limits were counted by the old key's indexes. */
+  lookups: number
+  /** Cached provider answers dropped: they are kept under the old key's blind index. */
+  cached: number
+}
+
+/**
+ * The blind index rotated, offline (docs/security.md): every national id still held is opened with
+ * the data keys (`sealer`) and its index recomputed with `next` — the registrations and the
+ * submissions waiting beside them — and what was kept under the old key's indexes and can be
+ * lost is dropped (lookup requests, the checks' answer cache). One transaction: a crash leaves
+ * every index under the old key, never some under each; the roles that compute indexes must be
+ * stopped meanwhile (they would keep writing the old key's), then started with the new key.
+ */
+export async function reindexAll(pool: Pool, sealer: Sealer, next: Sealer): Promise<Reindexed> {
+  return inTransaction(pool, async (tx) => {
+    // Nobody writes beside us (a role left running would write the old key's index).
+    await tx.query('LOCK TABLE registrations, waiting, lookup_codes, check_cache IN EXCLUSIVE MODE')
+    const count = { registrations: 0, waiting: 0, lookups: 0, cached: 0 }
+    for (const table of ['registrations', 'waiting'] as const) {
+      const erased = table === 'registrations' ? 'AND erased_at IS NULL' : ''
+      let last = '00000000-0000-0000-0000-000000000000'
+      for (;;) {
+        const rows = await tx.query<{ id: string; national_id_sealed: Buffer; key_id: string }>(
+          `SELECT id::text, national_id_sealed, key_id FROM ${table}
+           WHERE id > $1 AND national_id_sealed IS NOT NULL ${erased} ORDER BY id LIMIT 1000`,
+          [last],
+        )
+        if (rows.rows.length === 0) break
+        const ids = rows.rows.map((r) => r.id)
+        const indexes = rows.rows.map((r) =>
+          next.blindIndex(openField(sealer, r.id, 'national_id', r.national_id_sealed, r.key_id)),
+        )
+        await tx.query(
+          `UPDATE ${table} t SET national_id_index = u.idx
+           FROM unnest($1::uuid[], $2::bytea[]) AS u(id, idx) WHERE t.id = u.id`,
+          [ids, indexes],
+        )
+        count[table] += ids.length
+        last = ids[ids.length - 1]!
+      }
+    }
+    count.lookups = (await tx.query('DELETE FROM lookup_codes')).rowCount ?? 0
+    count.cached = (await tx.query('DELETE FROM check_cache')).rowCount ?? 0
+    return count
+  })
 }

@@ -32,4 +32,4 @@ export {
   type OperatorLookup,
   type OperatorRecord,
 } from './operator-lookup.js'
-export { eraseCampaign, eraseExpired, resealAll, startRetentionSweeper } from './personal-data.js'
+export { eraseCampaign, eraseExpired, reindexAll, resealAll, startRetentionSweeper } from './personal-data.js'

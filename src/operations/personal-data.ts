@@ -1,11 +1,11 @@
 import type { SabtConfig } from '../config/campaigns.js'
 import { pruneLookupCodes } from '../db/citizen.js'
-import { eraseCampaign, resealAll, withSweepLock } from '../db/personal-data.js'
+import { eraseCampaign, reindexAll, resealAll, withSweepLock } from '../db/personal-data.js'
 import type { Pool } from '../db/pool.js'
 import { Periodic } from '../lib/periodic.js'
 import type { Logger } from '../observability/logger.js'
 
-export { eraseCampaign, resealAll }
+export { eraseCampaign, reindexAll, resealAll }
 
 /**
  * Retention: erases the personal data of every campaign past its `retention_days`, one sweeper at
