@@ -215,6 +215,42 @@ describe('group commit at the intake', () => {
     expect(JSON.stringify(list)).not.toContain(stranger.national_id as string)
   })
 
+  // Issue 11: one bad record never dead-letters the others. Fails without the recorder's last-
+  // delivery rule: the message was requeued whole until RabbitMQ's delivery limit dead-lettered
+  // it whole, the three stored registrations listed as dead letters beside the failing one.
+  it('a registration that keeps failing with a retryable error goes to the dead letters alone at the delivery limit', async () => {
+    const s = await startTestSabt({ roles: ['recorder'], config: testConfig() })
+    cleanups.push(() => s.cleanup())
+    // A failure that is neither the data's nor the database's absence: tried again, every time.
+    await sql(
+      s.env.DATABASE_URL,
+      `CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.first_name = 'boom' THEN RAISE EXCEPTION 'boom' USING ERRCODE = 'SB001'; END IF; RETURN NEW; END $$`,
+    )
+    await sql(
+      s.env.DATABASE_URL,
+      'CREATE TRIGGER refuse_boom BEFORE INSERT ON registrations FOR EACH ROW EXECUTE FUNCTION refuse_boom()',
+    )
+    const good = [record(), record(), record()]
+    const boom = record({ first_name: 'boom' })
+    await publishRaw(s.mq!.names.intakeExchange, [
+      encodeIntakeBatch([good[0], boom, good[1], good[2]].map((r) => JSON.stringify(r))),
+    ])
+    await waitFor(async () => (await queueDepth(s.mq!.names.intakeDead)) === 1, 'a dead letter', 20_000)
+    await waitFor(async () => (await queueDepth(s.mq!.names.intakeQueues[0]!)) === 0, 'the message acked')
+    expect(
+      (
+        await idsIn(
+          s,
+          'registrations',
+          good.map((g) => g.id as string),
+        )
+      ).length,
+    ).toBe(3)
+    const list = await intakeDeadList(s.mq!)
+    expect(list.items).toEqual([expect.objectContaining({ id: boom.id, reason: 'write_failed' })])
+  })
+
   it('a redelivered many-record message changes nothing, and one person twice in it is one record and one duplicate', async () => {
     const s = await startTestSabt({ roles: ['recorder'], config: testConfig() })
     cleanups.push(() => s.cleanup())

@@ -24,10 +24,12 @@ export interface RecorderOptions {
   prefetch: number
   batchSize: number
   batchMs: number
+  /** The intake queues' delivery limit (SABT_INTAKE_DELIVERY_LIMIT): past it RabbitMQ dead-letters a message whole. */
+  deliveryLimit: number
 }
 
 /** Why a registration goes to the intake dead letters (the metric's and the header's reason). */
-type DeadReason = 'unparseable' | 'unknown_campaign' | 'unknown_key' | 'data_error'
+type DeadReason = 'unparseable' | 'unknown_campaign' | 'unknown_key' | 'data_error' | 'write_failed'
 
 /** One registration of an intake message. */
 interface Rec {
@@ -142,6 +144,12 @@ export class Recorder {
       if (w.outcome === 'redelivered-open') toCheck.push(w.item)
       if (w.outcome === 'dead') w.item.dead = 'data_error'
     }
+    // A registration of a many-record message that still fails to be written on its message's
+    // last delivery goes to the dead letters alone: requeued once more, RabbitMQ would dead-letter
+    // the whole message, the others (stored) with it.
+    for (const p of live)
+      if (p.v === 3 && this.#lastDelivery(p.d))
+        for (const r of p.recs) if (outcomeOf.get(r) === 'retry') r.dead = 'write_failed'
     // A registration of a many-record message that cannot be stored goes to the dead letters on
     // its own (confirmed before its message is acked); a one-record message goes there whole.
     const alone: Rec[] = []
@@ -184,7 +192,7 @@ export class Recorder {
           this.consumer.nack(p.d, false) // → sabt.intake.dead (at-least-once dead-lettering)
           continue
         }
-        if (p.recs.some((r) => outcomeOf.get(r) === 'retry')) {
+        if (p.recs.some((r) => outcomeOf.get(r) === 'retry' && !r.dead)) {
           this.consumer.nack(p.d, true)
           continue
         }
@@ -286,6 +294,12 @@ export class Recorder {
         maxRecordsPerPerson: campaign.maxRecordsPerPerson,
       },
     }
+  }
+
+  /** Whether a requeue of this delivery would pass the queue's delivery limit (x-delivery-count: returns so far). */
+  #lastDelivery(d: Delivery): boolean {
+    const count = Number(d.msg.properties.headers?.['x-delivery-count'] ?? 0)
+    return count >= this.opts.deliveryLimit
   }
 
   /**
@@ -474,6 +488,7 @@ export async function startRecorder(ctx: RoleContext): Promise<Recorder> {
     prefetch: env.SABT_RECORDER_PREFETCH,
     batchSize: env.SABT_BATCH_SIZE,
     batchMs: env.SABT_BATCH_MS,
+    deliveryLimit: env.SABT_INTAKE_DELIVERY_LIMIT,
   })
   await recorder.start()
   ctx.onStop(() => recorder.stop())
