@@ -52,7 +52,7 @@ describe('a lottery end to end', () => {
           allocation: 'lottery',
           opens_at: '2026-01-01T00:00:00Z',
           closes_at: new Date(closes).toISOString(),
-          draw_at: new Date(closes).toISOString(),
+          draw_at: new Date(closes + 1000).toISOString(),
           callback_url: rx.url,
         },
       },
@@ -125,7 +125,7 @@ describe('a lottery end to end', () => {
       verdicts.every((c) => c.body.allocation?.state === 'not_drawn' && c.key.endsWith(':verdict')),
     ).toBe(true)
 
-    const summary = await drawLottery(pool, campaign, 'test', { now: closes + 1 })
+    const summary = await drawLottery(pool, campaign, 'test', { now: closes + 1001 })
     expect(summary).toMatchObject({ ran: true, participants: acceptedIds.length, winners: 3 })
     const res = await app.inject({ method: 'GET', url: '/v1/campaigns/lot/results' })
     expect(res.statusCode).toBe(200)

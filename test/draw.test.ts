@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import amqp from 'amqplib'
 import { v7 as uuidv7 } from 'uuid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Campaign } from '../src/config/campaigns.js'
@@ -18,8 +19,19 @@ import {
 import { migrate } from '../src/db/migrate.js'
 import { createPool, type Pool } from '../src/db/pool.js'
 import { commitmentOf, type DrawResults, rankIds, verifyResults } from '../src/domain/draw.js'
+import { encodeIntakeBatch } from '../src/mq/messages.js'
+import { declareTopology } from '../src/mq/topology.js'
 import { createLogger } from '../src/observability/logger.js'
-import { dropDatabase, sql, testConfig, testEnv } from './support/harness.js'
+import { topologyOptions } from '../src/runtime/start.js'
+import {
+  AMQP_URL,
+  dropDatabase,
+  dropTopology,
+  registration,
+  sql,
+  testConfig,
+  testEnv,
+} from './support/harness.js'
 
 const past = {
   opens_at: '2026-01-01T00:00:00Z',
@@ -44,9 +56,10 @@ const CONFIG_DOC = {
       capacity: 5,
       allocation: 'lottery',
       closes_at: '2999-01-01T00:00:00Z',
-      draw_at: '2999-01-01T00:00:00Z',
+      draw_at: '2999-01-02T00:00:00Z',
     },
     small: lottery(3),
+    settle: lottery(3),
     later: lottery(3, {
       opens_at: '2997-01-01T00:00:00Z',
       closes_at: '2998-01-01T00:00:00Z',
@@ -114,7 +127,15 @@ function cli(
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [...CLI, ...args], {
-      env: { ...process.env, DATABASE_URL: url, SABT_CONFIG: configFile, LOG_LEVEL: 'error', ...extra },
+      env: {
+        ...process.env,
+        DATABASE_URL: url,
+        AMQP_URL: env.AMQP_URL,
+        SABT_MQ_PREFIX: env.SABT_MQ_PREFIX,
+        SABT_CONFIG: configFile,
+        LOG_LEVEL: 'error',
+        ...extra,
+      },
     })
     let stdout = ''
     let stderr = ''
@@ -134,6 +155,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await pool?.end()
   await dropDatabase(url)
+  await dropTopology(env, config) // sabt draw run reads the intake queues
 })
 
 describe('a lottery of 10,000 accepted registrations for 1,000 places', () => {
@@ -274,6 +296,45 @@ describe('a lottery of 10,000 accepted registrations for 1,000 places', () => {
     expect(viaCli.code, viaCli.stderr).toBe(0)
     expect(JSON.parse(viaCli.stdout)).toMatchObject({ ran: false, winners: 1000 })
     expect(await allocationsDigest('lot')).toBe(before)
+  })
+})
+
+// Issue 13: "once every registration is settled" — a 202'd registration not yet in PostgreSQL.
+describe('sabt draw run waits for the intake', () => {
+  it('refuses while a message waits in the intake queues or a registration of the campaign is in the intake dead letters, then draws', async () => {
+    await accepted('settle', 5)
+    await commitDraw(pool, 'settle', 'test')
+    const conn = await amqp.connect(AMQP_URL)
+    try {
+      const ch = await conn.createConfirmChannel()
+      const names = await declareTopology(ch, topologyOptions(env, config))
+      const late = encodeIntakeBatch([
+        JSON.stringify({
+          id: uuidv7(),
+          received_at: Date.parse('2026-01-01T23:00:00Z'),
+          ...registration({ campaign: 'settle', attributes: null }),
+        }),
+      ])
+      ch.sendToQueue(names.intakeQueues[0]!, late, { persistent: true })
+      await ch.waitForConfirms()
+      const queued = await cli(['draw', 'run', '--campaign', 'settle'])
+      expect(queued.code, queued.stderr).toBe(1)
+      expect(queued.stderr).toContain('1 message(s) still in the intake queues')
+      await ch.purgeQueue(names.intakeQueues[0]!)
+      // Dead-lettered: answered 202, kept for a replay; the draw would leave it out for good.
+      ch.sendToQueue(names.intakeDead, late, { persistent: true })
+      await ch.waitForConfirms()
+      const dead = await cli(['draw', 'run', '--campaign', 'settle'])
+      expect(dead.code, dead.stderr).toBe(1)
+      expect(dead.stderr).toContain('1 of its registrations in the intake dead letters')
+      await ch.purgeQueue(names.intakeDead)
+      await ch.close()
+    } finally {
+      await conn.close()
+    }
+    const ran = await cli(['draw', 'run', '--campaign', 'settle'])
+    expect(ran.code, ran.stderr).toBe(0)
+    expect(JSON.parse(ran.stdout)).toMatchObject({ ran: true, participants: 5, winners: 3 })
   })
 })
 

@@ -467,7 +467,7 @@ function scarceOf(
   if (c.draw_at === undefined) throw new ConfigError(`${key('draw_at')}: required for allocation lottery`)
   if (closesAt === null) throw new ConfigError(`${key('closes_at')}: required for allocation lottery`)
   const drawAt = Date.parse(c.draw_at)
-  if (drawAt < closesAt) throw new ConfigError(`${key('draw_at')}: must not be before closes_at`)
+  if (drawAt <= closesAt) throw new ConfigError(`${key('draw_at')}: must be after closes_at`)
   return { capacity: c.capacity, allocation: 'lottery', drawAt }
 }
 

@@ -36,7 +36,12 @@ describe('scarce campaign configuration (decision 019)', () => {
     ],
     [
       { ...times, capacity: 10, allocation: 'lottery', draw_at: '2027-01-01T09:00:00Z' },
-      'campaigns.cars.draw_at: must not be before closes_at',
+      'campaigns.cars.draw_at: must be after closes_at',
+    ],
+    [
+      // The issue says "after": at the closing moment itself a late registration may still be in flight.
+      { ...times, capacity: 10, allocation: 'lottery', draw_at: times.closes_at },
+      'campaigns.cars.draw_at: must be after closes_at',
     ],
     [{ ...times, capacity: 10, allocation: 'lottery', draw_at: 'tomorrow' }, 'campaigns.cars.draw_at'],
     [
