@@ -164,7 +164,8 @@ describe('citizen SMS outbox', () => {
     for (const r of regs) expect(all).not.toContain(r.mobile!.slice(1))
   })
 
-  it('tells a person a place came to before their verdict message went out that they won once, not twice', async () => {
+  /** A first_come campaign with one place, two people accepted for it, and the SMS provider down. */
+  async function twoForOnePlace() {
     const s = await system({
       sms: { max_attempts: 100, breaker: { consecutive_failures: 1000 } },
       knobs: { sms: { outage: true } },
@@ -185,6 +186,11 @@ describe('citizen SMS outbox', () => {
         )[0]!.n === 2,
       'both accepted (no checks)',
     )
+    return { s, url, first, second }
+  }
+
+  it('tells a person a place came to before their verdict message went out that they won once, not twice', async () => {
+    const { s, url, first, second } = await twoForOnePlace()
     // The first gives the place up while the provider is down: the second's verdict message, still
     // owed, will tell them they won; the promotion it also owes would say it a second time.
     const released = await releasePlace(s.sabt.pool!, s.sabt.config.campaigns.get('fc')!, first!, 'operator')
@@ -220,26 +226,7 @@ describe('citizen SMS outbox', () => {
   })
 
   it('a promotion waits for a sender holding the verdict message, and is sent when that one told "waitlisted"', async () => {
-    const s = await system({
-      sms: { max_attempts: 100, breaker: { consecutive_failures: 1000 } },
-      knobs: { sms: { outage: true } },
-      campaigns: { fc: { title: 'First come', capacity: 1, allocation: 'first_come' } },
-    })
-    const url = s.sabt.env.DATABASE_URL
-    const [first, second] = await submit(s, [
-      registration({ campaign: 'fc' }) as Reg,
-      registration({ campaign: 'fc' }) as Reg,
-    ])
-    await waitFor(
-      async () =>
-        (
-          await sql<{ n: number }>(
-            url,
-            "SELECT count(*)::int AS n FROM registrations WHERE campaign = 'fc' AND status = 'accepted'",
-          )
-        )[0]!.n === 2,
-      'both accepted (no checks)',
-    )
+    const { s, url, first, second } = await twoForOnePlace()
     // A sender holds the second person's verdict message (its text read before the place came).
     await sql(
       url,
