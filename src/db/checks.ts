@@ -435,12 +435,6 @@ export async function pruneCache(pool: Pool, olderThanS: number): Promise<number
 }
 
 /**
- * Callback bookkeeping (a campaign's verdict callback). A `pending` callback is owed: the sweeper
- * (src/roles/checker/callback-sweeper.ts) sends it again once `callback_due_at` has passed — or,
- * when that is unset, once the verdict is a lease old — so a callback whose message was lost is
- * still sent. `dueInMs` sets when that may happen for a pending one (null: from the verdict).
- */
-/**
  * Claims a pending callback for one POST, for `ms` (longer than the POST's timeout): false when it
  * is no longer pending, or another sender holds it now (that one sends it; this message sends nothing).
  */
@@ -460,6 +454,12 @@ export async function releaseCallbackSend(pool: Pool, id: string): Promise<void>
   await pool.query('UPDATE registrations SET callback_sending_until = NULL WHERE id = $1', [id])
 }
 
+/**
+ * Callback bookkeeping (a campaign's verdict callback). A `pending` callback is owed: the sweeper
+ * (src/roles/checker/callback-sweeper.ts) sends it again once `callback_due_at` has passed — or,
+ * when that is unset, once the verdict is a lease old — so a callback whose message was lost is
+ * still sent. `dueInMs` sets when that may happen for a pending one (null: from the verdict).
+ */
 export async function recordCallback(
   pool: Pool,
   id: string,
