@@ -147,9 +147,10 @@ export class Recorder {
     // A registration of a many-record message that still fails to be written on its message's
     // last delivery goes to the dead letters alone: requeued once more, RabbitMQ would dead-letter
     // the whole message, the others (stored) with it.
-    for (const p of live)
-      if (p.v === 3 && this.#lastDelivery(p.d))
-        for (const r of p.recs) if (outcomeOf.get(r) === 'retry') r.dead = 'write_failed'
+    if (written.some((w) => w.outcome === 'retry'))
+      for (const p of live)
+        if (p.v === 3 && this.#lastDelivery(p.d))
+          for (const r of p.recs) if (outcomeOf.get(r) === 'retry') r.dead = 'write_failed'
     // A registration of a many-record message that cannot be stored goes to the dead letters on
     // its own (confirmed before its message is acked); a one-record message goes there whole.
     const alone: Rec[] = []
