@@ -105,9 +105,10 @@ interface Waiting {
 }
 
 /**
- * The payload of the solution (base64 JSON, as the ALTCHA widget sends it), checked (the caller
- * spends a valid one: ProofOfWork keeps the single-use set). The check is altcha-lib's `verifySolution` (SHA-256 of salt + number must be the challenge,
- * the challenge's HMAC by this key its signature, the salt's expiry not passed) done with
+ * The payload of the solution (base64 JSON, as the ALTCHA widget sends it), checked; the caller
+ * spends a valid one (ProofOfWork keeps the single-use set). The check is altcha-lib's
+ * `verifySolution` (SHA-256 of salt + number must be the challenge, the challenge's HMAC by this
+ * key its signature, the salt's expiry not passed) done with
  * node:crypto: the library's WebCrypto path imports the HMAC key on every call and hops to the
  * thread pool twice, 200 µs of the gateway's CPU per request against 66 for all the rest of it
  * (bench `gates`; test/proof-of-work.test.ts holds the two to the same answers).
