@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { runReindex } from '../src/cli/reindex.js'
+import { reindexAll } from '../src/db/personal-data.js'
+import { createPool } from '../src/db/pool.js'
 import { createLogger } from '../src/observability/logger.js'
 import { newKey, parseDataKeys, Sealer } from '../src/privacy/sealing.js'
 import { registration, sql, startTestSabt, type TestSabt, testEnv, waitFor } from './support/harness.js'
@@ -64,6 +66,26 @@ describe('sabt reindex', () => {
     expect((await indexOf('registrations', q1)).equals(next.blindIndex(q.national_id as string))).toBe(true)
     expect((await indexOf('waiting', q2)).equals(next.blindIndex(q.national_id as string))).toBe(true)
     expect(await sql(env.DATABASE_URL, 'SELECT 1 FROM check_cache')).toHaveLength(0)
+
+    // All or nothing: a reindex that fails midway (here: the third index) leaves every index as it was.
+    const before = await sql(env.DATABASE_URL, 'SELECT id, national_id_index FROM registrations ORDER BY id')
+    let made = 0
+    const failing = new Sealer(parseDataKeys(env.SABT_DATA_KEYS!, undefined, newKey()))
+    const blindIndex = failing.blindIndex.bind(failing)
+    failing.blindIndex = (v: string) => {
+      if (++made === 3) throw new Error('injected')
+      return blindIndex(v)
+    }
+    const current = new Sealer(parseDataKeys(env.SABT_DATA_KEYS!, undefined, newIndexKey))
+    const pool = createPool(env.DATABASE_URL, { max: 1, log, name: 'reindex-test' })
+    try {
+      await expect(reindexAll(pool, current, failing)).rejects.toThrow('injected')
+    } finally {
+      await pool.end()
+    }
+    expect(
+      await sql(env.DATABASE_URL, 'SELECT id, national_id_index FROM registrations ORDER BY id'),
+    ).toEqual(before)
 
     // The roles again, with the new key: the same person is the same person.
     const second = await startTestSabt({

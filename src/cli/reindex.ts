@@ -1,7 +1,7 @@
 import { resolveSecrets } from '../config/secrets.js'
 import { createPool } from '../db/pool.js'
 import { reindexAll } from '../operations/index.js'
-import { parseDataKeys, Sealer } from '../privacy/sealing.js'
+import { Sealer } from '../privacy/sealing.js'
 import type { CliContext } from './context.js'
 
 /**
@@ -16,20 +16,15 @@ export async function runReindex(_rest: string[], { env, log }: CliContext): Pro
     )
     return 2
   }
-  const secrets = resolveSecrets(env)
-  const current = secrets.dataKeys
-  const next = parseDataKeys(
-    [...current.keys].map(([id, k]) => `${id}:${k.toString('base64')}`).join(','),
-    current.currentKeyId,
-    env.SABT_INDEX_KEY_NEW,
-  )
-  if (next.indexKey.equals(current.indexKey)) {
-    process.stderr.write('sabt reindex: SABT_INDEX_KEY_NEW is the current index key\n')
+  const current = resolveSecrets(env).dataKeys
+  const indexKey = Buffer.from(env.SABT_INDEX_KEY_NEW, 'base64')
+  if (indexKey.length < 32 || indexKey.equals(current.indexKey)) {
+    process.stderr.write('sabt reindex: SABT_INDEX_KEY_NEW must be a new key of 32 bytes or more (base64)\n')
     return 2
   }
   const pool = createPool(env.DATABASE_URL, { max: 1, log, name: 'sabt-cli' })
   try {
-    const done = await reindexAll(pool, new Sealer(current), new Sealer(next))
+    const done = await reindexAll(pool, new Sealer(current), new Sealer({ ...current, indexKey }))
     process.stdout.write(`${JSON.stringify(done)}\n`)
     return 0
   } finally {
