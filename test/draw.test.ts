@@ -60,6 +60,7 @@ const CONFIG_DOC = {
     },
     small: lottery(3),
     settle: lottery(3),
+    unreachable: lottery(3),
     later: lottery(3, {
       opens_at: '2997-01-01T00:00:00Z',
       closes_at: '2998-01-01T00:00:00Z',
@@ -335,6 +336,20 @@ describe('sabt draw run waits for the intake', () => {
     const ran = await cli(['draw', 'run', '--campaign', 'settle'])
     expect(ran.code, ran.stderr).toBe(0)
     expect(JSON.parse(ran.stdout)).toMatchObject({ ran: true, participants: 5, winners: 3 })
+  })
+})
+
+describe('sabt draw run without the broker', () => {
+  it('draws nothing when the intake queues cannot be read (RabbitMQ unreachable), and says so', async () => {
+    await accepted('unreachable', 4)
+    await commitDraw(pool, 'unreachable', 'test')
+    const r = await cli(['draw', 'run', '--campaign', 'unreachable'], {
+      AMQP_URL: 'amqp://guest:guest@127.0.0.1:9',
+    })
+    expect(r.code, r.stderr).toBe(1)
+    expect(r.stderr).toContain('cannot read the intake queues at AMQP_URL')
+    expect((await findDraw(pool, 'unreachable'))!.drawn_at).toBeNull()
+    expect(await sql(url, `SELECT 1 FROM allocations WHERE campaign = 'unreachable'`)).toHaveLength(0)
   })
 })
 

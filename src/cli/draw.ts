@@ -139,8 +139,13 @@ export async function runDraw(args: string[], ctx: { env: Env; log: Logger }): P
         await mq.start()
         let outstanding: IntakeOutstanding
         try {
-          await mq.waitForConnect(10_000)
+          await mq.waitForConnect(5000)
           outstanding = await intakeOutstanding(mq, campaign.slug)
+        } catch (err) {
+          process.stderr.write(
+            `sabt draw run: cannot read the intake queues at AMQP_URL (${(err as Error).message}): whether every registration of ${campaign.slug} is settled is unknown; nothing drawn\n`,
+          )
+          return 1
         } finally {
           await mq.close()
         }

@@ -33,11 +33,12 @@ export async function intakeOutstanding(
     }
     return n
   }
-  let first = await queued()
-  if (first === 0) {
+  let waiting = await queued()
+  if (waiting === 0) {
     await new Promise((r) => setTimeout(r, settleMs))
-    first = await queued()
+    waiting = await queued()
   }
-  const dead = await intakeDeadList(mq, { limit: 1_000_000 })
-  return { queued: first, deadLettered: dead.items.filter((i) => i.campaign === campaign).length }
+  // Every dead letter looked at (taken and given back): before a draw, not on any hot path.
+  const dead = await intakeDeadList(mq, { limit: Number.POSITIVE_INFINITY })
+  return { queued: waiting, deadLettered: dead.items.filter((i) => i.campaign === campaign).length }
 }
