@@ -40,8 +40,7 @@ export async function startGateway(ctx: RoleContext): Promise<StartedGateway> {
     if (keysPool !== ctx.pool) await keysPool.end().catch(() => {})
   })
   const proofOfWork = new ProofOfWork(env.SABT_POW_SECRET)
-  const gated = [...config.campaigns.values()].some((c) => c.proofOfWork)
-  if (!env.SABT_POW_SECRET && gated)
+  if (!env.SABT_POW_SECRET && [...config.campaigns.values()].some((c) => c.proofOfWork))
     log.warn(
       { event: 'gateway.pow_secret_generated' },
       'SABT_POW_SECRET is not set: challenges are signed by a key of this process only (one gateway)',
