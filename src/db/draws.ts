@@ -29,6 +29,7 @@ export interface DrawRow {
   capacity: number | null
   participants: number | null
   participants_sha256: string | null
+  draw_seconds: number | null
 }
 
 export type DrawState = 'not_committed' | 'committed' | 'revealed'
@@ -169,9 +170,17 @@ export async function drawLottery(
         [campaign.slug],
       )
     const drawn = await tx.query<{ drawn_at: Date }>(
-      `UPDATE draws SET drawn_at = now(), drawn_by = $2, capacity = $3, participants = $4, participants_sha256 = $5
+      `UPDATE draws SET drawn_at = now(), drawn_by = $2, capacity = $3, participants = $4, participants_sha256 = $5,
+         draw_seconds = $6
        WHERE campaign = $1 RETURNING drawn_at`,
-      [campaign.slug, by, scarce.capacity, order.length, participantsDigest(order)],
+      [
+        campaign.slug,
+        by,
+        scarce.capacity,
+        order.length,
+        participantsDigest(order),
+        (performance.now() - started) / 1000,
+      ],
     )
     const winners = Math.min(order.length, scarce.capacity)
     return {
@@ -248,7 +257,9 @@ export async function allocationOf(
   }
   const f = await firstComePlace(q, campaign.slug, record.id)
   if (f.released) return { state: 'released' }
-  if (f.unsettledBefore > 0) return { state: 'pending' }
+  // Final only once nothing received before it is unsettled or can still arrive (decision 022).
+  if (f.unsettledBefore > 0 || f.watermark === null || f.at === null || f.at >= f.watermark)
+    return { state: 'pending' }
   return f.rank <= scarce.capacity
     ? { state: 'won' }
     : { state: 'waitlisted', position: f.rank - scarce.capacity }
@@ -258,18 +269,31 @@ export async function allocationOf(
  * A record's place under first_come: the gateway's receive time of the person's earliest
  * submission (the record's own, or a later-committed duplicate's), ties by id; how many accepted
  * registrations stand before it (a winner who released the place no longer does), and how many
- * earlier ones are still unsettled.
+ * earlier ones are still unsettled — a record still being checked, waiting beside its person's
+ * record, or failed (a replay may still accept it: decision 022) — and the intake watermark.
  */
 export async function firstComePlace(
   q: Queryable,
   campaign: string,
   id: string,
-): Promise<{ rank: number; unsettledBefore: number; released: boolean }> {
+): Promise<{
+  rank: number
+  unsettledBefore: number
+  released: boolean
+  at: number | null
+  watermark: number | null
+}> {
   // A record's key is LEAST(its received_at, its duplicates' earliest) ≤ its received_at: every
   // accepted record received before mine is ahead (counted on the partial index alone). Of the
   // others only two kinds can be: one with a duplicate received by then, one received at the same
   // instant (ties by id) — found from the duplicates' (campaign, received_at) index, not a scan.
-  const r = await q.query<{ ahead: number; unsettled: number; released: boolean }>(
+  const r = await q.query<{
+    ahead: number
+    unsettled: number
+    released: boolean
+    at: number | null
+    watermark: number | null
+  }>(
     `WITH me AS (
        SELECT r.id, LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
        FROM registrations r WHERE r.id = $2 AND r.campaign = $1
@@ -288,9 +312,12 @@ export async function firstComePlace(
              + (SELECT count(*) FROM keyed k, me WHERE (k.at, k.id) < (me.at, me.id)
                 AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.id = k.id)))::int AS ahead,
             EXISTS (SELECT 1 FROM gone WHERE id = $2) AS released,
-            ((SELECT count(*) FROM registrations r, me WHERE r.campaign = $1 AND r.status IN ('recorded', 'verifying')
+            ((SELECT count(*) FROM registrations r, me WHERE r.campaign = $1 AND r.status IN ${FIRST_COME_OPEN}
                 AND LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) < me.at)
-             + (SELECT count(*) FROM waiting w, me WHERE w.campaign = $1 AND w.received_at < me.at))::int AS unsettled`,
+             + (SELECT count(*) FROM waiting w, me WHERE w.campaign = $1 AND w.received_at < me.at))::int AS unsettled,
+            (SELECT extract(epoch FROM at) * 1000 FROM me)::float8 AS at,
+            (SELECT CASE WHEN isfinite(settled_before) THEN extract(epoch FROM settled_before) * 1000 END
+             FROM intake_watermark)::float8 AS watermark`,
     [campaign, id],
   )
   const row = r.rows[0]
@@ -298,7 +325,31 @@ export async function firstComePlace(
     rank: (row?.ahead ?? 0) + 1,
     unsettledBefore: row?.unsettled ?? 0,
     released: row?.released ?? false,
+    at: row?.at ?? null,
+    watermark: row?.watermark ?? null,
   }
+}
+
+/** The statuses of a first_come record that keep every later place from being final. */
+const FIRST_COME_OPEN = "('recorded', 'verifying', 'failed')"
+
+/**
+ * Below which receive time every first_come place of a campaign is final (decision 022): the
+ * intake watermark, or the earliest registration of the campaign still unsettled if that is
+ * earlier. Null: nothing is final yet (the recorders have not moved the watermark).
+ */
+export async function firstComeFrontier(q: Queryable, campaign: string): Promise<Date | null> {
+  const r = await q.query<{ frontier: Date | number | null }>({
+    name: 'sabt_first_come_frontier',
+    text: `SELECT LEAST(
+             (SELECT settled_before FROM intake_watermark),
+             (SELECT min(LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)))
+              FROM registrations r WHERE r.campaign = $1 AND r.status IN ${FIRST_COME_OPEN}),
+             (SELECT min(received_at) FROM waiting WHERE campaign = $1)) AS frontier`,
+    values: [campaign],
+  })
+  const f = r.rows[0]?.frontier
+  return f instanceof Date && Number.isFinite(f.getTime()) ? f : null
 }
 
 export interface ReleaseOutcome {
@@ -381,25 +432,24 @@ async function releaseFirstCome(
   id: string,
   by: string,
 ): Promise<ReleaseOutcome> {
-  const open = await tx.query<{ n: number }>(
-    `SELECT ((SELECT count(*) FROM registrations WHERE campaign = $1 AND status IN ('recorded', 'verifying'))
-           + (SELECT count(*) FROM waiting WHERE campaign = $1))::int AS n`,
-    [campaign.slug],
-  )
-  if (open.rows[0]!.n > 0)
-    throw new DrawRefused(
-      'not_settled',
-      `${open.rows[0]!.n} registration(s) of ${campaign.slug} are not settled yet`,
-    )
-  // The holders of a place, then the first on the waiting list, in first_come order.
-  const first = await tx.query<{ id: string }>(
-    `SELECT r.id::text FROM registrations r
+  // The holders of a place, then the first on the waiting list, in first_come order — all of
+  // them final (decision 022): nothing received before them is unsettled or still in the intake.
+  const frontier = await firstComeFrontier(tx, campaign.slug)
+  const first = await tx.query<{ id: string; at: Date }>(
+    `SELECT r.id::text, LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
+     FROM registrations r
      WHERE r.campaign = $1 AND r.status = 'accepted'
        AND NOT EXISTS (SELECT 1 FROM releases x WHERE x.released_id = r.id)
-     ORDER BY LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)), r.id
+     ORDER BY 2, r.id
      LIMIT $2`,
     [campaign.slug, capacity + 1],
   )
+  const last = first.rows.at(-1)
+  if (last && (frontier === null || last.at.getTime() >= frontier.getTime()))
+    throw new DrawRefused(
+      'not_settled',
+      `the places of ${campaign.slug} are not final yet: registrations received before ${last.at.toISOString()} may still be unsettled or in the intake`,
+    )
   const i = first.rows.findIndex((r) => r.id === id)
   if (i < 0 || i >= capacity)
     throw new DrawRefused('not_a_winner', `${id} does not hold a place in ${campaign.slug}`)
@@ -478,4 +528,58 @@ export async function releaseHistory(
     [campaign, limit],
   )
   return r.rows
+}
+
+/**
+ * first_come records whose place became final below `frontier` and were not told it yet: each is
+ * marked told, owed its callback (when the campaign has one: the callback carries the place) and —
+ * where citizens are sent SMS — an allocation message, unless its verdict message told the place
+ * already. Duplicates received at or after `since` are looked at (a record's place is its
+ * earliest submission's); pass null to look at all. The ids marked.
+ */
+export async function markFirstComeFinal(
+  pool: Pool,
+  campaign: Campaign,
+  frontier: Date,
+  since: Date | null,
+): Promise<string[]> {
+  return inTransaction(pool, async (tx) => {
+    const marked = await tx.query<{ id: string }>(
+      `WITH cand AS (
+         SELECT id FROM registrations
+         WHERE campaign = $1 AND status = 'accepted' AND allocation_told_at IS NULL AND received_at < $2
+         UNION
+         SELECT d.original_id FROM duplicates d
+         WHERE d.campaign = $1 AND d.received_at < $2 AND ($3::timestamptz IS NULL OR d.received_at >= $3)
+       )
+       UPDATE registrations r SET allocation_told_at = now(),
+         callback_status = CASE WHEN $4 THEN 'pending' ELSE r.callback_status END,
+         callback_attempts = CASE WHEN $4 THEN 0 ELSE r.callback_attempts END,
+         callback_last_error = CASE WHEN $4 THEN NULL ELSE r.callback_last_error END,
+         callback_due_at = CASE WHEN $4 THEN now() ELSE r.callback_due_at END
+       FROM cand WHERE r.id = cand.id AND r.status = 'accepted' AND r.allocation_told_at IS NULL
+       RETURNING r.id::text`,
+      [campaign.slug, frontier, since, campaign.callbackUrl !== null],
+    )
+    const ids = marked.rows.map((r) => r.id)
+    if (ids.length > 0)
+      await tx.query(
+        `INSERT INTO citizen_messages (registration_id, kind, campaign)
+         SELECT m.id, 'allocation', $1 FROM unnest($2::uuid[]) AS m(id)
+         WHERE EXISTS (SELECT 1 FROM campaigns c WHERE c.slug = $1 AND c.citizen_sms)
+           AND NOT EXISTS (SELECT 1 FROM citizen_messages v
+                           WHERE v.registration_id = m.id AND v.kind = 'verdict' AND v.told IS NOT NULL)
+         ON CONFLICT DO NOTHING`,
+        [campaign.slug, ids],
+      )
+    return ids
+  })
+}
+
+/** A callback carried a record's final first_come place: the finality sweep owes it nothing more. */
+export async function markAllocationTold(q: Queryable, id: string): Promise<void> {
+  await q.query(
+    'UPDATE registrations SET allocation_told_at = now() WHERE id = $1 AND allocation_told_at IS NULL',
+    [id],
+  )
 }

@@ -230,6 +230,29 @@ export class Metrics {
     labelNames: ['campaign'] as const,
     registers: [this.registry],
   })
+  readonly drawSeconds = new Gauge({
+    name: 'sabt_draw_seconds',
+    help: "How long a lottery's draw took (ranking and writing every participant), read from PostgreSQL by the status role",
+    labelNames: ['campaign'] as const,
+    registers: [this.registry],
+  })
+  readonly watermarkLag = new Gauge({
+    name: 'sabt_intake_watermark_lag_seconds',
+    help: 'How far behind now the intake watermark is (decision 022): first_come places received after it are not final yet',
+    registers: [this.registry],
+  })
+  readonly watermarkRounds = new Counter({
+    name: 'sabt_intake_watermark_rounds_total',
+    help: "A recorder's tries to move the intake watermark, by outcome (advanced, or why not: queued, dead_letters, broker, heartbeats)",
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  })
+  readonly allocationsFinal = new Counter({
+    name: 'sabt_allocations_final_total',
+    help: 'first_come records whose place became final, each owed its callback and allocation message once',
+    labelNames: ['campaign'] as const,
+    registers: [this.registry],
+  })
   readonly allocationAnswers = new Counter({
     name: 'sabt_allocation_answers_total',
     help: 'Status answers of scarce campaigns, by allocation (won, waitlisted, released, not_drawn, pending)',
@@ -264,6 +287,8 @@ export class Metrics {
       this.circuitState,
       this.rateLimitPerSecond,
       this.citizenMessages,
+      this.watermarkRounds,
+      this.allocationsFinal,
     ] as const
   }
 

@@ -6,6 +6,7 @@ import { CallbackSweeper } from './callback-sweeper.js'
 import { CallbackTask } from './callback-task.js'
 import { CheckTask } from './check-task.js'
 import { DeadLetterInbox } from './dead-inbox.js'
+import { FinalitySweeper } from './finality-sweeper.js'
 import { OutboxSweeper } from './outbox-sweeper.js'
 import { TokenCaches } from './providers/auth.js'
 import type { Provider } from './providers/index.js'
@@ -25,6 +26,8 @@ export interface CheckerDeps extends RoleDeps {
   /** The outbox of SMS to citizens (decision 021): how often it is swept, how long a message is left to its own message. */
   smsSweepMs?: number
   smsLeaseMs?: number
+  /** How often first_come places that became final are looked for (decision 022). */
+  finalitySweepMs?: number
 }
 
 /**
@@ -38,6 +41,8 @@ export class Checker {
   readonly workers: Worker[] = []
   readonly callback: CallbackTask
   readonly sweeper: CallbackSweeper
+  /** first_come places that became final: their callbacks and allocation messages owed. */
+  readonly finality: FinalitySweeper
   readonly inbox: DeadLetterInbox
   readonly tokens: TokenCaches
   /** Messages to citizens, when the configuration has an `sms:` provider. */
@@ -46,7 +51,7 @@ export class Checker {
 
   constructor(
     readonly deps: CheckerDeps,
-    only?: readonly string[],
+    readonly only?: readonly string[],
   ) {
     const redirect = new Redirector(deps.mq, deps.publisher, deps.metrics)
     // Follow-ups travel grouped, each target check's own size (a callback: 200 per message).
@@ -73,6 +78,10 @@ export class Checker {
       { ...deps, redirect },
       { everyMs: deps.callbackSweepMs, leaseMs: deps.callbackLeaseMs },
     )
+    this.finality = new FinalitySweeper(
+      { ...deps, redirect },
+      { everyMs: deps.finalitySweepMs ?? 2000, leaseMs: deps.callbackLeaseMs },
+    )
     this.inbox = new DeadLetterInbox(deps, redirect)
     if (deps.config.sms && !only) {
       const sender = new SmsSender(deps.config.sms, deps)
@@ -95,6 +104,7 @@ export class Checker {
     await this.inbox.start()
     for (const w of this.workers) await w.start()
     this.sweeper.start()
+    if (!this.only) this.finality.start()
     this.sms?.sweeper.start()
     const longestTtl = Math.max(0, ...[...this.deps.config.checks.values()].map((c) => c.cache_ttl_s))
     if (longestTtl > 0) {
@@ -108,6 +118,7 @@ export class Checker {
   async stop(): Promise<void> {
     if (this.#pruner) clearInterval(this.#pruner)
     await this.sweeper.stop()
+    await this.finality.stop()
     await this.sms?.sweeper.stop()
     await Promise.all(this.workers.map((w) => w.stop()))
     await this.inbox.stop()

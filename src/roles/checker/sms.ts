@@ -278,7 +278,10 @@ export class NoticeTask implements Task {
     if (claim > 0) throw new ParkError('unavailable', claim) // another sender holds it: after it lapses
     let said: { text: string; told: Told | null } | null
     try {
-      if (this.kind === 'promotion') {
+      if (
+        this.kind === 'promotion' ||
+        (this.kind === 'allocation' && campaign.scarce?.allocation === 'first_come')
+      ) {
         const told = await this.#toldAlready(campaign, id)
         if (told) {
           await finishNotice(pool, id, this.kind, 'skipped', attempt, told)
@@ -311,8 +314,10 @@ export class NoticeTask implements Task {
   /**
    * Why a promotion need not be sent: the person's own message of the place (the verdict in a
    * first_come campaign, the allocation in a lottery) told them "won" already, or is still to be
-   * sent and will (its text is read when it is sent, after this promotion was written). A sender
-   * holding that message: this one waits until it is done. Null: the promotion is news.
+   * sent and will (its text is read when it is sent, after this promotion was written). The same
+   * for a first_come allocation message (owed once the place became final, decision 022): not
+   * sent when the verdict told the place, or will. A sender holding that message: this one waits
+   * until it is done. Null: the message is news.
    */
   async #toldAlready(campaign: Campaign, id: string): Promise<string | null> {
     const kind = campaign.scarce?.allocation === 'lottery' ? 'allocation' : 'verdict'
@@ -322,7 +327,10 @@ export class NoticeTask implements Task {
       if (place.heldMs > 0) throw new ParkError('unavailable', place.heldMs)
       return `its ${kind} message, still to be sent, tells it`
     }
-    return place.state === 'sent' && place.told === 'won' ? `its ${kind} message told it` : null
+    if (place.state !== 'sent') return null
+    // A first_come allocation message (decision 022) is owed only when the verdict told no place.
+    if (this.kind === 'allocation') return place.told ? `its ${kind} message told it` : null
+    return place.told === 'won' ? `its ${kind} message told it` : null
   }
 
   /**

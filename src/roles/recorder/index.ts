@@ -19,6 +19,7 @@ import {
 import { PublishError } from '../../mq/publisher.js'
 import { sealPersonal } from '../../privacy/personal-fields.js'
 import { type RoleContext, type RoleDeps, roleDeps } from '../role.js'
+import { IntakeWatermark, type WatermarkOptions } from './intake-watermark.js'
 
 export interface RecorderOptions {
   prefetch: number
@@ -26,6 +27,8 @@ export interface RecorderOptions {
   batchMs: number
   /** The intake queues' delivery limit (SABT_INTAKE_DELIVERY_LIMIT): past it RabbitMQ dead-letters a message whole. */
   deliveryLimit: number
+  /** Its heartbeat and the rounds that move the intake watermark (decision 022). */
+  watermark: WatermarkOptions
 }
 
 /** Why a registration goes to the intake dead letters (the metric's and the header's reason). */
@@ -71,9 +74,12 @@ type WriteOutcome =
 export class Recorder {
   readonly consumer: Consumer
   readonly batcher: Batcher<Pending>
+  readonly watermark: IntakeWatermark
   #stopping = false
   /** Channels on which a delivery was left unacked on purpose: no multiple-ack may cover it. */
   readonly #holes = new WeakSet<object>()
+  /** Deliveries not acked yet, with their oldest registration's receive time (the intake watermark's). */
+  readonly #held = new Map<Delivery, number>()
   /** The last batch's settlement (check confirms, then acks): the next batch settles after it. */
   #settling: Promise<void> = Promise.resolve()
 
@@ -84,9 +90,20 @@ export class Recorder {
     this.consumer = new Consumer(
       deps.mq,
       { name: 'recorder', queues: deps.mq.names.intakeQueues, prefetch: opts.prefetch },
-      (d) => this.batcher.add({ d, v: null, recs: [] }),
+      (d) => {
+        const p: Pending = { d, v: null, recs: [] }
+        this.#held.set(d, oldestReceived(this.#read(p)))
+        this.batcher.add(p)
+      },
       deps.log,
     )
+    this.watermark = new IntakeWatermark(deps, () => this.holding(), opts.watermark, {
+      lost: async () => {
+        await this.consumer.pause()
+        await this.consumer.recover() // the broker has them back: ready, or another recorder's
+      },
+      regained: () => (this.#stopping ? Promise.resolve() : this.consumer.resume()),
+    })
     this.batcher = new Batcher(
       {
         size: opts.batchSize,
@@ -107,7 +124,9 @@ export class Recorder {
     )
   }
 
+  /** Its first heartbeat before its first delivery: a watermark round never misses what it holds. */
   async start(): Promise<void> {
+    await this.watermark.start()
     await this.consumer.start()
   }
 
@@ -118,6 +137,23 @@ export class Recorder {
     await this.batcher.drain()
     await this.#settling
     await this.consumer.close()
+    await this.watermark.stop()
+  }
+
+  /**
+   * What this recorder holds unacked (the intake watermark's heartbeat): deliveries of a channel
+   * that is gone are the broker's again, not counted.
+   */
+  holding(): { held: number; oldest: number | null } {
+    let oldest: number | null = null
+    for (const [d, at] of this.#held) {
+      if (!this.consumer.isLive(d)) {
+        this.#held.delete(d)
+        continue
+      }
+      if (oldest === null || at < oldest) oldest = at
+    }
+    return { held: this.#held.size, oldest }
   }
 
   async #flush(items: Pending[], reason: FlushReason): Promise<void> {
@@ -188,19 +224,23 @@ export class Recorder {
       // ever left unacked (a multiple-ack would cover it): from then on this channel acks one by one.
       const oneByOne = live.length > 0 && this.#holes.has(live[0]!.d.channel)
       let maxTag: Delivery | null = null
+      const settledHere: Delivery[] = []
       for (const p of live) {
         if (p.v !== 3 && p.recs.some((r) => r.dead)) {
           this.consumer.nack(p.d, false) // → sabt.intake.dead (at-least-once dead-lettering)
+          settledHere.push(p.d)
           continue
         }
         if (p.recs.some((r) => outcomeOf.get(r) === 'retry' && !r.dead)) {
           this.consumer.nack(p.d, true)
+          settledHere.push(p.d)
           continue
         }
         if (!published || !parked) {
           this.#holes.add(p.d.channel) // the broker redelivers it
           continue
         }
+        settledHere.push(p.d)
         if (oneByOne) {
           this.consumer.ack(p.d)
           continue
@@ -208,6 +248,8 @@ export class Recorder {
         if (!maxTag || p.d.msg.fields.deliveryTag > maxTag.msg.fields.deliveryTag) maxTag = p.d
       }
       if (maxTag && this.consumer.isLive(maxTag)) this.consumer.ack(maxTag, true)
+      // Acked, or back with the broker (ready, or dead-lettered): this recorder no longer holds them.
+      for (const d of settledHere) this.#held.delete(d)
       metrics.flushSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9)
       if (!published || !parked)
         log.warn({ event: 'recorder.checks_unconfirmed', batch: live.length }, 'batch left unacked')
@@ -482,6 +524,16 @@ export class Recorder {
   }
 }
 
+/** A message's oldest registration receive time (ms); -Infinity when it could not be read. */
+function oldestReceived(p: Pending): number {
+  let oldest = Number.POSITIVE_INFINITY
+  for (const r of p.recs) {
+    if (!r.row) return Number.NEGATIVE_INFINITY
+    if (r.row.receivedAt < oldest) oldest = r.row.receivedAt
+  }
+  return p.recs.length === 0 ? Number.NEGATIVE_INFINITY : oldest
+}
+
 /** The recorder role's start: consumes every intake shard, writes in batches. */
 export async function startRecorder(ctx: RoleContext): Promise<Recorder> {
   const { env } = ctx
@@ -490,6 +542,13 @@ export async function startRecorder(ctx: RoleContext): Promise<Recorder> {
     batchSize: env.SABT_BATCH_SIZE,
     batchMs: env.SABT_BATCH_MS,
     deliveryLimit: env.SABT_INTAKE_DELIVERY_LIMIT,
+    watermark: {
+      heartbeatMs: env.SABT_INTAKE_WATERMARK_HEARTBEAT_MS,
+      everyMs: env.SABT_INTAKE_WATERMARK_EVERY_MS,
+      marginMs: env.SABT_INTAKE_WATERMARK_MARGIN_MS,
+      expiryMs: env.SABT_INTAKE_WATERMARK_EXPIRY_MS,
+      graceMs: 2000,
+    },
   })
   await recorder.start()
   ctx.onStop(() => recorder.stop())

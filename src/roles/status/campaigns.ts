@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import type { Campaign, SabtConfig } from '../../config/campaigns.js'
 import { type CampaignCounts, campaignCounts, drawState, findDraw, loadResults } from '../../db/draws.js'
+import { readWatermark } from '../../db/intake-watermark.js'
 import type { Pool } from '../../db/pool.js'
 import { ApiError } from '../../http/errors.js'
 import type { Metrics } from '../../observability/metrics.js'
@@ -18,13 +19,22 @@ const DRAW_STATE = { not_committed: 0, committed: 1, revealed: 2 } as const
 
 /** sabt_campaign_places and sabt_draw_state, from the database (the truth across every process and the CLI). */
 export async function refreshScarceMetrics(pool: Pool, config: SabtConfig, metrics: Metrics): Promise<void> {
+  let firstCome = false
   for (const c of config.campaigns.values()) {
     if (!c.scarce) continue
     const counts = await campaignCounts(pool, c)
     metrics.campaignPlaces.set({ campaign: c.slug, kind: 'capacity' }, c.scarce.capacity)
     for (const [kind, v] of Object.entries(counts)) metrics.campaignPlaces.set({ campaign: c.slug, kind }, v)
-    if (c.scarce.allocation === 'lottery')
-      metrics.drawState.set({ campaign: c.slug }, DRAW_STATE[drawState(await findDraw(pool, c.slug))])
+    if (c.scarce.allocation === 'lottery') {
+      const d = await findDraw(pool, c.slug)
+      metrics.drawState.set({ campaign: c.slug }, DRAW_STATE[drawState(d)])
+      if (d?.draw_seconds != null) metrics.drawSeconds.set({ campaign: c.slug }, d.draw_seconds)
+    } else firstCome = true
+  }
+  // first_come's finality waits for the intake watermark (decision 022): how far behind it is.
+  if (firstCome) {
+    const w = await readWatermark(pool)
+    if (w) metrics.watermarkLag.set(Math.max(0, (Date.now() - w.getTime()) / 1000))
   }
 }
 

@@ -1,5 +1,6 @@
 import type { SabtConfig } from '../../config/campaigns.js'
 import { type CampaignCounts, campaignCounts, drawState, findDraw, releaseHistory } from '../../db/draws.js'
+import { readWatermark } from '../../db/intake-watermark.js'
 import type { Pool } from '../../db/pool.js'
 import { fmtCount, html } from './views.js'
 
@@ -16,6 +17,11 @@ export interface ScarceRow {
 /** Per scarce campaign (decision 019): places, draw state, release history — ids only, no personal data. */
 export async function scarceRows(pool: Pool, config: SabtConfig): Promise<ScarceRow[]> {
   const rows: ScarceRow[] = []
+  // first_come places are final below the intake watermark (decision 022): shown with its lag.
+  const w = await readWatermark(pool)
+  const firstCome = w
+    ? `first come, final to ${w.toISOString().slice(11, 19)} UTC (${Math.max(0, Math.round((Date.now() - w.getTime()) / 1000))} s behind)`
+    : 'first come, nothing final yet'
   for (const c of config.campaigns.values()) {
     if (!c.scarce) continue
     const d = c.scarce.allocation === 'lottery' ? await findDraw(pool, c.slug) : null
@@ -24,7 +30,7 @@ export async function scarceRows(pool: Pool, config: SabtConfig): Promise<Scarce
       allocation: c.scarce.allocation,
       capacity: c.scarce.capacity,
       counts: await campaignCounts(pool, c),
-      draw: c.scarce.allocation === 'lottery' ? drawState(d).replace('_', ' ') : 'first come',
+      draw: c.scarce.allocation === 'lottery' ? drawState(d).replace('_', ' ') : firstCome,
       commitment: d?.commitment ?? null,
       releases: await releaseHistory(pool, c.slug, 10),
     })

@@ -1,0 +1,205 @@
+import amqp from 'amqplib'
+import pg from 'pg'
+import { v7 as uuidv7 } from 'uuid'
+import { afterEach, describe, expect, it } from 'vitest'
+import { readWatermark } from '../src/db/intake-watermark.js'
+import { IntakeWatermark } from '../src/roles/recorder/intake-watermark.js'
+import {
+  AMQP_URL,
+  queueDepth,
+  registration,
+  sql,
+  startTestSabt,
+  type TestSabt,
+  testEnv,
+  waitFor,
+} from './support/harness.js'
+import { TcpProxy } from './support/tcp-proxy.js'
+
+// The intake watermark (decision 022): the instant before which every registration a gateway
+// received is in PostgreSQL — what first_come's finality waits for. Moved by the recorders from
+// what the broker and every live recorder's heartbeat say; never past a registration still queued,
+// held by a recorder, or in the intake dead letters.
+
+const WATERMARK_ENV = {
+  SABT_INTAKE_WATERMARK_MARGIN_MS: '0',
+  SABT_INTAKE_WATERMARK_EVERY_MS: '600000', // rounds are run by the test
+  SABT_INTAKE_WATERMARK_HEARTBEAT_MS: '100',
+  SABT_INTAKE_WATERMARK_EXPIRY_MS: '3000',
+}
+
+function intakeMessage(receivedAt: number): Record<string, unknown> {
+  const { campaign, national_id, mobile, first_name, last_name, birth_date } = registration()
+  return {
+    v: 1,
+    id: uuidv7(),
+    received_at: receivedAt,
+    campaign,
+    national_id,
+    mobile,
+    first_name,
+    last_name,
+    birth_date,
+    attributes: null,
+  }
+}
+
+async function publish(s: TestSabt, bodies: Record<string, unknown>[], exchange?: string): Promise<void> {
+  const conn = await amqp.connect(AMQP_URL)
+  try {
+    const ch = await conn.createConfirmChannel()
+    for (const b of bodies)
+      ch.publish(exchange ?? s.mq!.names.intakeExchange, '0', Buffer.from(JSON.stringify(b)), {
+        persistent: true,
+        mandatory: true,
+      })
+    await ch.waitForConfirms()
+  } finally {
+    await conn.close()
+  }
+}
+
+const recorded = async (s: TestSabt, id: string) =>
+  (await sql(s.env.DATABASE_URL, 'SELECT 1 FROM registrations WHERE id = $1', [id])).length === 1
+
+describe('the intake watermark', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {})
+  })
+  async function recorder(env: Record<string, string> = {}): Promise<TestSabt> {
+    const s = await startTestSabt({ roles: ['recorder'], env: testEnv({ ...WATERMARK_ENV, ...env }) })
+    cleanups.push(() => s.cleanup())
+    return s
+  }
+
+  it('moves to now when nothing is queued or held, and never back', async () => {
+    const s = await recorder()
+    expect(await readWatermark(s.pool!)).toBeNull() // nothing is final before the first round
+    const before = Date.now()
+    const r = await s.recorder!.watermark.advance()
+    expect(r.outcome).toBe('advanced')
+    const w = (await readWatermark(s.pool!))!.getTime()
+    expect(w).toBeGreaterThanOrEqual(before - 1000)
+    expect(w).toBeLessThanOrEqual(Date.now() + 1000)
+    // A later round from an earlier instant (another recorder's) leaves it where it is.
+    await sql(
+      s.env.DATABASE_URL,
+      `UPDATE recorder_holds SET oldest_received_at = now() - interval '1 hour', held = 1`,
+    )
+    await s.recorder!.watermark.advance()
+    expect((await readWatermark(s.pool!))!.getTime()).toBeGreaterThanOrEqual(w)
+  })
+
+  it('stops at the oldest registration a recorder holds unwritten, and moves on once it is written', async () => {
+    const s = await recorder()
+    // The recorder's write waits on a lock: it holds the delivery, unacked, and nothing is queued.
+    const locker = new pg.Client({ connectionString: s.env.DATABASE_URL })
+    await locker.connect()
+    cleanups.push(() => locker.end())
+    await locker.query('BEGIN')
+    await locker.query('LOCK TABLE registrations IN ACCESS EXCLUSIVE MODE')
+    const receivedAt = Date.now() - 60_000
+    const m = intakeMessage(receivedAt)
+    await publish(s, [m])
+    await waitFor(() => s.recorder!.holding().held === 1, 'the recorder to hold the delivery')
+    expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(0)
+    const r = await s.recorder!.watermark.advance()
+    expect(r.outcome).toBe('advanced')
+    expect((await readWatermark(s.pool!))!.getTime()).toBe(receivedAt)
+    // Written: the next round passes it.
+    await locker.query('ROLLBACK')
+    await waitFor(() => recorded(s, m.id as string), 'the registration to be written')
+    await waitFor(() => s.recorder!.holding().held === 0, 'the delivery to be acked')
+    await s.recorder!.watermark.advance()
+    expect((await readWatermark(s.pool!))!.getTime()).toBeGreaterThan(Date.now() - 5000)
+  })
+
+  it('does not move while a registration waits in an intake queue or in the intake dead letters', async () => {
+    // The broker and the database, with no recorder consuming: this test runs the rounds.
+    const s = await startTestSabt({ roles: ['gateway', 'status'], env: testEnv(WATERMARK_ENV) })
+    cleanups.push(() => s.cleanup())
+    const wm = new IntakeWatermark(
+      { mq: s.mq!, pool: s.pool!, metrics: s.metrics, log: s.log },
+      () => ({ held: 0, oldest: null }),
+      { heartbeatMs: 100, everyMs: 600_000, marginMs: 0, expiryMs: 3000, graceMs: 200 },
+      { lost: async () => {}, regained: async () => {} },
+    )
+    await wm.beat()
+    await publish(s, [intakeMessage(Date.now() - 60_000)])
+    expect(await wm.round()).toEqual({ outcome: 'queued' })
+    expect(await readWatermark(s.pool!)).toBeNull()
+    // Taken off the queue into the dead letters (a registration the recorder could not store).
+    const conn = await amqp.connect(AMQP_URL)
+    try {
+      const ch = await conn.createChannel()
+      const got = await ch.get(s.mq!.names.intakeQueues[0]!, { noAck: false })
+      expect(got).not.toBe(false)
+      ch.nack(got as amqp.GetMessage, false, false) // → the intake dead letters
+      await ch.close()
+    } finally {
+      await conn.close()
+    }
+    await waitFor(async () => (await queueDepth(s.mq!.names.intakeDead)) === 1, 'the dead letter')
+    await wm.beat()
+    expect(await wm.round()).toEqual({ outcome: 'dead_letters' })
+    expect(await readWatermark(s.pool!)).toBeNull()
+    metricsSay(await s.metrics.watermarkRounds.get(), { queued: 1, dead_letters: 1 })
+  })
+
+  it('waits for a recorder that stopped writing its heartbeat until its row expires', async () => {
+    const s = await recorder()
+    // A recorder gone a moment ago (killed): its row is there, not written any more.
+    await sql(
+      s.env.DATABASE_URL,
+      `INSERT INTO recorder_holds (recorder, held, oldest_received_at, written_at)
+       VALUES ('gone', 3, now() - interval '1 minute', clock_timestamp())`,
+    )
+    expect(await s.recorder!.watermark.advance()).toEqual({ outcome: 'heartbeats' })
+    expect(await readWatermark(s.pool!)).toBeNull()
+    // Past the expiry (3 s) it is taken for gone: the broker has its deliveries back by then.
+    await new Promise((r) => setTimeout(r, 3100))
+    expect((await s.recorder!.watermark.advance()).outcome).toBe('advanced')
+    expect(await sql(s.env.DATABASE_URL, `SELECT 1 FROM recorder_holds WHERE recorder = 'gone'`)).toEqual([])
+  })
+
+  it('a recorder that cannot write its heartbeat gives back what it holds and consumes again once it can', async () => {
+    const proxy = new TcpProxy('127.0.0.1', 5432)
+    await proxy.start()
+    cleanups.push(() => proxy.close())
+    const base = testEnv(WATERMARK_ENV)
+    const direct = await startTestSabt({ roles: ['status'], env: base }) // migrates
+    cleanups.push(() => direct.cleanup())
+    const viaProxy = new URL(base.DATABASE_URL)
+    viaProxy.port = String(proxy.port)
+    const s = await startTestSabt({
+      roles: ['recorder'],
+      env: { ...base, DATABASE_URL: viaProxy.toString() },
+    })
+    cleanups.push(() => s.stop())
+
+    await proxy.cut()
+    const m = intakeMessage(Date.now())
+    await publish(s, [m])
+    await waitFor(() => s.recorder!.holding().held === 1, 'the recorder to hold the delivery')
+    // Half the expiry (1.5 s) without a heartbeat: given back to the broker, not consumed again.
+    await waitFor(() => s.recorder!.watermark.fenced, 'the recorder to fence itself', 10_000)
+    await waitFor(
+      async () => (await queueDepth(s.mq!.names.intakeQueues[0]!)) === 1,
+      'the delivery back in its queue',
+      10_000,
+    )
+    expect(s.recorder!.holding().held).toBe(0)
+    await proxy.restore()
+    await waitFor(() => recorded(direct, m.id as string), 'the registration written once it can', 30_000)
+    expect(s.recorder!.watermark.fenced).toBe(false)
+  })
+})
+
+function metricsSay(
+  m: { values: { labels: Record<string, string | number>; value: number }[] },
+  want: Record<string, number>,
+): void {
+  for (const [outcome, n] of Object.entries(want))
+    expect(m.values.find((v) => v.labels.outcome === outcome)?.value, outcome).toBe(n)
+}
