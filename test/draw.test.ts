@@ -13,7 +13,9 @@ import {
   DrawRefused,
   drawLottery,
   findDraw,
+  firstComeFrontier,
   loadResults,
+  markFirstComeFinal,
   releasePlace,
 } from '../src/db/draws.js'
 import { migrate } from '../src/db/migrate.js'
@@ -68,6 +70,7 @@ const CONFIG_DOC = {
     }),
     fc: { title: 'First come', capacity: 2, allocation: 'first_come' },
     fc2: { title: 'First come, many', capacity: 7, allocation: 'first_come' },
+    fc3: { title: 'First come, the intake behind', capacity: 1, allocation: 'first_come' },
     plain: { title: 'Not scarce' },
   },
 }
@@ -508,6 +511,11 @@ describe('first_come', () => {
   // a duplicate received at t(1.5), gives it that place.
   const late = { id: uuidv7({ msecs: t(9) }), at: t(9) }
   const alloc = (id: string, status = 'accepted') => allocationOf(pool, campaign('fc'), { id, status })
+  /** The intake watermark (decision 022): what the recorders say is in PostgreSQL. */
+  const setWatermark = (at: number) =>
+    pool.query('UPDATE intake_watermark SET settled_before = $1', [new Date(at)])
+  // Everything these first tests insert is long in PostgreSQL.
+  beforeAll(() => setWatermark(Date.parse('2100-01-01T00:00:00Z')))
 
   it('ranks by the gateway receive time: an early arrival verified last keeps its place; rejected and duplicates never win', async () => {
     await insertRecords('fc', [early, rejectedFirst, b, c, late])
@@ -529,7 +537,8 @@ describe('first_come', () => {
   })
 
   it('release gives the place to the next in arrival order, once everything is settled', async () => {
-    const straggler = { id: uuidv7({ msecs: t(20) }), at: t(20), status: 'verifying' }
+    // Received before the first on the waiting list (b), still being checked: the order is not final.
+    const straggler = { id: uuidv7({ msecs: t(1.7) }), at: t(1.7), status: 'verifying' }
     await insertRecords('fc', [straggler])
     await expect(releasePlace(pool, campaign('fc'), late.id, 'op')).rejects.toMatchObject({
       reason: 'not_settled',
@@ -599,5 +608,40 @@ describe('first_come', () => {
       released.add(winner.id)
       await check()
     }
+  })
+
+  it('is final only below the intake watermark and once nothing earlier is unsettled or failed; each place is told once', async () => {
+    const a = { id: uuidv7({ msecs: t(100) }), at: t(100) }
+    const failed = { id: uuidv7({ msecs: t(101) }), at: t(101), status: 'failed' }
+    const b2 = { id: uuidv7({ msecs: t(102) }), at: t(102) }
+    await insertRecords('fc3', [a, failed, b2])
+    const al = (id: string) => allocationOf(pool, campaign('fc3'), { id, status: 'accepted' })
+    // Registrations received after t(100.5) may still be in an intake queue: b2's place may change.
+    await setWatermark(t(100.5))
+    expect(await al(a.id)).toEqual({ state: 'won' })
+    expect(await al(b2.id)).toEqual({ state: 'pending' })
+    await expect(releasePlace(pool, campaign('fc3'), a.id, 'op')).rejects.toMatchObject({
+      reason: 'not_settled',
+    })
+    // The intake caught up, but a failed record before b2 may still be accepted by a replay.
+    await setWatermark(t(200))
+    expect(await al(b2.id)).toEqual({ state: 'pending' })
+    const frontier = (await firstComeFrontier(pool, 'fc3'))!
+    expect(frontier.getTime()).toBe(t(101))
+    // The finality sweep owes a final place once: a now, b2 not yet.
+    expect(await markFirstComeFinal(pool, campaign('fc3'), frontier, null)).toEqual([a.id])
+    expect(await markFirstComeFinal(pool, campaign('fc3'), frontier, frontier)).toEqual([])
+    await pool.query(`UPDATE registrations SET status = 'rejected' WHERE id = $1`, [failed.id])
+    expect(await al(b2.id)).toEqual({ state: 'waitlisted', position: 1 })
+    const next = (await firstComeFrontier(pool, 'fc3'))!
+    expect(next.getTime()).toBe(t(200))
+    expect(await markFirstComeFinal(pool, campaign('fc3'), next, frontier)).toEqual([b2.id])
+    const told = await sql<{ id: string }>(
+      url,
+      `SELECT id::text FROM registrations WHERE campaign = 'fc3' AND allocation_told_at IS NOT NULL ORDER BY id`,
+    )
+    expect(told.map((r) => r.id)).toEqual([a.id, b2.id])
+    // Now the waiting list is final: a release promotes b2.
+    expect(await releasePlace(pool, campaign('fc3'), a.id, 'op')).toMatchObject({ promoted: b2.id })
   })
 })

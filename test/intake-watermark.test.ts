@@ -2,7 +2,12 @@ import amqp from 'amqplib'
 import pg from 'pg'
 import { v7 as uuidv7 } from 'uuid'
 import { afterEach, describe, expect, it } from 'vitest'
+import { allocationOf } from '../src/db/draws.js'
 import { readWatermark } from '../src/db/intake-watermark.js'
+import { Publisher } from '../src/mq/publisher.js'
+import { createLogger } from '../src/observability/logger.js'
+import { Metrics } from '../src/observability/metrics.js'
+import { replayIntakeDead } from '../src/operations/index.js'
 import { IntakeWatermark } from '../src/roles/recorder/intake-watermark.js'
 import {
   AMQP_URL,
@@ -11,6 +16,7 @@ import {
   sql,
   startTestSabt,
   type TestSabt,
+  testConfig,
   testEnv,
   waitFor,
 } from './support/harness.js'
@@ -193,6 +199,62 @@ describe('the intake watermark', () => {
     await proxy.restore()
     await waitFor(() => recorded(direct, m.id as string), 'the registration written once it can', 30_000)
     expect(s.recorder!.watermark.fenced).toBe(false)
+  })
+})
+
+describe('first_come finality waits for the intake', () => {
+  it('a registration received first but held in the intake dead letters keeps the later places pending; replayed, it wins and each place is told once', async () => {
+    const config = testConfig({
+      checks: {},
+      campaigns: { fc: { title: 'First come', capacity: 1, allocation: 'first_come' } },
+    })
+    const s = await startTestSabt({ roles: ['recorder', 'checker'], env: testEnv(), config })
+    try {
+      const fc = config.campaigns.get('fc')!
+      const early: Record<string, unknown> = { ...intakeMessage(Date.now() - 10_000), campaign: 'fc' }
+      const later: Record<string, unknown> = { ...intakeMessage(Date.now() - 5_000), campaign: 'fc' }
+      // The earliest is in the intake dead letters (a recorder could not store it then); the later one is recorded.
+      await publish(s, [early], s.mq!.names.intakeDlx)
+      await publish(s, [later])
+      await waitFor(() => recorded(s, later.id as string), 'the later registration recorded')
+      const place = (id: string) => allocationOf(s.pool!, fc, { id, status: 'accepted' })
+      await new Promise((r) => setTimeout(r, 1500)) // rounds and sweeps run: the place must stay open
+      expect(await place(later.id as string)).toEqual({ state: 'pending' })
+      expect(await readWatermark(s.pool!)).toBeNull()
+
+      const log = createLogger({ level: 'silent' })
+      const publisher = new Publisher(
+        s.mq!,
+        { name: 'replay', confirmTimeoutMs: 3000, maxInFlight: 10 },
+        new Metrics({ defaultMetrics: false }),
+        log,
+      )
+      await publisher.start()
+      try {
+        expect(await replayIntakeDead({ mq: s.mq!, publisher, log })).toMatchObject({ replayed: 1 })
+      } finally {
+        await publisher.close()
+      }
+      await waitFor(() => recorded(s, early.id as string), 'the replayed registration recorded')
+      await waitFor(
+        async () => (await place(later.id as string))?.state !== 'pending',
+        'the later place final',
+        30_000,
+      )
+      expect(await place(early.id as string)).toEqual({ state: 'won' })
+      expect(await place(later.id as string)).toEqual({ state: 'waitlisted', position: 1 })
+      // Told once each, by the finality sweep (no callback configured, no SMS: just marked).
+      await waitFor(
+        async () =>
+          (await sql(s.env.DATABASE_URL, 'SELECT 1 FROM registrations WHERE allocation_told_at IS NOT NULL'))
+            .length === 2,
+        'both places told',
+      )
+      const final = (await s.metrics.allocationsFinal.get()).values.reduce((n, v) => n + v.value, 0)
+      expect(final).toBe(2)
+    } finally {
+      await s.cleanup()
+    }
   })
 })
 

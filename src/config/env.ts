@@ -77,6 +77,7 @@ export const EnvSchema = Type.Object({
   SABT_CHECKS: Type.Optional(Type.String({ minLength: 1 })),
   SABT_CALLBACK_SWEEP_MS: Type.Integer({ default: 5000, minimum: 50 }),
   SABT_CALLBACK_LEASE_MS: Type.Integer({ default: 30_000, minimum: 100 }),
+  SABT_FINALITY_SWEEP_MS: Type.Integer({ default: 2000, minimum: 50 }),
   SABT_SMS_SWEEP_MS: Type.Integer({ default: 1000, minimum: 50 }),
   SABT_SMS_LEASE_MS: Type.Integer({ default: 300_000, minimum: 100 }),
   SABT_POW_SECRET: Type.Optional(Type.String()),

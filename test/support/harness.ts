@@ -39,6 +39,11 @@ export function testEnv(overrides: Record<string, string> = {}): Env {
     SABT_ADMIN_TOKEN: randomBytes(24).toString('base64url'),
     SABT_BATCH_MS: '10',
     SABT_CONFIRM_TIMEOUT_MS: '3000',
+    // The intake watermark (decision 022) follows the tests' registrations closely.
+    SABT_INTAKE_WATERMARK_MARGIN_MS: '0',
+    SABT_INTAKE_WATERMARK_EVERY_MS: '300',
+    SABT_INTAKE_WATERMARK_HEARTBEAT_MS: '100',
+    SABT_FINALITY_SWEEP_MS: '200',
     ...overrides,
   })
 }

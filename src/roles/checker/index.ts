@@ -148,6 +148,7 @@ export async function startChecker(
       callbackSweepMs: env.SABT_CALLBACK_SWEEP_MS,
       callbackLeaseMs: env.SABT_CALLBACK_LEASE_MS,
       smsSweepMs: env.SABT_SMS_SWEEP_MS,
+      finalitySweepMs: env.SABT_FINALITY_SWEEP_MS,
       smsLeaseMs: env.SABT_SMS_LEASE_MS,
     },
     only,
