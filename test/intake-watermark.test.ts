@@ -1,6 +1,5 @@
 import amqp from 'amqplib'
 import pg from 'pg'
-import { v7 as uuidv7 } from 'uuid'
 import { afterEach, describe, expect, it } from 'vitest'
 import { allocationOf } from '../src/db/draws.js'
 import { readWatermark } from '../src/db/intake-watermark.js'
@@ -11,8 +10,9 @@ import { replayIntakeDead } from '../src/operations/index.js'
 import { IntakeWatermark } from '../src/roles/recorder/intake-watermark.js'
 import {
   AMQP_URL,
+  intakeMessage,
+  publishIntake,
   queueDepth,
-  registration,
   sql,
   startTestSabt,
   type TestSabt,
@@ -32,37 +32,6 @@ const WATERMARK_ENV = {
   SABT_INTAKE_WATERMARK_EVERY_MS: '600000', // rounds are run by the test
   SABT_INTAKE_WATERMARK_HEARTBEAT_MS: '100',
   SABT_INTAKE_WATERMARK_EXPIRY_MS: '3000',
-}
-
-function intakeMessage(receivedAt: number): Record<string, unknown> {
-  const { campaign, national_id, mobile, first_name, last_name, birth_date } = registration()
-  return {
-    v: 1,
-    id: uuidv7(),
-    received_at: receivedAt,
-    campaign,
-    national_id,
-    mobile,
-    first_name,
-    last_name,
-    birth_date,
-    attributes: null,
-  }
-}
-
-async function publish(s: TestSabt, bodies: Record<string, unknown>[], exchange?: string): Promise<void> {
-  const conn = await amqp.connect(AMQP_URL)
-  try {
-    const ch = await conn.createConfirmChannel()
-    for (const b of bodies)
-      ch.publish(exchange ?? s.mq!.names.intakeExchange, '0', Buffer.from(JSON.stringify(b)), {
-        persistent: true,
-        mandatory: true,
-      })
-    await ch.waitForConfirms()
-  } finally {
-    await conn.close()
-  }
 }
 
 const recorded = async (s: TestSabt, id: string) =>
@@ -106,8 +75,8 @@ describe('the intake watermark', () => {
     await locker.query('BEGIN')
     await locker.query('LOCK TABLE registrations IN ACCESS EXCLUSIVE MODE')
     const receivedAt = Date.now() - 60_000
-    const m = intakeMessage(receivedAt)
-    await publish(s, [m])
+    const m = intakeMessage({ received_at: receivedAt })
+    await publishIntake(s, [m])
     await waitFor(() => s.recorder!.holding().held === 1, 'the recorder to hold the delivery')
     expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(0)
     const r = await s.recorder!.watermark.advance()
@@ -132,7 +101,7 @@ describe('the intake watermark', () => {
       { lost: async () => {}, regained: async () => {} },
     )
     await wm.beat()
-    await publish(s, [intakeMessage(Date.now() - 60_000)])
+    await publishIntake(s, [intakeMessage({ received_at: Date.now() - 60_000 })])
     expect(await wm.round()).toEqual({ outcome: 'queued' })
     expect(await readWatermark(s.pool!)).toBeNull()
     // Taken off the queue into the dead letters (a registration the recorder could not store).
@@ -185,8 +154,8 @@ describe('the intake watermark', () => {
     cleanups.push(() => s.stop())
 
     await proxy.cut()
-    const m = intakeMessage(Date.now())
-    await publish(s, [m])
+    const m = intakeMessage()
+    await publishIntake(s, [m])
     await waitFor(() => s.recorder!.holding().held === 1, 'the recorder to hold the delivery')
     // Half the expiry (1.5 s) without a heartbeat: given back to the broker, not consumed again.
     await waitFor(() => s.recorder!.watermark.fenced, 'the recorder to fence itself', 10_000)
@@ -211,11 +180,17 @@ describe('first_come finality waits for the intake', () => {
     const s = await startTestSabt({ roles: ['recorder', 'checker'], env: testEnv(), config })
     try {
       const fc = config.campaigns.get('fc')!
-      const early: Record<string, unknown> = { ...intakeMessage(Date.now() - 10_000), campaign: 'fc' }
-      const later: Record<string, unknown> = { ...intakeMessage(Date.now() - 5_000), campaign: 'fc' }
+      const early: Record<string, unknown> = {
+        ...intakeMessage({ received_at: Date.now() - 10_000 }),
+        campaign: 'fc',
+      }
+      const later: Record<string, unknown> = {
+        ...intakeMessage({ received_at: Date.now() - 5_000 }),
+        campaign: 'fc',
+      }
       // The earliest is in the intake dead letters (a recorder could not store it then); the later one is recorded.
-      await publish(s, [early], s.mq!.names.intakeDlx)
-      await publish(s, [later])
+      await publishIntake(s, [early], s.mq!.names.intakeDlx)
+      await publishIntake(s, [later])
       await waitFor(() => recorded(s, later.id as string), 'the later registration recorded')
       const place = (id: string) => allocationOf(s.pool!, fc, { id, status: 'accepted' })
       await new Promise((r) => setTimeout(r, 1500)) // rounds and sweeps run: the place must stay open

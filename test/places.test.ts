@@ -1,17 +1,15 @@
-import amqp from 'amqplib'
-import { v7 as uuidv7 } from 'uuid'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { recordAttempt, recordOutcomes } from '../src/db/checks.js'
 import { eraseCampaign, resealAll } from '../src/db/personal-data.js'
-import { shardKey } from '../src/mq/topology.js'
 import { createLogger } from '../src/observability/logger.js'
 import { newKey, parseDataKeys, Sealer } from '../src/privacy/sealing.js'
 import { identityMatches } from '../src/roles/simulator/answers.js'
 import { startSabt } from '../src/runtime/start.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
 import {
-  AMQP_URL,
+  intakeMessage,
   nationalId,
+  publishIntake,
   queueDepth,
   registration,
   sql,
@@ -296,39 +294,6 @@ describe('one standing registration per person per campaign', () => {
     expect(JSON.stringify(st)).not.toContain('provider answered')
   })
 })
-
-/** Publishes raw intake messages as a gateway (or a redelivery) would. */
-async function publishIntake(s: TestSabt, contents: Record<string, unknown>[]): Promise<void> {
-  const conn = await amqp.connect(AMQP_URL)
-  try {
-    const ch = await conn.createConfirmChannel()
-    for (const c of contents)
-      ch.publish(s.mq!.names.intakeExchange, shardKey(0), Buffer.from(JSON.stringify(c)), {
-        persistent: true,
-        mandatory: true,
-      })
-    await ch.waitForConfirms()
-  } finally {
-    await conn.close()
-  }
-}
-
-function intakeMessage(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  const { campaign, national_id, mobile, first_name, last_name, birth_date } = registration()
-  return {
-    v: 1,
-    id: uuidv7(),
-    received_at: Date.now(),
-    campaign,
-    national_id,
-    mobile,
-    first_name,
-    last_name,
-    birth_date,
-    attributes: null,
-    ...overrides,
-  }
-}
 
 // The recorder alone (no checker): a record stays `recorded`, so later submissions wait beside it.
 describe('redelivered intake messages are recognised by their id', () => {

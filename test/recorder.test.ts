@@ -13,7 +13,9 @@ import { newKey, parseDataKeys, Sealer } from '../src/privacy/sealing.js'
 import {
   AMQP_URL,
   drainCheckIds,
+  intakeMessage,
   nationalId,
+  publishIntake,
   queueDepth,
   registration,
   sql,
@@ -24,38 +26,6 @@ import {
   waitFor,
 } from './support/harness.js'
 import { TcpProxy } from './support/tcp-proxy.js'
-
-function intakeMessage(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  const { campaign, national_id, mobile, first_name, last_name, birth_date } = registration()
-  return {
-    v: 1,
-    id: uuidv7(),
-    received_at: Date.now(),
-    campaign,
-    national_id,
-    mobile,
-    first_name,
-    last_name,
-    birth_date,
-    attributes: null,
-    ...overrides,
-  }
-}
-
-/** Publishes raw intake messages as a gateway (or a redelivery) would. */
-async function publishIntake(s: TestSabt, contents: (Record<string, unknown> | string)[]): Promise<void> {
-  const conn = await amqp.connect(AMQP_URL)
-  try {
-    const ch = await conn.createConfirmChannel()
-    for (const c of contents) {
-      const body = Buffer.from(typeof c === 'string' ? c : JSON.stringify(c))
-      ch.publish(s.mq!.names.intakeExchange, '0', body, { persistent: true, mandatory: true })
-    }
-    await ch.waitForConfirms()
-  } finally {
-    await conn.close()
-  }
-}
 
 const count = async (s: TestSabt, table: string, ids: string[]) =>
   (

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
 import amqp from 'amqplib'
 import pg from 'pg'
+import { v7 as uuidv7 } from 'uuid'
 import { buildConfig, type SabtConfig } from '../../src/config/campaigns.js'
 import { type Env, loadEnv } from '../../src/config/env.js'
 import { withCheckDigit } from '../../src/domain/national-id.js'
@@ -249,5 +250,42 @@ export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>
     return (await c.query<T>(text, values)).rows
   } finally {
     await c.end()
+  }
+}
+
+/** A version-1 intake message (one clear registration), as a gateway before group commit sent it. */
+export function intakeMessage(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const { campaign, national_id, mobile, first_name, last_name, birth_date } = registration()
+  return {
+    v: 1,
+    id: uuidv7(),
+    received_at: Date.now(),
+    campaign,
+    national_id,
+    mobile,
+    first_name,
+    last_name,
+    birth_date,
+    attributes: null,
+    ...overrides,
+  }
+}
+
+/** Publishes raw intake messages as a gateway (or a redelivery) would: to shard 0, or to `exchange`. */
+export async function publishIntake(
+  s: Running,
+  contents: (Record<string, unknown> | string)[],
+  exchange?: string,
+): Promise<void> {
+  const conn = await amqp.connect(AMQP_URL)
+  try {
+    const ch = await conn.createConfirmChannel()
+    for (const c of contents) {
+      const body = Buffer.from(typeof c === 'string' ? c : JSON.stringify(c))
+      ch.publish(exchange ?? s.mq!.names.intakeExchange, '0', body, { persistent: true, mandatory: true })
+    }
+    await ch.waitForConfirms()
+  } finally {
+    await conn.close()
   }
 }
