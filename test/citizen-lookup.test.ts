@@ -4,11 +4,12 @@ import { showTrackingCode } from '../src/db/citizen.js'
 import { createPool } from '../src/db/pool.js'
 import { newUuidV7 } from '../src/domain/uuid7.js'
 import { createLogger } from '../src/observability/logger.js'
-import { eraseExpired } from '../src/operations/index.js'
+import { eraseExpired, startRetentionSweeper } from '../src/operations/index.js'
 import { sealPersonal } from '../src/privacy/personal-fields.js'
 import { parseDataKeys, Sealer } from '../src/privacy/sealing.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
-import { nationalId, registration, sql, waitFor } from './support/harness.js'
+import { captureLogger, nationalId, registration, sql, waitFor } from './support/harness.js'
+import { TcpProxy } from './support/tcp-proxy.js'
 
 type Reg = Record<string, string>
 
@@ -179,6 +180,48 @@ describe('citizen lookup', () => {
     expect(await total()).toBe(before - 5)
     expect((await lookup(s, people[0]!, 'lookup', '198.51.100.1')).statusCode).toBe(202)
     expect((await lookup(s, people[1]!, 'lookup', '198.51.100.2')).statusCode).toBe(429)
+  })
+
+  it('the retention sweep with PostgreSQL unreachable prunes nothing, says so, and prunes on its next run', async () => {
+    const s = await system()
+    const url = s.sabt.env.DATABASE_URL
+    for (let n = 0; n < 3; n++)
+      expect(
+        (await lookup(s, { national_id: nationalId(), mobile: `0936${String(n).padStart(7, '0')}` }))
+          .statusCode,
+      ).toBe(202)
+    const total = async () =>
+      (await sql<{ n: number }>(url, 'SELECT count(*)::int AS n FROM lookup_codes'))[0]!.n
+    const before = await total()
+    expect(before).toBeGreaterThanOrEqual(3)
+    // Past every limit: a day old and expired.
+    await sql(
+      url,
+      `UPDATE lookup_codes SET created_at = now() - interval '1 day 1 minute', expires_at = now() - interval '1 day'`,
+    )
+    const proxy = new TcpProxy('127.0.0.1', 5432)
+    await proxy.start()
+    const viaProxy = new URL(url)
+    viaProxy.port = String(proxy.port)
+    const { log, lines } = captureLogger()
+    const pool = createPool(viaProxy.toString(), { max: 2, log, name: 'test-retention' })
+    await proxy.cut()
+    const stop = startRetentionSweeper(pool, s.sabt.config, log, 1)
+    try {
+      await waitFor(
+        () => lines.some((l) => JSON.parse(l).event === 'retention.failed'),
+        'the sweep to fail and say so',
+        15_000,
+      )
+      expect(await total()).toBe(before) // nothing pruned, nothing half-done
+      await proxy.restore()
+      await waitFor(async () => (await total()) === 0, 'the next run to prune them', 15_000)
+      expect(lines.some((l) => JSON.parse(l).event === 'retention.lookups_pruned')).toBe(true)
+    } finally {
+      await stop()
+      await pool.end().catch(() => {})
+      await proxy.close()
+    }
   })
 
   it('locks a lookup after five wrong codes', async () => {

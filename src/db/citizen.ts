@@ -134,7 +134,7 @@ export async function finishNotice(
 export async function placeNotice(
   pool: Pool,
   id: string,
-  kind: 'verdict' | 'allocation',
+  kind: 'verdict' | 'allocation' | 'promotion',
 ): Promise<{ state: string; told: Told | null; heldMs: number } | null> {
   const r = await pool.query<{ state: string; told: Told | null; held_ms: number | null }>({
     name: 'sabt_place_notice',

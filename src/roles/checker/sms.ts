@@ -278,10 +278,7 @@ export class NoticeTask implements Task {
     if (claim > 0) throw new ParkError('unavailable', claim) // another sender holds it: after it lapses
     let said: { text: string; told: Told | null } | null
     try {
-      if (
-        this.kind === 'promotion' ||
-        (this.kind === 'allocation' && campaign.scarce?.allocation === 'first_come')
-      ) {
+      if (this.kind === 'promotion' || this.kind === 'allocation') {
         const told = await this.#toldAlready(campaign, id)
         if (told) {
           await finishNotice(pool, id, this.kind, 'skipped', attempt, told)
@@ -316,10 +313,17 @@ export class NoticeTask implements Task {
    * first_come campaign, the allocation in a lottery) told them "won" already, or is still to be
    * sent and will (its text is read when it is sent, after this promotion was written). The same
    * for a first_come allocation message (owed once the place became final, decision 022): not
-   * sent when the verdict told the place, or will. A sender holding that message: this one waits
+   * sent when the verdict told the place, or will; and a lottery's allocation message is not sent
+   * once a promotion told the person they won. A sender holding that message: this one waits
    * until it is done. Null: the message is news.
    */
   async #toldAlready(campaign: Campaign, id: string): Promise<string | null> {
+    // A lottery's allocation message read after a promotion was sent (a replay of a dead letter,
+    // say) would say "won" a second time.
+    if (this.kind === 'allocation' && campaign.scarce?.allocation === 'lottery')
+      return (await placeNotice(this.deps.pool, id, 'promotion'))?.state === 'sent'
+        ? 'its promotion message told it'
+        : null
     const kind = campaign.scarce?.allocation === 'lottery' ? 'allocation' : 'verdict'
     const place = await placeNotice(this.deps.pool, id, kind)
     if (!place) return null
