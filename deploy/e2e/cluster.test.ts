@@ -25,7 +25,11 @@ const stack = new Stack(
   e2e,
   await freePort(),
   { http: await freePort(), admin: await freePort() },
+  // Beside the single-host stack: an edge subnet of its own (its networks: compose.e2e.cluster.yml).
+  { SABT_EDGE_SUBNET: '172.30.1.0/24', SABT_TRUST_PROXY: '172.30.1.0/24' },
 )
+/** The backend network of this stack (compose.e2e.cluster.yml names it). */
+const BACKEND = 'sabt_e2e_cluster_backend'
 const rows: Row[] = []
 const NODES: Record<string, string> = {
   'rabbit@rabbitmq-1': 'rabbitmq',
@@ -214,19 +218,13 @@ describe('three RabbitMQ nodes (docker-compose.cluster.yml), broken on purpose',
       const inspected = JSON.parse(await stack.docker(['inspect', victim])) as Array<{
         NetworkSettings: { Networks: Record<string, { Aliases: string[] | null }> }
       }>
-      const aliases = (inspected[0]!.NetworkSettings.Networks.sabt_backend!.Aliases ?? []).filter(
+      const aliases = (inspected[0]!.NetworkSettings.Networks[BACKEND]!.Aliases ?? []).filter(
         (a) => !/^[0-9a-f]{12}$/.test(a),
       )
-      await stack.docker(['network', 'disconnect', 'sabt_backend', victim])
+      await stack.docker(['network', 'disconnect', BACKEND, victim])
       // The fault lasts 30 s by definition; the load keeps running meanwhile.
       await new Promise((r) => setTimeout(r, 30_000))
-      await stack.docker([
-        'network',
-        'connect',
-        ...aliases.flatMap((a) => ['--alias', a]),
-        'sabt_backend',
-        victim,
-      ])
+      await stack.docker(['network', 'connect', ...aliases.flatMap((a) => ['--alias', a]), BACKEND, victim])
       return `${service}${process.env.SABT_E2E_CUT_NODE ? '' : ' (the intake leader)'} disconnected 30 s`
     })
     expect(row.lost).toBe(0)

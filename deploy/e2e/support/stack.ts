@@ -78,6 +78,8 @@ export class Stack {
     readonly port: number,
     /** Traefik's :80 (a redirect) and the admin entrypoint :8443, on loopback. */
     readonly ports: { http: number; admin: number },
+    /** Variables of this stack alone (another stack runs beside it on the same engine). */
+    readonly own: Record<string, string> = {},
   ) {
     let text = readFileSync(join(ROOT, '.env.example'), 'utf8')
     for (const [k, v] of Object.entries(this.secrets)) {
@@ -124,6 +126,7 @@ export class Stack {
       // Every burst comes from one address (this test's): the per-client limit would answer most
       // of it 429. Its own tests are test/intake-limits.test.ts.
       SABT_CLIENT_RATE: '0',
+      ...this.own,
     }
   }
 
