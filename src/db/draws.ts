@@ -534,8 +534,10 @@ export async function releaseHistory(
  * first_come records whose place became final below `frontier` and were not told it yet: each is
  * marked told, owed its callback (when the campaign has one: the callback carries the place) and —
  * where citizens are sent SMS — an allocation message, unless its verdict message told the place
- * already. Duplicates received at or after `since` are looked at (a record's place is its
- * earliest submission's); pass null to look at all. The ids marked.
+ * already. Only what was received at or after `since` (the previous sweep's frontier) is looked
+ * at — records and duplicates (a record's place is its earliest submission's): everything below a
+ * frontier was settled when it passed, and a failed record (the one kind a replay brings back) held
+ * the frontier at it. Null looks at all (a checker just started). The ids marked.
  */
 export async function markFirstComeFinal(
   pool: Pool,
@@ -548,6 +550,7 @@ export async function markFirstComeFinal(
       `WITH cand AS (
          SELECT id FROM registrations
          WHERE campaign = $1 AND status = 'accepted' AND allocation_told_at IS NULL AND received_at < $2
+           AND ($3::timestamptz IS NULL OR received_at >= $3)
          UNION
          SELECT d.original_id FROM duplicates d
          WHERE d.campaign = $1 AND d.received_at < $2 AND ($3::timestamptz IS NULL OR d.received_at >= $3)
