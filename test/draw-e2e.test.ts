@@ -2,6 +2,7 @@ import { once } from 'node:events'
 import { createServer } from 'node:http'
 import { afterAll, describe, expect, it } from 'vitest'
 import { commitDraw, drawLottery, releasePlace } from '../src/db/draws.js'
+import { readWatermark } from '../src/db/intake-watermark.js'
 import { type DrawResults, verifyResults } from '../src/domain/draw.js'
 import { mobileMatches } from '../src/roles/simulator/answers.js'
 import { refreshScarceMetrics } from '../src/roles/status/campaigns.js'
@@ -55,6 +56,8 @@ describe('a lottery end to end', () => {
           draw_at: new Date(closes + 1000).toISOString(),
           callback_url: rx.url,
         },
+        // Nobody registers for it: its row on the dashboard shows how far the intake watermark is.
+        fc: { title: 'First come', capacity: 1, allocation: 'first_come' },
       },
       env: {
         SABT_CALLBACK_SECRET: 'test-callback-secret-0123456789',
@@ -208,6 +211,7 @@ describe('a lottery end to end', () => {
     expect(metrics).toContain('sabt_campaign_places{campaign="lot",kind="released"} 1')
     expect(metrics).toContain('sabt_campaign_places{campaign="lot",kind="capacity"} 3')
     expect(metrics).toContain('sabt_draw_state{campaign="lot"} 2')
+    expect(metrics).toMatch(/sabt_draw_seconds\{campaign="lot"\} [0-9]/)
     expect(metrics).toMatch(/sabt_allocation_answers_total\{allocation="waitlisted"\} [1-9]/)
     const admin = { authorization: `Bearer ${s.adminToken}` }
     const page = await app.inject({ method: 'GET', url: '/dashboard', headers: admin })
@@ -218,5 +222,12 @@ describe('a lottery end to end', () => {
     expect(panel.body).toContain(w1)
     expect(panel.body).toContain(q1)
     expect(panel.body).toContain('operator')
+    // The first_come campaign's row: how far the intake watermark is, once the recorders moved it.
+    await waitFor(() => readWatermark(pool), 'the intake watermark moved', 30_000)
+    const again = await app.inject({ method: 'GET', url: '/dashboard/fragments/scarce', headers: admin })
+    expect(again.body).toMatch(/first come, final to \d\d:\d\d:\d\d UTC \(\d+ s behind\)/)
+    expect(
+      (await s.sabt.metrics.watermarkRounds.get()).values.some((v) => v.labels.outcome === 'advanced'),
+    ).toBe(true)
   })
 })
