@@ -7,7 +7,7 @@ import { Publisher } from '../src/mq/publisher.js'
 import { replayDead } from '../src/operations/index.js'
 import type { SmsDelivery } from '../src/roles/simulator/server.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
-import { captureLogger, registration, sql, waitFor } from './support/harness.js'
+import { captureLogger, registration, sql, waitFor, withReplayPublisher } from './support/harness.js'
 
 type Reg = Record<string, string>
 
@@ -385,14 +385,7 @@ describe('citizen SMS outbox', () => {
     expect(delivered(s)).toHaveLength(0)
 
     await s.knobs('sms', { outage: false })
-    const publisher = new Publisher(
-      s.sabt.mq!,
-      { name: 'test-replay', confirmTimeoutMs: 3000, maxInFlight: 100 },
-      s.sabt.metrics,
-      s.sabt.log,
-    )
-    await publisher.start()
-    try {
+    await withReplayPublisher(s.sabt.mq!, async ({ publisher }) => {
       const deps = { mq: s.sabt.mq!, pool: s.sabt.pool!, publisher, config: s.sabt.config, log: s.sabt.log }
       expect((await replayDead(deps)).replayed).toBe(deadLettered)
       await waitFor(
@@ -408,9 +401,7 @@ describe('citizen SMS outbox', () => {
       )
       expect((await replayDead(deps)).replayed).toBe(0)
       await new Promise((r) => setTimeout(r, 600))
-    } finally {
-      await publisher.close()
-    }
+    })
     const WON = 'سهمیه به شما رسید'
     for (const id of ids) {
       // One message of each kind at most, and "you won" at most once, whichever kind said it.

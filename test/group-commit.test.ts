@@ -2,10 +2,7 @@ import amqp from 'amqplib'
 import { v7 as uuidv7 } from 'uuid'
 import { afterEach, describe, expect, it } from 'vitest'
 import { encodeIntakeBatch } from '../src/mq/messages.js'
-import { Publisher } from '../src/mq/publisher.js'
 import { shardKey } from '../src/mq/topology.js'
-import { createLogger } from '../src/observability/logger.js'
-import { Metrics } from '../src/observability/metrics.js'
 import { intakeDeadList, replayIntakeDead } from '../src/operations/index.js'
 import {
   AMQP_URL,
@@ -17,6 +14,7 @@ import {
   testConfig,
   testEnv,
   waitFor,
+  withReplayPublisher,
 } from './support/harness.js'
 import { TcpProxy } from './support/tcp-proxy.js'
 
@@ -286,22 +284,10 @@ describe('group commit at the intake', () => {
     const records = [record(), record(), record()]
     await publishRaw(s.mq!.names.intakeDlx, [encodeIntakeBatch(records.map((r) => JSON.stringify(r)))])
     expect((await intakeDeadList(s.mq!)).items.map((i) => i.id)).toEqual(records.map((r) => r.id))
-    const log = createLogger({ level: 'silent' })
-    const publisher = new Publisher(
-      s.mq!,
-      { name: 'replay', confirmTimeoutMs: 3000, maxInFlight: 10 },
-      new Metrics({ defaultMetrics: false }),
-      log,
-    )
-    await publisher.start()
-    try {
-      expect(await replayIntakeDead({ mq: s.mq!, publisher, log }, { limit: 2 })).toEqual({
-        replayed: 2,
-        kept: 1,
-      })
-    } finally {
-      await publisher.close()
-    }
+    expect(await withReplayPublisher(s.mq!, (deps) => replayIntakeDead(deps, { limit: 2 }))).toEqual({
+      replayed: 2,
+      kept: 1,
+    })
     const ids = records.map((r) => r.id as string)
     await waitFor(async () => (await idsIn(s, 'registrations', ids)).length === 2, 'two recorded')
     expect((await intakeDeadList(s.mq!)).items.map((i) => i.id)).toEqual([ids[2]])

@@ -3,9 +3,6 @@ import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import { allocationOf } from '../src/db/draws.js'
 import { readWatermark } from '../src/db/intake-watermark.js'
-import { Publisher } from '../src/mq/publisher.js'
-import { createLogger } from '../src/observability/logger.js'
-import { Metrics } from '../src/observability/metrics.js'
 import { replayIntakeDead } from '../src/operations/index.js'
 import { IntakeWatermark } from '../src/roles/recorder/intake-watermark.js'
 import {
@@ -19,6 +16,7 @@ import {
   testConfig,
   testEnv,
   waitFor,
+  withReplayPublisher,
 } from './support/harness.js'
 import { TcpProxy } from './support/tcp-proxy.js'
 
@@ -197,19 +195,9 @@ describe('first_come finality waits for the intake', () => {
       expect(await place(later.id as string)).toEqual({ state: 'pending' })
       expect(await readWatermark(s.pool!)).toBeNull()
 
-      const log = createLogger({ level: 'silent' })
-      const publisher = new Publisher(
-        s.mq!,
-        { name: 'replay', confirmTimeoutMs: 3000, maxInFlight: 10 },
-        new Metrics({ defaultMetrics: false }),
-        log,
-      )
-      await publisher.start()
-      try {
-        expect(await replayIntakeDead({ mq: s.mq!, publisher, log })).toMatchObject({ replayed: 1 })
-      } finally {
-        await publisher.close()
-      }
+      expect(await withReplayPublisher(s.mq!, (deps) => replayIntakeDead(deps))).toMatchObject({
+        replayed: 1,
+      })
       await waitFor(() => recorded(s, early.id as string), 'the replayed registration recorded')
       await waitFor(
         async () => (await place(later.id as string))?.state !== 'pending',

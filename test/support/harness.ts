@@ -6,8 +6,11 @@ import { v7 as uuidv7 } from 'uuid'
 import { buildConfig, type SabtConfig } from '../../src/config/campaigns.js'
 import { type Env, loadEnv } from '../../src/config/env.js'
 import { withCheckDigit } from '../../src/domain/national-id.js'
+import type { MqClient } from '../../src/mq/connection.js'
+import { Publisher } from '../../src/mq/publisher.js'
 import { deleteTopology } from '../../src/mq/topology.js'
 import { createLogger, type Logger } from '../../src/observability/logger.js'
+import { Metrics } from '../../src/observability/metrics.js'
 import { newKey } from '../../src/privacy/sealing.js'
 import { type Role, type Running, startSabt, topologyOptions } from '../../src/runtime/start.js'
 
@@ -287,5 +290,28 @@ export async function publishIntake(
     await ch.waitForConfirms()
   } finally {
     await conn.close()
+  }
+}
+
+/**
+ * `fn` with a started publisher of its own, as `sabt dead replay` makes one (closed after it,
+ * whatever happens): what a test replaying dead letters needs.
+ */
+export async function withReplayPublisher<T>(
+  mq: MqClient,
+  fn: (deps: { mq: MqClient; publisher: Publisher; log: Logger }) => Promise<T>,
+): Promise<T> {
+  const log = createLogger({ level: 'silent' })
+  const publisher = new Publisher(
+    mq,
+    { name: 'test-replay', confirmTimeoutMs: 3000, maxInFlight: 100 },
+    new Metrics({ defaultMetrics: false }),
+    log,
+  )
+  await publisher.start()
+  try {
+    return await fn({ mq, publisher, log })
+  } finally {
+    await publisher.close()
   }
 }
