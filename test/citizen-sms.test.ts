@@ -355,6 +355,8 @@ describe('citizen SMS outbox', () => {
         )
       )[0]!.n
     await waitFor(async () => (await errors('verdict')) === 4, 'the verdicts dead-lettered', 30_000)
+    // The draw as if it were after draw_at, the intake watermark (decision 022) moved with the clock.
+    await sql(url, `UPDATE intake_watermark SET settled_before = '2998-01-03T00:00:00Z'`)
     const drawn = await drawLottery(s.sabt.pool!, lot, 'operator', {
       now: Date.parse('2998-01-03T00:00:00Z'),
     })

@@ -3,8 +3,10 @@ import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import { allocationOf } from '../src/db/draws.js'
 import { readWatermark } from '../src/db/intake-watermark.js'
+import { MqClient } from '../src/mq/connection.js'
 import { replayIntakeDead } from '../src/operations/index.js'
 import { IntakeWatermark } from '../src/roles/recorder/intake-watermark.js'
+import { topologyOptions } from '../src/runtime/start.js'
 import {
   AMQP_URL,
   intakeMessage,
@@ -118,6 +120,27 @@ describe('the intake watermark', () => {
     expect(await wm.round()).toEqual({ outcome: 'dead_letters' })
     expect(await readWatermark(s.pool!)).toBeNull()
     metricsSay(await s.metrics.watermarkRounds.get(), { queued: 1, dead_letters: 1 })
+  })
+
+  it('does not move while RabbitMQ cannot be reached (its queues cannot be read)', async () => {
+    const s = await startTestSabt({ roles: ['status'], env: testEnv(WATERMARK_ENV) })
+    cleanups.push(() => s.cleanup())
+    // Nothing listens on port 9: the client never connects, every queue read answers nothing.
+    const mq = new MqClient('amqp://guest:guest@127.0.0.1:9', topologyOptions(s.env, s.config), s.log, 'test')
+    await mq.start()
+    try {
+      const wm = new IntakeWatermark(
+        { mq, pool: s.pool!, metrics: s.metrics, log: s.log },
+        () => ({ held: 0, oldest: null }),
+        { heartbeatMs: 100, everyMs: 600_000, marginMs: 0, expiryMs: 3000, graceMs: 200 },
+        { lost: async () => {}, regained: async () => {} },
+      )
+      await wm.beat()
+      expect(await wm.round()).toEqual({ outcome: 'broker' })
+      expect(await readWatermark(s.pool!)).toBeNull()
+    } finally {
+      await mq.close()
+    }
   })
 
   it('waits for a recorder that stopped writing its heartbeat until its row expires', async () => {

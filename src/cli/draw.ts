@@ -6,10 +6,7 @@ import type { Env } from '../config/env.js'
 import { commitDraw, DrawRefused, drawLottery, findDraw, loadResults, releasePlace } from '../db/draws.js'
 import { createPool } from '../db/pool.js'
 import { verifyResults } from '../domain/draw.js'
-import { MqClient } from '../mq/connection.js'
 import type { Logger } from '../observability/logger.js'
-import { type IntakeOutstanding, intakeOutstanding } from '../operations/index.js'
-import { topologyOptions } from '../runtime/start.js'
 
 export const DRAW_USAGE = `usage:
   sabt draw commit --campaign X [--by NAME]    fix the lottery's seed; prints only its SHA-256 (before opens_at)
@@ -129,33 +126,6 @@ export async function runDraw(args: string[], ctx: { env: Env; log: Logger }): P
       return 0
     }
     if (sub === 'run') {
-      // Every 202 of the campaign in PostgreSQL first: one still in the intake queues or in its
-      // dead letters would be left out of the draw for good. (A draw that is not due, not
-      // committed or already run needs no look: drawLottery says so.)
-      const d = await findDraw(pool, campaign.slug)
-      const due = d !== null && d.drawn_at === null && Date.now() >= campaign.scarce.drawAt
-      if (due) {
-        const mq = new MqClient(ctx.env.AMQP_URL, topologyOptions(ctx.env, config), ctx.log, 'sabt-draw')
-        await mq.start()
-        let outstanding: IntakeOutstanding
-        try {
-          await mq.waitForConnect(5000)
-          outstanding = await intakeOutstanding(mq, campaign.slug)
-        } catch (err) {
-          process.stderr.write(
-            `sabt draw run: cannot read the intake queues at AMQP_URL (${(err as Error).message}): whether every registration of ${campaign.slug} is settled is unknown; nothing drawn\n`,
-          )
-          return 1
-        } finally {
-          await mq.close()
-        }
-        if (outstanding.queued > 0 || outstanding.deadLettered > 0) {
-          process.stderr.write(
-            `sabt draw run: not every registration of ${campaign.slug} is settled: ${outstanding.queued} message(s) still in the intake queues (wait for the recorders), ${outstanding.deadLettered} of its registrations in the intake dead letters (sabt dead list --intake, fix the cause, sabt dead replay --intake); run again then\n`,
-          )
-          return 1
-        }
-      }
       const s = await drawLottery(pool, campaign, by)
       ctx.log.info({ event: 'draw.ran', ...s }, s.ran ? 'draw ran' : 'draw had run already')
       out(s)

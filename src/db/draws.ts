@@ -8,6 +8,7 @@ import {
   RESULTS_FORMAT,
   rankIds,
 } from '../domain/draw.js'
+import { readWatermark } from './intake-watermark.js'
 import type { Pool } from './pool.js'
 import { inTransaction, type Tx } from './transaction.js'
 
@@ -95,7 +96,8 @@ const RANK_CHUNK = 50_000
  * The draw, in ONE transaction with the draw's row locked: every accepted registration ranked by
  * HMAC-SHA256(seed, id), every rank written, the seed revealed (drawn_at) — a crash anywhere
  * leaves it committed and undrawn, and a second run (or a concurrent one, waiting on the lock)
- * finds it drawn and changes nothing. Refused while any registration is still unsettled.
+ * finds it drawn and changes nothing. Refused while any registration is still unsettled, or
+ * while one received before the close may still be outside PostgreSQL (the intake watermark).
  * `afterChunk` is for tests: a failure injected between two writes of ranks.
  */
 export async function drawLottery(
@@ -134,6 +136,15 @@ export async function drawLottery(
       throw new DrawRefused(
         'not_due',
         `the draw of ${campaign.slug} is at ${new Date(scarce.drawAt).toISOString()}`,
+      )
+    // Every 202 received before the close in PostgreSQL (decision 022): one still in an intake
+    // queue or the intake dead letters would be left out of the draw for good.
+    const watermark = await readWatermark(tx)
+    const closedAt = campaign.closesAt ?? scarce.drawAt
+    if (watermark === null || watermark.getTime() <= closedAt)
+      throw new DrawRefused(
+        'not_settled',
+        `registrations of ${campaign.slug} received before its close may still be in the intake: the intake watermark is at ${watermark?.toISOString() ?? 'its start'}, the close at ${new Date(closedAt).toISOString()} (wait for the recorders; a registration in the intake dead letters holds it: sabt dead list --intake, fix the cause, sabt dead replay --intake)`,
       )
     // One statement, one snapshot: the participants are exactly the accepted records of the
     // moment nothing was unsettled (a replay finishing between two statements cannot slip in).

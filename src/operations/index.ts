@@ -5,7 +5,6 @@
  *
  *   check dead letters   list, replay with fresh attempts          check-dead-letters.ts
  *   intake dead letters  list, replay per registration              intake-dead-letters.ts
- *   intake outstanding   what a campaign still has outside PostgreSQL (before a draw)   intake-outstanding.ts
  *   lookup               by registration id (public and operator), by national id   lookup.ts, operator-lookup.ts
  *   audit                who looked up whom, who replayed what (operator_audit)     audit.ts
  *   personal data        retention erasure, re-sealing under the current key, the index key's rotation   personal-data.ts
@@ -19,7 +18,6 @@ export {
   intakeDeadList,
   replayIntakeDead,
 } from './intake-dead-letters.js'
-export { type IntakeOutstanding, intakeOutstanding } from './intake-outstanding.js'
 export {
   type CheckView,
   isUuid,
