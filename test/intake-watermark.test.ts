@@ -57,13 +57,15 @@ describe('the intake watermark', () => {
     const w = (await readWatermark(s.pool!))!.getTime()
     expect(w).toBeGreaterThanOrEqual(before - 1000)
     expect(w).toBeLessThanOrEqual(Date.now() + 1000)
-    // A later round from an earlier instant (another recorder's) leaves it where it is.
+    // Another recorder says it holds a registration received an hour ago (its heartbeat fresh): the
+    // round's answer is an hour back, and the watermark stays where it was — never back.
     await sql(
       s.env.DATABASE_URL,
-      `UPDATE recorder_holds SET oldest_received_at = now() - interval '1 hour', held = 1`,
+      `INSERT INTO recorder_holds (recorder, held, oldest_received_at, written_at)
+       VALUES ('other', 1, now() - interval '1 hour', clock_timestamp() + interval '1 minute')`,
     )
-    await s.recorder!.watermark.advance()
-    expect((await readWatermark(s.pool!))!.getTime()).toBeGreaterThanOrEqual(w)
+    expect(await s.recorder!.watermark.advance()).toEqual({ outcome: 'advanced', watermark: new Date(w) })
+    expect((await readWatermark(s.pool!))!.getTime()).toBe(w)
   })
 
   it('stops at the oldest registration a recorder holds unwritten, and moves on once it is written', async () => {

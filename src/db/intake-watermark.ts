@@ -60,13 +60,17 @@ export interface RecorderHold {
   writtenAt: Date
 }
 
-/** The heartbeats of recorders not gone (written within `expiryMs`); older rows are deleted. */
-export async function liveRecorderHolds(q: Queryable, expiryMs: number): Promise<RecorderHold[]> {
+/** Forgets the recorders gone: heartbeats not written within `expiryMs`. */
+export async function expireRecorderHolds(q: Queryable, expiryMs: number): Promise<void> {
   await q.query({
     name: 'sabt_expire_recorder_holds',
     text: `DELETE FROM recorder_holds WHERE written_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)`,
     values: [expiryMs],
   })
+}
+
+/** The heartbeats of the recorders not forgotten. */
+export async function liveRecorderHolds(q: Queryable): Promise<RecorderHold[]> {
   const r = await q.query<{ recorder: string; held: number; oldest: Date | number | null; written_at: Date }>(
     {
       name: 'sabt_live_recorder_holds',

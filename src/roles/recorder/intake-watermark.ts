@@ -4,6 +4,7 @@ import {
   advanceWatermark,
   databaseNow,
   dropRecorderHold,
+  expireRecorderHolds,
   liveRecorderHolds,
   writeRecorderHold,
 } from '../../db/intake-watermark.js'
@@ -131,11 +132,12 @@ export class IntakeWatermark {
     }
     const after = (await databaseNow(pool)).getTime() + this.opts.graceMs
     const deadline = Date.now() + this.opts.graceMs + 3 * this.opts.heartbeatMs
-    let holds = await liveRecorderHolds(pool, this.opts.expiryMs)
+    await expireRecorderHolds(pool, this.opts.expiryMs)
+    let holds = await liveRecorderHolds(pool)
     while (holds.some((h) => h.writtenAt.getTime() <= after)) {
       if (Date.now() > deadline) return done({ outcome: 'heartbeats' })
       await new Promise((r) => setTimeout(r, Math.max(20, this.opts.heartbeatMs / 4)))
-      holds = await liveRecorderHolds(pool, this.opts.expiryMs)
+      holds = await liveRecorderHolds(pool)
     }
     let to = t0.getTime() - this.opts.marginMs
     for (const h of holds) if (h.oldest !== null && h.oldest < to) to = h.oldest
