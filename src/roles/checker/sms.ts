@@ -313,17 +313,18 @@ export class NoticeTask implements Task {
    * first_come campaign, the allocation in a lottery) told them "won" already, or is still to be
    * sent and will (its text is read when it is sent, after this promotion was written). The same
    * for a first_come allocation message (owed once the place became final, decision 022): not
-   * sent when the verdict told the place, or will; and a lottery's allocation message is not sent
-   * once a promotion told the person they won. A sender holding that message: this one waits
+   * sent when the verdict told the place, or will; and no allocation message once a promotion
+   * told the person they won. A sender holding that message: this one waits
    * until it is done. Null: the message is news.
    */
   async #toldAlready(campaign: Campaign, id: string): Promise<string | null> {
-    // A lottery's allocation message read after a promotion was sent (a replay of a dead letter,
-    // say) would say "won" a second time.
-    if (this.kind === 'allocation' && campaign.scarce?.allocation === 'lottery')
-      return (await placeNotice(this.deps.pool, id, 'promotion'))?.state === 'sent'
-        ? 'its promotion message told it'
-        : null
+    if (this.kind === 'allocation') {
+      // Read after a promotion was sent (a replay of a dead letter, a provider down meanwhile), it
+      // would say "won" a second time.
+      if ((await placeNotice(this.deps.pool, id, 'promotion'))?.state === 'sent')
+        return 'its promotion message told it'
+      if (campaign.scarce?.allocation === 'lottery') return null // it is the place's own message
+    }
     const kind = campaign.scarce?.allocation === 'lottery' ? 'allocation' : 'verdict'
     const place = await placeNotice(this.deps.pool, id, kind)
     if (!place) return null
