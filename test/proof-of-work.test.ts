@@ -1,6 +1,7 @@
+import { createHmac, randomBytes } from 'node:crypto'
 import { createChallenge, solveChallenge, verifySolution } from 'altcha-lib/v1'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { ProofOfWork } from '../src/http/proof-of-work.js'
+import { HmacSha256, ProofOfWork } from '../src/http/proof-of-work.js'
 import { registration, startTestSabt, type TestSabt, testConfig, testEnv } from './support/harness.js'
 
 type Challenge = { algorithm: string; challenge: string; maxnumber: number; salt: string; signature: string }
@@ -179,5 +180,22 @@ describe('proof-of-work gate', () => {
       else accepted++
     }
     expect(accepted).toBe(8) // the unaltered ones of our key: i % 5 === 0
+  })
+
+  it('computes the HMAC-SHA256 of a challenge as node:crypto createHmac does, for short and long keys', () => {
+    for (const key of [
+      'k',
+      'a-test-secret-of-some-length',
+      'x'.repeat(64),
+      'é'.repeat(40),
+      randomBytes(90).toString('hex'),
+    ]) {
+      const hmac = new HmacSha256(key)
+      for (let i = 0; i < 20; i++) {
+        const challenge = randomBytes(32).toString('hex')
+        expect(hmac.hex64(challenge)).toBe(createHmac('sha256', key).update(challenge).digest('hex'))
+      }
+    }
+    expect(() => new HmacSha256('k').hex64('short')).toThrow(RangeError)
   })
 })
