@@ -275,7 +275,9 @@ describe('one standing registration per person per campaign', () => {
     await statusIs(s, bSecond, 'accepted', 'rejected')
     expect(await row(s, bSecond)).toMatchObject({ promoted_from: null, holds_place: true })
 
-    // The replay takes both dead letters out and asks nothing: each person's place is taken.
+    // The replay takes both dead letters out and asks nothing: each person's place is taken. A
+    // record is booked `failed` before its dead letter is stored (dead-inbox), so wait for both.
+    await waitFor(async () => (await queueDepth(s.sabt.mq!.names.dead)) === 2, 'both dead letters kept')
     const calls = (await s.stats()).eligibility!.calls
     const replay = await s.sabt.app.inject({
       method: 'POST',
