@@ -58,6 +58,7 @@ const CONFIG_DOC = {
     fc: { title: 'First come', capacity: 2, allocation: 'first_come' },
     fc2: { title: 'First come, many', capacity: 7, allocation: 'first_come' },
     fc3: { title: 'First come, the intake behind', capacity: 1, allocation: 'first_come' },
+    fc4: { title: 'First come, numbered in parts', capacity: 2, allocation: 'first_come' },
     plain: { title: 'Not scarce' },
   },
 }
@@ -481,6 +482,11 @@ describe('first_come', () => {
   // a duplicate received at t(1.5), gives it that place.
   const late = { id: uuidv7({ msecs: t(9) }), at: t(9) }
   const alloc = (id: string, status = 'accepted') => allocationOf(pool, campaign('fc'), { id, status })
+  /** One finality sweep (what the checker's FinalitySweeper does): places final below the frontier numbered. */
+  const sweep = async (slug: string) => {
+    const frontier = await firstComeFrontier(pool, slug)
+    return frontier ? markFirstComeFinal(pool, campaign(slug), frontier) : []
+  }
 
   it('ranks by the gateway receive time: an early arrival verified last keeps its place; rejected and duplicates never win', async () => {
     await insertRecords('fc', [early, rejectedFirst, b, c, late])
@@ -489,10 +495,13 @@ describe('first_come', () => {
       [uuidv7({ msecs: t(1.5) }), late.id, new Date(t(1.5))],
     )
     // While the earliest is being checked, everything after it is pending.
+    expect(await sweep('fc')).toEqual([])
     expect(await alloc(early.id, 'verifying')).toEqual({ state: 'pending' })
     expect(await alloc(b.id)).toEqual({ state: 'pending' })
     // Verified last, accepted: it is first.
     await pool.query(`UPDATE registrations SET status = 'accepted' WHERE id = $1`, [early.id])
+    expect(await alloc(early.id)).toEqual({ state: 'pending' }) // final at the next sweep
+    expect((await sweep('fc')).sort()).toEqual([early.id, b.id, c.id, late.id].sort())
     expect(await alloc(early.id)).toEqual({ state: 'won' })
     expect(await alloc(late.id)).toEqual({ state: 'won' })
     expect(await alloc(b.id)).toEqual({ state: 'waitlisted', position: 1 })
@@ -502,13 +511,10 @@ describe('first_come', () => {
   })
 
   it('release gives the place to the next in arrival order, once everything is settled', async () => {
-    // Received before the first on the waiting list (b), still being checked: the order is not final.
-    const straggler = { id: uuidv7({ msecs: t(1.7) }), at: t(1.7), status: 'verifying' }
+    // Received after every numbered place, still being checked: the places and the first on the
+    // waiting list are final all the same. (One still unsettled before them: the fc3 test.)
+    const straggler = { id: uuidv7({ msecs: t(20) }), at: t(20), status: 'verifying' }
     await insertRecords('fc', [straggler])
-    await expect(releasePlace(pool, campaign('fc'), late.id, 'op')).rejects.toMatchObject({
-      reason: 'not_settled',
-    })
-    await pool.query(`UPDATE registrations SET status = 'rejected' WHERE id = $1`, [straggler.id])
     await expect(releasePlace(pool, campaign('fc'), c.id, 'op')).rejects.toMatchObject({
       reason: 'not_a_winner',
     })
@@ -556,7 +562,9 @@ describe('first_come', () => {
         .filter((r) => r.status === 'accepted' && !released.has(r.id))
         .sort((a, b) => key(a) - key(b) || (a.id < b.id ? -1 : 1))
     const released = new Set<string>()
+    let swept = false
     const check = async () => {
+      if (!swept) swept = (await sweep('fc2')).length > 0
       const o = order()
       for (const [i, r] of o.entries())
         expect(await allocationOf(pool, campaign('fc2'), { id: r.id, status: 'accepted' })).toEqual(
@@ -583,6 +591,12 @@ describe('first_come', () => {
     const al = (id: string) => allocationOf(pool, campaign('fc3'), { id, status: 'accepted' })
     // Registrations received after t(100.5) may still be in an intake queue: b2's place may change.
     await setWatermark(t(100.5))
+    expect(await al(a.id)).toEqual({ state: 'pending' }) // until a sweep numbers it
+    const first = (await firstComeFrontier(pool, 'fc3'))!
+    expect(first.getTime()).toBe(t(100.5))
+    // The finality sweep numbers a final place and owes it once.
+    expect(await markFirstComeFinal(pool, campaign('fc3'), first)).toEqual([a.id])
+    expect(await markFirstComeFinal(pool, campaign('fc3'), first)).toEqual([])
     expect(await al(a.id)).toEqual({ state: 'won' })
     expect(await al(b2.id)).toEqual({ state: 'pending' })
     await expect(releasePlace(pool, campaign('fc3'), a.id, 'op')).rejects.toMatchObject({
@@ -593,14 +607,13 @@ describe('first_come', () => {
     expect(await al(b2.id)).toEqual({ state: 'pending' })
     const frontier = (await firstComeFrontier(pool, 'fc3'))!
     expect(frontier.getTime()).toBe(t(101))
-    // The finality sweep owes a final place once: a now, b2 not yet.
-    expect(await markFirstComeFinal(pool, campaign('fc3'), frontier, null)).toEqual([a.id])
-    expect(await markFirstComeFinal(pool, campaign('fc3'), frontier, frontier)).toEqual([])
+    // b2 not yet.
+    expect(await markFirstComeFinal(pool, campaign('fc3'), frontier)).toEqual([])
     await pool.query(`UPDATE registrations SET status = 'rejected' WHERE id = $1`, [failed.id])
-    expect(await al(b2.id)).toEqual({ state: 'waitlisted', position: 1 })
-    const next = (await firstComeFrontier(pool, 'fc3'))!
+    const next = (await firstComeFrontier(pool, 'fc3', frontier))!
     expect(next.getTime()).toBe(t(200))
-    expect(await markFirstComeFinal(pool, campaign('fc3'), next, frontier)).toEqual([b2.id])
+    expect(await markFirstComeFinal(pool, campaign('fc3'), next)).toEqual([b2.id])
+    expect(await al(b2.id)).toEqual({ state: 'waitlisted', position: 1 })
     const told = await sql<{ id: string }>(
       url,
       `SELECT id::text FROM registrations WHERE campaign = 'fc3' AND allocation_told_at IS NOT NULL ORDER BY id`,
@@ -608,5 +621,46 @@ describe('first_come', () => {
     expect(told.map((r) => r.id)).toEqual([a.id, b2.id])
     // Now the waiting list is final: a release promotes b2.
     expect(await releasePlace(pool, campaign('fc3'), a.id, 'op')).toMatchObject({ promoted: b2.id })
+  })
+
+  it('numbers the final places a few at a time, in place order, each once, whatever the batch size', async () => {
+    const base = t(300)
+    const rows = Array.from({ length: 9 }, (_, i) => ({
+      id: uuidv7({ msecs: base + (i % 3) * 1000 }),
+      at: base + (i % 3) * 1000,
+    }))
+    await insertRecords('fc4', rows)
+    // A duplicate received first gives the last record the first place.
+    const last = rows.reduce((a, b) => (a.at > b.at || (a.at === b.at && a.id > b.id) ? a : b))
+    await pool.query(
+      `INSERT INTO duplicates (id, original_id, campaign, received_at) VALUES ($1, $2, 'fc4', $3)`,
+      [uuidv7(), last.id, new Date(base - 500)],
+    )
+    await setWatermark(t(1000))
+    const frontier = (await firstComeFrontier(pool, 'fc4'))!
+    const batches: string[][] = []
+    for (;;) {
+      const ids = await markFirstComeFinal(pool, campaign('fc4'), frontier, 4)
+      batches.push(ids)
+      if (ids.length < 4) break
+    }
+    expect(batches.map((b) => b.length)).toEqual([4, 4, 1])
+    const expected = [
+      last,
+      ...rows.filter((r) => r !== last).sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : 1)),
+    ]
+    const ranked = await sql<{ id: string; place_rank: number }>(
+      url,
+      `SELECT id::text, place_rank FROM registrations WHERE campaign = 'fc4' ORDER BY place_rank`,
+    )
+    expect(ranked).toEqual(expected.map((r, i) => ({ id: r.id, place_rank: i + 1 })))
+    expect(await allocationOf(pool, campaign('fc4'), { id: last.id, status: 'accepted' })).toEqual({
+      state: 'won',
+    })
+    expect(await allocationOf(pool, campaign('fc4'), { id: expected[8]!.id, status: 'accepted' })).toEqual({
+      state: 'waitlisted',
+      position: 7,
+    })
+    expect(await markFirstComeFinal(pool, campaign('fc4'), frontier, 4)).toEqual([])
   })
 })

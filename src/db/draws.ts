@@ -267,79 +267,40 @@ export async function allocationOf(
     return { state: 'waitlisted', position: a.position! }
   }
   const f = await firstComePlace(q, campaign.slug, record.id)
+  if (!f) return { state: 'pending' } // not final yet: nothing before it may still change (decision 022)
   if (f.released) return { state: 'released' }
-  // Final only once nothing received before it is unsettled or can still arrive (decision 022).
-  if (f.unsettledBefore > 0 || f.watermark === null || f.at === null || f.at >= f.watermark)
-    return { state: 'pending' }
   return f.rank <= scarce.capacity
     ? { state: 'won' }
     : { state: 'waitlisted', position: f.rank - scarce.capacity }
 }
 
 /**
- * A record's place under first_come: the gateway's receive time of the person's earliest
- * submission (the record's own, or a later-committed duplicate's), ties by id; how many accepted
- * registrations stand before it (a winner who released the place no longer does), and how many
- * earlier ones are still unsettled — a record still being checked, waiting beside its person's
- * record, or failed (a replay may still accept it: decision 022) — and the intake watermark.
+ * A record's final first_come place (decision 023): null until the finality sweep numbered it
+ * (its place became final: nothing received before it is unsettled or can still arrive, decision
+ * 022). Its rank is its number less the released places numbered before it (a winner who released
+ * the place no longer stands ahead): one row and the campaign's releases, whatever its size.
  */
 export async function firstComePlace(
   q: Queryable,
   campaign: string,
   id: string,
-): Promise<{
-  rank: number
-  unsettledBefore: number
-  released: boolean
-  at: number | null
-  watermark: number | null
-}> {
-  // A record's key is LEAST(its received_at, its duplicates' earliest) ≤ its received_at: every
-  // accepted record received before mine is ahead (counted on the partial index alone). Of the
-  // others only two kinds can be: one with a duplicate received by then, one received at the same
-  // instant (ties by id) — found from the duplicates' (campaign, received_at) index, not a scan.
-  const r = await q.query<{
-    ahead: number
-    unsettled: number
-    released: boolean
-    at: number | null
-    watermark: number | null
-  }>(
-    `WITH me AS (
-       SELECT r.id, LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
-       FROM registrations r WHERE r.id = $2 AND r.campaign = $1
-     ), cand AS (
-       SELECT d.original_id AS id FROM duplicates d, me WHERE d.campaign = $1 AND d.received_at <= me.at
-       UNION
-       SELECT r.id FROM registrations r, me WHERE r.campaign = $1 AND r.status = 'accepted' AND r.received_at = me.at
-     ), keyed AS (
-       SELECT r.id, LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
-       FROM cand JOIN registrations r ON r.id = cand.id, me
-       WHERE r.status = 'accepted' AND r.received_at >= me.at AND r.id <> me.id
-     ), gone AS (SELECT released_id AS id FROM releases WHERE campaign = $1)
-     SELECT ((SELECT count(*) FROM registrations r, me
-              WHERE r.campaign = $1 AND r.status = 'accepted' AND r.received_at < me.at
-                AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.id = r.id))
-             + (SELECT count(*) FROM keyed k, me WHERE (k.at, k.id) < (me.at, me.id)
-                AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.id = k.id)))::int AS ahead,
-            EXISTS (SELECT 1 FROM gone WHERE id = $2) AS released,
-            ((SELECT count(*) FROM registrations r, me WHERE r.campaign = $1 AND r.status IN ${FIRST_COME_OPEN}
-                AND LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) < me.at)
-             + (SELECT count(*) FROM waiting w, me WHERE w.campaign = $1 AND w.received_at < me.at))::int AS unsettled,
-            (SELECT extract(epoch FROM at) * 1000 FROM me)::float8 AS at,
-            (SELECT CASE WHEN isfinite(settled_before) THEN extract(epoch FROM settled_before) * 1000 END
-             FROM intake_watermark)::float8 AS watermark`,
-    [campaign, id],
-  )
+): Promise<{ rank: number; released: boolean } | null> {
+  const r = await q.query<{ rank: number | null; released: boolean; released_ahead: number }>({
+    name: 'sabt_first_come_place',
+    text: `SELECT r.place_rank AS rank,
+              EXISTS (SELECT 1 FROM releases x WHERE x.released_id = r.id) AS released,
+              (SELECT count(*) FROM releases x JOIN registrations o ON o.id = x.released_id
+               WHERE x.campaign = $1 AND o.place_rank < r.place_rank)::int AS released_ahead
+       FROM registrations r WHERE r.id = $2 AND r.campaign = $1`,
+    values: [campaign, id],
+  })
   const row = r.rows[0]
-  return {
-    rank: (row?.ahead ?? 0) + 1,
-    unsettledBefore: row?.unsettled ?? 0,
-    released: row?.released ?? false,
-    at: row?.at ?? null,
-    watermark: row?.watermark ?? null,
-  }
+  if (!row || row.rank === null) return null
+  return { rank: row.rank - row.released_ahead, released: row.released }
 }
+
+/** How many places one finality transaction numbers at most (a campaign upgraded mid-way has many). */
+export const FINALITY_BATCH = 5000
 
 /** The statuses of a first_come record that keep every later place from being final. */
 const FIRST_COME_OPEN = "('recorded', 'verifying', 'failed')"
@@ -349,15 +310,30 @@ const FIRST_COME_OPEN = "('recorded', 'verifying', 'failed')"
  * intake watermark, or the earliest registration of the campaign still unsettled if that is
  * earlier. Null: nothing is final yet (the recorders have not moved the watermark).
  */
-export async function firstComeFrontier(q: Queryable, campaign: string): Promise<Date | null> {
+export async function firstComeFrontier(
+  q: Queryable,
+  campaign: string,
+  since: Date | null = null,
+): Promise<Date | null> {
+  // The earliest unsettled record's own receive time is one probe of the open records' partial
+  // index (migration 0019). A duplicate can only bring it earlier if it was received before that,
+  // and — the frontier moving only forward — not before the last frontier (since): the
+  // duplicates' (campaign, received_at) index over that span, not every unsettled record.
   const r = await q.query<{ frontier: Date | number | null }>({
     name: 'sabt_first_come_frontier',
-    text: `SELECT LEAST(
+    text: `WITH open AS (
+             SELECT min(received_at) AS at FROM registrations
+             WHERE campaign = $1 AND status IN ${FIRST_COME_OPEN}
+           )
+           SELECT LEAST(
              (SELECT settled_before FROM intake_watermark),
-             (SELECT min(LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)))
-              FROM registrations r WHERE r.campaign = $1 AND r.status IN ${FIRST_COME_OPEN}),
+             (SELECT at FROM open),
+             (SELECT min(d.received_at) FROM duplicates d JOIN registrations r ON r.id = d.original_id, open
+              WHERE d.campaign = $1 AND d.received_at < open.at
+                AND ($2::timestamptz IS NULL OR d.received_at >= $2)
+                AND r.status IN ${FIRST_COME_OPEN}),
              (SELECT min(received_at) FROM waiting WHERE campaign = $1)) AS frontier`,
-    values: [campaign],
+    values: [campaign, since],
   })
   const f = r.rows[0]?.frontier
   return f instanceof Date && Number.isFinite(f.getTime()) ? f : null
@@ -444,23 +420,30 @@ async function releaseFirstCome(
   by: string,
 ): Promise<ReleaseOutcome> {
   // The holders of a place, then the first on the waiting list, in first_come order — all of
-  // them final (decision 022): nothing received before them is unsettled or still in the intake.
-  const frontier = await firstComeFrontier(tx, campaign.slug)
-  const first = await tx.query<{ id: string; at: Date }>(
-    `SELECT r.id::text, LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
-     FROM registrations r
-     WHERE r.campaign = $1 AND r.status = 'accepted'
+  // them final (decision 022): numbered by the finality sweep (decision 023), read in number order.
+  const first = await tx.query<{ id: string }>(
+    `SELECT r.id::text FROM registrations r
+     WHERE r.campaign = $1 AND r.place_rank IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM releases x WHERE x.released_id = r.id)
-     ORDER BY 2, r.id
+     ORDER BY r.place_rank
      LIMIT $2`,
     [campaign.slug, capacity + 1],
   )
-  const last = first.rows.at(-1)
-  if (last && (frontier === null || last.at.getTime() >= frontier.getTime()))
-    throw new DrawRefused(
-      'not_settled',
-      `the places of ${campaign.slug} are not final yet: registrations received before ${last.at.toISOString()} may still be unsettled or in the intake`,
+  if (first.rows.length < capacity + 1) {
+    // Fewer numbered than the places and the first on the waiting list: one still unnumbered
+    // (being checked, failed, waiting, or accepted and not final yet) may be one of them.
+    const more = await tx.query<{ more: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM registrations WHERE campaign = $1 AND place_rank IS NULL
+                        AND status IN ('accepted', 'recorded', 'verifying', 'failed'))
+           OR EXISTS (SELECT 1 FROM waiting WHERE campaign = $1) AS more`,
+      [campaign.slug],
     )
+    if (more.rows[0]?.more)
+      throw new DrawRefused(
+        'not_settled',
+        `the places of ${campaign.slug} are not final yet: registrations received before the last of them may still be unsettled or in the intake`,
+      )
+  }
   const i = first.rows.findIndex((r) => r.id === id)
   if (i < 0 || i >= capacity)
     throw new DrawRefused('not_a_winner', `${id} does not hold a place in ${campaign.slug}`)
@@ -542,40 +525,63 @@ export async function releaseHistory(
 }
 
 /**
- * first_come records whose place became final below `frontier` and were not told it yet: each is
- * marked told, owed its callback (when the campaign has one: the callback carries the place) and —
- * where citizens are sent SMS — an allocation message, unless its verdict message told the place
- * already. Only what was received at or after `since` (the previous sweep's frontier) is looked
- * at — records and duplicates (a record's place is its earliest submission's): everything below a
- * frontier was settled when it passed, and a failed record (the one kind a replay brings back) held
- * the frontier at it. Null looks at all (a checker just started). The ids marked.
+ * first_come records whose place became final below `frontier` (decision 022) are numbered, in
+ * place order after the last number given (decision 023: `place_rank`, what every later answer
+ * about the place reads), and each not told yet is marked told, owed its callback (when the
+ * campaign has one: the callback carries the place) and — where citizens are sent SMS — an
+ * allocation message, unless its verdict message told the place already. Only what was received
+ * at or after the last numbered place is looked at — records and duplicates (a record's place is
+ * its earliest submission's): everything below a frontier was settled when it passed, and a
+ * failed record (the one kind a replay brings back) held the frontier at it. At most `limit` in
+ * one transaction, the earliest first (the next call goes on from there). The ids owed.
  */
 export async function markFirstComeFinal(
   pool: Pool,
   campaign: Campaign,
   frontier: Date,
-  since: Date | null,
+  limit = FINALITY_BATCH,
 ): Promise<string[]> {
   return inTransaction(pool, async (tx) => {
-    const marked = await tx.query<{ id: string }>(
+    // One numbering at a time per campaign (two checkers' sweeps, a lease that ran out).
+    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sabt-rank:${campaign.slug}`])
+    // Every record still unnumbered below the frontier comes after the last one numbered: its
+    // place time bounds where to look (the accepted records' partial index, the duplicates').
+    const last = await tx.query<{ rank: number; at: Date }>(
+      `SELECT r.place_rank AS rank,
+              LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
+       FROM registrations r WHERE r.campaign = $1 AND r.place_rank IS NOT NULL
+       ORDER BY r.place_rank DESC LIMIT 1`,
+      [campaign.slug],
+    )
+    const since = last.rows[0]?.at ?? null
+    const marked = await tx.query<{ id: string; owed: boolean }>(
       `WITH cand AS (
          SELECT id FROM registrations
-         WHERE campaign = $1 AND status = 'accepted' AND allocation_told_at IS NULL AND received_at < $2
+         WHERE campaign = $1 AND status = 'accepted' AND place_rank IS NULL AND received_at < $2
            AND ($3::timestamptz IS NULL OR received_at >= $3)
          UNION
          SELECT d.original_id FROM duplicates d
          WHERE d.campaign = $1 AND d.received_at < $2 AND ($3::timestamptz IS NULL OR d.received_at >= $3)
+       ), keyed AS (
+         SELECT r.id, r.allocation_told_at IS NULL AS owed,
+                LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
+         FROM cand JOIN registrations r ON r.id = cand.id
+         WHERE r.status = 'accepted' AND r.place_rank IS NULL
+       ), ranked AS (
+         SELECT id, owed, $5::int + row_number() OVER (ORDER BY at, id) AS rank FROM keyed WHERE at < $2
+         ORDER BY at, id LIMIT $6
        )
-       UPDATE registrations r SET allocation_told_at = now(),
-         callback_status = CASE WHEN $4 THEN 'pending' ELSE r.callback_status END,
-         callback_attempts = CASE WHEN $4 THEN 0 ELSE r.callback_attempts END,
-         callback_last_error = CASE WHEN $4 THEN NULL ELSE r.callback_last_error END,
-         callback_due_at = CASE WHEN $4 THEN now() ELSE r.callback_due_at END
-       FROM cand WHERE r.id = cand.id AND r.status = 'accepted' AND r.allocation_told_at IS NULL
-       RETURNING r.id::text`,
-      [campaign.slug, frontier, since, campaign.callbackUrl !== null],
+       UPDATE registrations r SET place_rank = ranked.rank,
+         allocation_told_at = CASE WHEN ranked.owed THEN now() ELSE r.allocation_told_at END,
+         callback_status = CASE WHEN $4 AND ranked.owed THEN 'pending' ELSE r.callback_status END,
+         callback_attempts = CASE WHEN $4 AND ranked.owed THEN 0 ELSE r.callback_attempts END,
+         callback_last_error = CASE WHEN $4 AND ranked.owed THEN NULL ELSE r.callback_last_error END,
+         callback_due_at = CASE WHEN $4 AND ranked.owed THEN now() ELSE r.callback_due_at END
+       FROM ranked WHERE r.id = ranked.id
+       RETURNING r.id::text, ranked.owed`,
+      [campaign.slug, frontier, since, campaign.callbackUrl !== null, last.rows[0]?.rank ?? 0, limit],
     )
-    const ids = marked.rows.map((r) => r.id)
+    const ids = marked.rows.filter((r) => r.owed).map((r) => r.id)
     if (ids.length > 0)
       await tx.query(
         `INSERT INTO citizen_messages (registration_id, kind, campaign)

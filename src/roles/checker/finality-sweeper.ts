@@ -1,4 +1,4 @@
-import { firstComeFrontier, markFirstComeFinal } from '../../db/draws.js'
+import { FINALITY_BATCH, firstComeFrontier, markFirstComeFinal } from '../../db/draws.js'
 import { Sweeper, type SweeperDeps } from './sweeper.js'
 
 /**
@@ -9,7 +9,7 @@ import { Sweeper, type SweeperDeps } from './sweeper.js'
  * its citizen's allocation message (the callback and outbox sweepers send them).
  */
 export class FinalitySweeper extends Sweeper {
-  /** Per campaign, the frontier of the last sweep: duplicates below it were looked at. */
+  /** Per campaign, the frontier of the last sweep: no duplicate below it can hold the next one back. */
   readonly #since = new Map<string, Date>()
 
   constructor(deps: SweeperDeps, opts: { everyMs: number; leaseMs: number }) {
@@ -28,12 +28,16 @@ export class FinalitySweeper extends Sweeper {
     const { pool, metrics } = this.deps
     let marked = 0
     for (const campaign of this.#firstCome()) {
-      const frontier = await firstComeFrontier(pool, campaign.slug)
+      const frontier = await firstComeFrontier(pool, campaign.slug, this.#since.get(campaign.slug) ?? null)
       if (!frontier) continue
-      const ids = await markFirstComeFinal(pool, campaign, frontier, this.#since.get(campaign.slug) ?? null)
+      // A few thousand at a time (each its own transaction) until none is left below the frontier.
+      for (;;) {
+        const ids = await markFirstComeFinal(pool, campaign, frontier, FINALITY_BATCH)
+        if (ids.length > 0) metrics.allocationsFinal.inc({ campaign: campaign.slug }, ids.length)
+        marked += ids.length
+        if (ids.length < FINALITY_BATCH) break
+      }
       this.#since.set(campaign.slug, frontier)
-      if (ids.length > 0) metrics.allocationsFinal.inc({ campaign: campaign.slug }, ids.length)
-      marked += ids.length
     }
     return marked
   }
