@@ -52,8 +52,8 @@ async function main(): Promise<number> {
   const chosen: Scenario[] = SCENARIOS.filter((s) =>
     only ? only.includes(s.name) : s.byDefault || (s.name === 'seed' && values['vs-seed']),
   )
-  // The draw scenario sends no HTTP load: `--only draw` runs without wrk.
-  if (chosen.some((s) => s.name !== 'draw') && !(await hasWrk())) {
+  // The draw and first-come scenarios send no HTTP load: `--only draw,first-come` runs without wrk.
+  if (chosen.some((s) => s.name !== 'draw' && s.name !== 'first-come') && !(await hasWrk())) {
     log('wrk is missing: apt-get install -y wrk (the closed-loop load generator)')
     return 2
   }
