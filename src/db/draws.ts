@@ -554,14 +554,25 @@ export async function markFirstComeFinal(
       [campaign.slug],
     )
     const since = last.rows[0]?.at ?? null
+    // The `limit`-th receive time among them: the `limit` earliest places are all at or before it
+    // (a place is never later than its record's receive time), so only records and duplicates
+    // received by then need ranking — one batch's worth, not everything still to number.
+    const upto = await tx.query<{ at: Date }>(
+      `SELECT received_at AS at FROM registrations
+       WHERE campaign = $1 AND status = 'accepted' AND place_rank IS NULL AND received_at < $2
+         AND ($3::timestamptz IS NULL OR received_at >= $3)
+       ORDER BY received_at OFFSET $4 LIMIT 1`,
+      [campaign.slug, frontier, since, limit - 1],
+    )
     const marked = await tx.query<{ id: string; owed: boolean }>(
       `WITH cand AS (
          SELECT id FROM registrations
          WHERE campaign = $1 AND status = 'accepted' AND place_rank IS NULL AND received_at < $2
-           AND ($3::timestamptz IS NULL OR received_at >= $3)
+           AND ($3::timestamptz IS NULL OR received_at >= $3) AND ($7::timestamptz IS NULL OR received_at <= $7)
          UNION
          SELECT d.original_id FROM duplicates d
          WHERE d.campaign = $1 AND d.received_at < $2 AND ($3::timestamptz IS NULL OR d.received_at >= $3)
+           AND ($7::timestamptz IS NULL OR d.received_at <= $7)
        ), keyed AS (
          SELECT r.id, r.allocation_told_at IS NULL AS owed,
                 LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
@@ -579,7 +590,15 @@ export async function markFirstComeFinal(
          callback_due_at = CASE WHEN $4 AND ranked.owed THEN now() ELSE r.callback_due_at END
        FROM ranked WHERE r.id = ranked.id
        RETURNING r.id::text, ranked.owed`,
-      [campaign.slug, frontier, since, campaign.callbackUrl !== null, last.rows[0]?.rank ?? 0, limit],
+      [
+        campaign.slug,
+        frontier,
+        since,
+        campaign.callbackUrl !== null,
+        last.rows[0]?.rank ?? 0,
+        limit,
+        upto.rows[0]?.at ?? null,
+      ],
     )
     const ids = marked.rows.filter((r) => r.owed).map((r) => r.id)
     if (ids.length > 0)
