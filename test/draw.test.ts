@@ -662,5 +662,16 @@ describe('first_come', () => {
       position: 7,
     })
     expect(await markFirstComeFinal(pool, campaign('fc4'), frontier, 4)).toEqual([])
+    // An unsettled record holds the frontier at its earliest submission: a duplicate received first.
+    const open = { id: uuidv7({ msecs: t(600) }), at: t(600), status: 'verifying' }
+    await insertRecords('fc4', [open])
+    await pool.query(
+      `INSERT INTO duplicates (id, original_id, campaign, received_at) VALUES ($1, $2, 'fc4', $3)`,
+      [uuidv7(), open.id, new Date(t(550))],
+    )
+    expect((await firstComeFrontier(pool, 'fc4'))!.getTime()).toBe(t(550))
+    expect((await firstComeFrontier(pool, 'fc4', new Date(t(500))))!.getTime()).toBe(t(550))
+    await pool.query(`UPDATE registrations SET status = 'rejected' WHERE id = $1`, [open.id])
+    expect((await firstComeFrontier(pool, 'fc4'))!.getTime()).toBe(t(1000)) // the watermark
   })
 })

@@ -211,7 +211,7 @@ export const firstCome: Scenario = {
       (r) => r.frontier_cold_ms,
       (r) => r.baseline_frontier_ms,
     )} |
-| one record's place, late in the order (a callback, an allocation message) | ${s((r) => r.place_ms)} | ${s((r) => r.baseline_place_ms, 0)} | ${ratio(
+| one record's place, late in the order (a status poll, a callback, an allocation message) | ${s((r) => r.place_ms)} | ${s((r) => r.baseline_place_ms, 0)} | ${ratio(
       (r) => r.place_ms,
       (r) => r.baseline_place_ms,
     )} |
