@@ -255,8 +255,8 @@ export async function allocationOf(
     const r = await q.query<{ won: boolean; promoted: boolean; released: boolean; position: number | null }>(
       `SELECT a.won, a.promoted_at IS NOT NULL AS promoted, a.released_at IS NOT NULL AS released,
               CASE WHEN NOT a.won AND a.promoted_at IS NULL THEN
-                (SELECT count(*)::int FROM allocations w WHERE w.campaign = a.campaign AND w.rank <= a.rank
-                   AND NOT w.won AND w.promoted_at IS NULL) END AS position
+                a.rank - (SELECT count(*)::int FROM allocations w WHERE w.campaign = a.campaign AND w.rank < a.rank
+                   AND (w.won OR w.promoted_at IS NOT NULL)) END AS position
        FROM allocations a WHERE a.registration_id = $1`,
       [record.id],
     )
