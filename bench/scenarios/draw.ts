@@ -31,7 +31,7 @@ export const draw: Scenario = {
           allocation: 'lottery',
           opens_at: '2026-01-01T00:00:00Z',
           closes_at: '2026-01-02T00:00:00Z',
-          draw_at: '2026-01-02T00:00:00Z',
+          draw_at: '2026-01-02T00:01:00Z',
         },
       },
     })
