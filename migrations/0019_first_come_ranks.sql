@@ -16,16 +16,10 @@ CREATE UNIQUE INDEX registrations_place_rank ON registrations (campaign, place_r
 CREATE INDEX registrations_campaign_open ON registrations (campaign, received_at)
   WHERE status IN ('recorded', 'verifying', 'failed');
 
--- A lottery's waiting-list position counted every waiting entry ranked before it (150 ms for one
--- late among a million, on every status poll): now its rank less the places drawn or given before
--- it, from the few rows of this partial index (the winners, the promoted).
-CREATE INDEX allocations_placed ON allocations (campaign, rank) WHERE won OR promoted_at IS NOT NULL;
-
 -- No numbering here: places already final (a system upgraded with first_come campaigns running)
 -- are numbered by the first sweep, in the same order, before any later one.
 
 -- Down Migration
-DROP INDEX allocations_placed;
 DROP INDEX registrations_campaign_open;
 DROP INDEX registrations_place_rank;
 ALTER TABLE registrations DROP COLUMN place_rank;

@@ -457,6 +457,8 @@ describe('release', () => {
     expect(viaCli.code, viaCli.stderr).toBe(0)
     expect(JSON.parse(viaCli.stdout)).toMatchObject({ released: q1, promoted: q2, releasedBy: 'carol' })
     expect(await alloc(w1!)).toEqual({ state: 'won' })
+    expect(await alloc(q2!)).toEqual({ state: 'won' })
+    expect(await alloc(q3!)).toEqual({ state: 'waitlisted', position: 1 }) // two promoted before it
     const history = await sql(
       url,
       `SELECT released_by, released_at FROM releases WHERE campaign = 'small' ORDER BY id`,

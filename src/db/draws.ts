@@ -252,11 +252,15 @@ export async function allocationOf(
   if (record.status === 'recorded' || record.status === 'verifying') return { state: 'pending' }
   if (record.status !== 'accepted') return null
   if (scarce.allocation === 'lottery') {
+    // A waiting entry's position without counting the entries before it (decision 023): ranks run
+    // 1…N, the winners are the first min(capacity, participants) of them (the draw), and a place
+    // given up goes to the lowest waiting rank (each promotion a release row, all ranked before it).
     const r = await q.query<{ won: boolean; promoted: boolean; released: boolean; position: number | null }>(
       `SELECT a.won, a.promoted_at IS NOT NULL AS promoted, a.released_at IS NOT NULL AS released,
               CASE WHEN NOT a.won AND a.promoted_at IS NULL THEN
-                a.rank - (SELECT count(*)::int FROM allocations w WHERE w.campaign = a.campaign AND w.rank < a.rank
-                   AND (w.won OR w.promoted_at IS NOT NULL)) END AS position
+                a.rank - (SELECT LEAST(d.capacity, d.participants) FROM draws d WHERE d.campaign = a.campaign)
+                       - (SELECT count(*) FROM releases x WHERE x.campaign = a.campaign AND x.promoted_id IS NOT NULL)
+              END::int AS position
        FROM allocations a WHERE a.registration_id = $1`,
       [record.id],
     )
