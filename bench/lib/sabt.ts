@@ -5,6 +5,7 @@ import pg from 'pg'
 import { defaultConfigPath, loadConfigFile, type SabtConfig } from '../../src/config/campaigns.js'
 import { loadEnv } from '../../src/config/env.js'
 import { migrate } from '../../src/db/migrate.js'
+import { createPool, type Pool } from '../../src/db/pool.js'
 import { syncCampaigns } from '../../src/db/registrations.js'
 import { parseIntakeMessage } from '../../src/mq/messages.js'
 import {
@@ -223,6 +224,26 @@ export class BenchSabt {
     await this.#conn?.close().catch(() => {})
     await this.pool.end()
     await dropDatabase(this.dbName)
+  }
+}
+
+/**
+ * A fresh migrated database for a scenario that writes its rows straight in (no role runs, so the
+ * intake is settled by construction: its watermark far ahead), dropped after `fn`.
+ */
+export async function withFreshDatabase<T>(tag: string, fn: (pool: Pool) => Promise<T>): Promise<T> {
+  const log = createLogger({ level: 'warn' })
+  const db = `bench_${tag}_${Date.now().toString(36)}_${randomBytes(2).toString('hex')}`
+  const u = new URL(PG_ADMIN)
+  u.pathname = `/${db}`
+  await migrate(u.toString(), log)
+  const pool = createPool(u.toString(), { max: 2, log, name: `bench-${tag}` })
+  try {
+    await pool.query(`UPDATE intake_watermark SET settled_before = '2999-01-01T00:00:00Z'`)
+    return await fn(pool)
+  } finally {
+    await pool.end()
+    await dropDatabase(db)
   }
 }
 

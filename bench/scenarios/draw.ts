@@ -1,12 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { buildConfig } from '../../src/config/campaigns.js'
 import { allocationOf, commitDraw, drawLottery, findDraw, loadResults } from '../../src/db/draws.js'
-import { migrate } from '../../src/db/migrate.js'
-import { createPool } from '../../src/db/pool.js'
 import { rankIds, verifyResults } from '../../src/domain/draw.js'
-import { createLogger } from '../../src/observability/logger.js'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
-import { dropDatabase, PG_ADMIN } from '../lib/sabt.js'
+import { withFreshDatabase } from '../lib/sabt.js'
 import { fmt, over } from '../lib/stats.js'
 
 /**
@@ -36,7 +33,6 @@ export const draw: Scenario = {
       },
     })
     const campaign = config.campaigns.get('draw')!
-    const log = createLogger({ level: 'warn' })
     const runs: {
       run: number
       insert_s: number
@@ -51,20 +47,12 @@ export const draw: Scenario = {
       idle: unknown
     }[] = []
     for (let run = 1; run <= (ctx.quick ? 1 : ctx.runs); run++) {
-      const db = `bench_draw_${Date.now().toString(36)}_${randomBytes(2).toString('hex')}`
-      const u = new URL(PG_ADMIN)
-      u.pathname = `/${db}`
-      const url = u.toString()
-      await migrate(url, log)
-      const pool = createPool(url, { max: 2, log, name: 'bench-draw' })
-      // No recorder runs here: the rows are written straight in, so the intake is settled by construction.
-      await pool.query(`UPDATE intake_watermark SET settled_before = '2999-01-01T00:00:00Z'`)
-      const secs = async (f: () => Promise<unknown>) => {
-        const t = performance.now()
-        await f()
-        return (performance.now() - t) / 1000
-      }
-      try {
+      await withFreshDatabase('draw', async (pool) => {
+        const secs = async (f: () => Promise<unknown>) => {
+          const t = performance.now()
+          await f()
+          return (performance.now() - t) / 1000
+        }
         const insert_s = await secs(() =>
           pool.query(
             `INSERT INTO registrations (id, campaign, national_id_index, national_id_sealed, mobile_sealed, key_id,
@@ -151,10 +139,7 @@ export const draw: Scenario = {
           baseline_position_ms,
           idle,
         })
-      } finally {
-        await pool.end()
-        await dropDatabase(db)
-      }
+      })
     }
     const draw = over(runs, (r) => r.draw_s)
     const floor = over(runs, (r) => r.floor_insert_s + r.floor_hmac_sort_s)

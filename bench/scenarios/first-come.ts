@@ -1,11 +1,7 @@
-import { randomBytes } from 'node:crypto'
 import { buildConfig } from '../../src/config/campaigns.js'
 import { allocationOf, FINALITY_BATCH, firstComeFrontier, markFirstComeFinal } from '../../src/db/draws.js'
-import { migrate } from '../../src/db/migrate.js'
-import { createPool, type Pool } from '../../src/db/pool.js'
-import { createLogger } from '../../src/observability/logger.js'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
-import { dropDatabase, PG_ADMIN } from '../lib/sabt.js'
+import { withFreshDatabase } from '../lib/sabt.js'
 import { fmt, over } from '../lib/stats.js'
 
 /**
@@ -85,19 +81,10 @@ export const firstCome: Scenario = {
       campaigns: { fc: { title: 'Bench first come', capacity, allocation: 'first_come' } },
     })
     const campaign = config.campaigns.get('fc')!
-    const log = createLogger({ level: 'warn' })
     const runs: Run[] = []
     for (let run = 1; run <= (ctx.quick ? 1 : ctx.runs); run++) {
-      const db = `bench_fc_${Date.now().toString(36)}_${randomBytes(2).toString('hex')}`
-      const u = new URL(PG_ADMIN)
-      u.pathname = `/${db}`
-      const url = u.toString()
-      await migrate(url, log)
-      const pool: Pool = createPool(url, { max: 2, log, name: 'bench-first-come' })
-      try {
+      await withFreshDatabase('fc', async (pool) => {
         await pool.query(`INSERT INTO campaigns (slug, title) VALUES ('fc', 'Bench first come')`)
-        // No recorder runs here: the rows are written straight in, so the intake is settled by construction.
-        await pool.query(`UPDATE intake_watermark SET settled_before = '2999-01-01T00:00:00Z'`)
         const insert_s =
           (await ms(async () => {
             await pool.query(
@@ -125,13 +112,7 @@ export const firstCome: Scenario = {
         // What a sweep does, in the sweeper's batches: every place final below the frontier numbered.
         const sweep = async (since: Date | null) => {
           const frontier = (await firstComeFrontier(pool, 'fc', since))!
-          let numbered = 0
-          for (;;) {
-            const ids = await markFirstComeFinal(pool, campaign, frontier, FINALITY_BATCH)
-            numbered += ids.length
-            if (ids.length < FINALITY_BATCH) break
-          }
-          return { frontier, numbered }
+          return { frontier, numbered: (await markFirstComeFinal(pool, campaign, frontier)).length }
         }
         let first = { frontier: new Date(0), numbered: 0 }
         const first_numbering_s =
@@ -190,10 +171,7 @@ export const firstCome: Scenario = {
         ctx.log(
           `  run ${run}: frontier ${frontier_ms.toFixed(1)} ms (after a start ${frontier_cold_ms.toFixed(0)}, counted afresh ${baseline_frontier_ms.toFixed(0)}); sweep of 5,000 ${sweep_5000_ms.toFixed(0)} ms; a place ${place_ms.toFixed(1)} ms (counted afresh ${baseline_place_ms.toFixed(0)}); first numbering of ${first.numbered.toLocaleString('en-US')} ${first_numbering_s.toFixed(1)} s`,
         )
-      } finally {
-        await pool.end()
-        await dropDatabase(db)
-      }
+      })
     }
     const s = (f: (r: Run) => number, d = 1) => fmt(over(runs, f), d)
     const ratio = (a: (r: Run) => number, b: (r: Run) => number) =>

@@ -536,15 +536,30 @@ export async function releaseHistory(
  * allocation message, unless its verdict message told the place already. Only what was received
  * at or after the last numbered place is looked at — records and duplicates (a record's place is
  * its earliest submission's): everything below a frontier was settled when it passed, and a
- * failed record (the one kind a replay brings back) held the frontier at it. At most `limit` in
- * one transaction, the earliest first (the next call goes on from there). The ids owed.
+ * failed record (the one kind a replay brings back) held the frontier at it. `batch` at most in
+ * one transaction, the earliest first, until none is left. The ids owed.
  */
 export async function markFirstComeFinal(
   pool: Pool,
   campaign: Campaign,
   frontier: Date,
-  limit = FINALITY_BATCH,
+  batch = FINALITY_BATCH,
 ): Promise<string[]> {
+  const owed: string[] = []
+  for (;;) {
+    const { numbered, ids } = await numberFinalPlaces(pool, campaign, frontier, batch)
+    owed.push(...ids)
+    if (numbered < batch) return owed
+  }
+}
+
+/** One transaction of markFirstComeFinal: the `limit` earliest places not numbered yet. */
+async function numberFinalPlaces(
+  pool: Pool,
+  campaign: Campaign,
+  frontier: Date,
+  limit: number,
+): Promise<{ numbered: number; ids: string[] }> {
   return inTransaction(pool, async (tx) => {
     // One numbering at a time per campaign (two checkers' sweeps, a lease that ran out).
     await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`sabt-rank:${campaign.slug}`])
@@ -578,6 +593,7 @@ export async function markFirstComeFinal(
          WHERE d.campaign = $1 AND d.received_at < $2 AND ($3::timestamptz IS NULL OR d.received_at >= $3)
            AND ($7::timestamptz IS NULL OR d.received_at <= $7)
        ), keyed AS (
+         -- Told already: a place made final and told before migration 0019 numbered it.
          SELECT r.id, r.allocation_told_at IS NULL AS owed,
                 LEAST(r.received_at, (SELECT min(d.received_at) FROM duplicates d WHERE d.original_id = r.id)) AS at
          FROM cand JOIN registrations r ON r.id = cand.id
@@ -615,14 +631,6 @@ export async function markFirstComeFinal(
          ON CONFLICT DO NOTHING`,
         [campaign.slug, ids],
       )
-    return ids
+    return { numbered: marked.rows.length, ids }
   })
-}
-
-/** A callback carried a record's final first_come place: the finality sweep owes it nothing more. */
-export async function markAllocationTold(q: Queryable, id: string): Promise<void> {
-  await q.query(
-    'UPDATE registrations SET allocation_told_at = now() WHERE id = $1 AND allocation_told_at IS NULL',
-    [id],
-  )
 }

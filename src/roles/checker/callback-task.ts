@@ -11,7 +11,7 @@ import {
   recordCallbackRetries,
   releaseCallbackSend,
 } from '../../db/checks.js'
-import { allocationOf, markAllocationTold } from '../../db/draws.js'
+import { allocationOf } from '../../db/draws.js'
 import type { Pool } from '../../db/pool.js'
 import { isFinal } from '../../domain/verdict.js'
 import type { MqClient } from '../../mq/connection.js'
@@ -170,9 +170,6 @@ export class CallbackTask implements Task {
       throw err
     }
     await recordCallback(this.deps.pool, record.id, 'sent', attempt + 1, null)
-    // It carried a final first_come place: the finality sweep owes this record no second callback.
-    if (campaign.scarce?.allocation === 'first_come' && allocation && allocation.state !== 'pending')
-      await markAllocationTold(this.deps.pool, record.id)
     return []
   }
 

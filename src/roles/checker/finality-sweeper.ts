@@ -1,4 +1,4 @@
-import { FINALITY_BATCH, firstComeFrontier, markFirstComeFinal } from '../../db/draws.js'
+import { firstComeFrontier, markFirstComeFinal } from '../../db/draws.js'
 import { Sweeper, type SweeperDeps } from './sweeper.js'
 
 /**
@@ -30,13 +30,9 @@ export class FinalitySweeper extends Sweeper {
     for (const campaign of this.#firstCome()) {
       const frontier = await firstComeFrontier(pool, campaign.slug, this.#since.get(campaign.slug) ?? null)
       if (!frontier) continue
-      // A few thousand at a time (each its own transaction) until none is left below the frontier.
-      for (;;) {
-        const ids = await markFirstComeFinal(pool, campaign, frontier, FINALITY_BATCH)
-        if (ids.length > 0) metrics.allocationsFinal.inc({ campaign: campaign.slug }, ids.length)
-        marked += ids.length
-        if (ids.length < FINALITY_BATCH) break
-      }
+      const ids = await markFirstComeFinal(pool, campaign, frontier)
+      if (ids.length > 0) metrics.allocationsFinal.inc({ campaign: campaign.slug }, ids.length)
+      marked += ids.length
       this.#since.set(campaign.slug, frontier)
     }
     return marked
