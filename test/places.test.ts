@@ -3,7 +3,7 @@ import { recordAttempt, recordOutcomes } from '../src/db/checks.js'
 import { eraseCampaign, resealAll } from '../src/db/personal-data.js'
 import { createLogger } from '../src/observability/logger.js'
 import { newKey, parseDataKeys, Sealer } from '../src/privacy/sealing.js'
-import { identityMatches } from '../src/roles/simulator/answers.js'
+import { identityMatches, isEligible } from '../src/roles/simulator/answers.js'
 import { startSabt } from '../src/runtime/start.js'
 import { type ChecksSystem, startChecksSystem } from './support/checks.js'
 import {
@@ -30,6 +30,17 @@ function birthDate(reg: Reg, matches: boolean): string {
     }
   }
   throw new Error('no such birth date')
+}
+
+/**
+ * A person the simulated eligibility provider answers "yes" for in `demo` (it says "no" to 5 % of
+ * national ids): a test that needs an accepted record must not draw one of those.
+ */
+function eligiblePerson(): Reg {
+  for (;;) {
+    const reg = registration() as Reg
+    if (isEligible({ national_id: reg.national_id!, campaign: 'demo' })) return reg
+  }
 }
 
 // A person's place in a campaign (decision 015): a typo must not lock a citizen out.
@@ -256,23 +267,24 @@ describe('one standing registration per person per campaign', () => {
       campaigns: { demo: { title: 'Demo', checks: ['eligibility'] } },
       knobs: { eligibility: { error_rate: 1 } },
     })
-    // One waits beside the record that fails …
-    const a = registration() as Reg
+    // One waits beside the record that fails … (people the provider says yes to: the places asserted
+    // below are an accepted record's)
+    const a = eligiblePerson()
     const aFirst = await submit(s, a)
     const aSecond = await submit(s, a)
     await statusIs(s, aSecond, 'waiting')
     await waitFor(async () => (await row(s, aFirst))?.status === 'failed', 'the first failed')
     await s.knobs('eligibility', { error_rate: 0 })
-    await statusIs(s, aSecond, 'accepted', 'rejected')
+    await statusIs(s, aSecond, 'accepted')
     expect(await row(s, aSecond)).toMatchObject({ promoted_from: aFirst, holds_place: true })
     // … another person submits again only after the failure.
     await s.knobs('eligibility', { error_rate: 1 })
-    const b = registration() as Reg
+    const b = eligiblePerson()
     const bFirst = await submit(s, b)
     await waitFor(async () => (await row(s, bFirst))?.status === 'failed', 'b failed')
     await s.knobs('eligibility', { error_rate: 0 })
     const bSecond = await submit(s, b)
-    await statusIs(s, bSecond, 'accepted', 'rejected')
+    await statusIs(s, bSecond, 'accepted')
     expect(await row(s, bSecond)).toMatchObject({ promoted_from: null, holds_place: true })
 
     // The replay takes both dead letters out and asks nothing: each person's place is taken. A
