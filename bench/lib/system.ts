@@ -14,6 +14,17 @@ try {
 } catch {}
 
 /** CPU seconds (user + system) a live process has used so far; null when it is gone. */
+/** A process's user and system CPU seconds apart (`/proc/<pid>/stat`): user code against syscalls. */
+export function cpuSplit(pid: number): { user: number; sys: number } | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+    return { user: Number(f[11]) / clkTck, sys: Number(f[12]) / clkTck }
+  } catch {
+    return null
+  }
+}
+
 export function cpuSeconds(pid: number): number | null {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
