@@ -1,8 +1,8 @@
 /**
  * Where the gateway's CPU goes as its batches grow (issue 11's profile): the gateway alone (or a
  * floor server) under the open-loop driver at a list of rates, each 2 s of warm-up then 10 s.
- * Prints, per rate, the CPU per accepted request of the server (user and system apart), of
- * RabbitMQ and of the driver, and the gateway's registrations per intake message (its histogram
+ * Prints, per rate, the CPU per request sent (warm-up included, as its CPU is) of the server (user
+ * and system apart), of RabbitMQ and of the driver, and the gateway's registrations per intake message (its histogram
  * `sabt_intake_batch_size`). Not a scenario of `npm run bench`: a diagnostic, one line per rate.
  *
  *   npx tsx bench/probe-intake.ts [rates=4000,7000,10000] [connections=64] [floor]

@@ -13,8 +13,7 @@ try {
   clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
 } catch {}
 
-/** CPU seconds (user + system) a live process has used so far; null when it is gone. */
-/** A process's user and system CPU seconds apart (`/proc/<pid>/stat`): user code against syscalls. */
+/** A process's user and system CPU seconds apart (`/proc/<pid>/stat`, after comm: utime is field 11, stime 12); null when it is gone. */
 export function cpuSplit(pid: number): { user: number; sys: number } | null {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
@@ -25,15 +24,10 @@ export function cpuSplit(pid: number): { user: number; sys: number } | null {
   }
 }
 
+/** CPU seconds (user + system) a live process has used so far; null when it is gone. */
 export function cpuSeconds(pid: number): number | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
-    // after comm: state(0) ppid(1) … utime(11) stime(12)
-    return (Number(f[11]) + Number(f[12])) / clkTck
-  } catch {
-    return null
-  }
+  const c = cpuSplit(pid)
+  return c ? c.user + c.sys : null
 }
 
 /** Machine-wide jiffies: total and idle (idle + iowait). */
