@@ -116,6 +116,67 @@ describe('group commit at the intake', () => {
     expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(3)
   })
 
+  it('a busy shard lingers: what arrived during a confirm waits (up to SABT_INTAKE_LINGER_MS) for company', async () => {
+    const proxy = await proxied()
+    const s = await gateway({ SABT_INTAKE_LINGER_MS: '1500' }, proxy)
+    const lone = Date.now()
+    expect((await post(s)).statusCode).toBe(202)
+    expect(Date.now() - lone).toBeLessThan(1000) // an idle shard never lingers
+
+    const started = Date.now()
+    const { first, rest } = await holdABatch(s, proxy, 3)
+    proxy.resumeReplies()
+    expect((await first).statusCode).toBe(202)
+    // The 3 that arrived during its confirm are not sent yet: the shard is busy, they linger.
+    await new Promise((r) => setTimeout(r, 200))
+    expect(s.metrics.inFlightSources.get('intake')?.()).toBe(0)
+    expect(s.metrics.inFlightSources.get('intake_registrations')?.()).toBe(3)
+    const more = [post(s), post(s)] // these join them, on an idle broker: still no message
+    await waitFor(
+      () => s.metrics.inFlightSources.get('intake_registrations')?.() === 5,
+      'the two newcomers waiting with the others',
+    )
+    expect((await batchSizes(s)).count).toBe(2)
+    const answers = await Promise.all([...rest, ...more])
+    const waited = Date.now() - started
+    expect(answers.map((a) => a.statusCode)).toEqual(Array(5).fill(202))
+    expect(await batchSizes(s)).toEqual({ count: 3, sum: 7 }) // 1, 1, then the 5 together
+    expect(waited).toBeGreaterThanOrEqual(1400) // the oldest waited its linger…
+    expect(waited).toBeLessThan(4000) // …and not much more
+
+    const after = Date.now()
+    expect((await post(s)).statusCode).toBe(202) // idle again: at once
+    expect(Date.now() - after).toBeLessThan(1000)
+    expect(await batchSizes(s)).toEqual({ count: 4, sum: 8 })
+    expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(4)
+  })
+
+  it('a lingering shard sends as soon as SABT_INTAKE_LINGER_RECORDS wait, and a stopping gateway at once', async () => {
+    const proxy = await proxied()
+    const s = await gateway({ SABT_INTAKE_LINGER_MS: '8000', SABT_INTAKE_LINGER_RECORDS: '5' }, proxy)
+    const held = await holdABatch(s, proxy, 3)
+    proxy.resumeReplies()
+    expect((await held.first).statusCode).toBe(202)
+    const started = Date.now()
+    const answers = await Promise.all([...held.rest, post(s), post(s)]) // the 5th sends them
+    expect(answers.map((a) => a.statusCode)).toEqual(Array(5).fill(202))
+    expect(Date.now() - started).toBeLessThan(4000) // far inside the 8 s linger
+    expect(await batchSizes(s)).toEqual({ count: 2, sum: 6 })
+
+    const again = await holdABatch(s, proxy, 2)
+    proxy.resumeReplies()
+    expect((await again.first).statusCode).toBe(202)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(s.metrics.inFlightSources.get('intake_registrations')?.()).toBe(2) // lingering
+    const stopping = Date.now()
+    const stopped = s.stop()
+    const last = await Promise.all(again.rest)
+    expect(last.map((a) => a.statusCode)).toEqual([202, 202]) // sent by the stop, confirmed
+    expect(Date.now() - stopping).toBeLessThan(4000)
+    await stopped
+    expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(4)
+  })
+
   it('a batch refused by the broker (queue at its bound: nack) is a 503 for every request in it', async () => {
     const proxy = await proxied()
     const s = await gateway({ SABT_INTAKE_MAX_LENGTH: '2' }, proxy)

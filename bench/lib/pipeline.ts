@@ -38,13 +38,21 @@ export async function startPipeline(
   const roles: Running = {}
   const withChecks = (opts.checks ?? true) && checksAvailable().ok
   if (withChecks)
-    roles.simulator = await startSimulator(sabt, Number(process.env.SABT_BENCH_PROVIDER_LATENCY_MS ?? 20))
+    roles.simulator = await startSimulator(
+      sabt,
+      Number(process.env.SABT_BENCH_PROVIDER_LATENCY_MS ?? 20),
+      prof(`${sabt.tag}-simulator`),
+    )
   roles.recorder = await sabt.start('recorder', {
     name: `${sabt.tag}-recorder`,
     nodeArgs: prof(`${sabt.tag}-recorder`),
   })
-  if (withChecks) roles.checker = await sabt.start('checker', { name: `${sabt.tag}-checker` })
-  roles.status = await sabt.start('status', { name: `${sabt.tag}-status` })
+  if (withChecks)
+    roles.checker = await sabt.start('checker', {
+      name: `${sabt.tag}-checker`,
+      nodeArgs: prof(`${sabt.tag}-checker`),
+    })
+  roles.status = await sabt.start('status', { name: `${sabt.tag}-status`, nodeArgs: prof(`${sabt.tag}-status`) })
   roles.gateway = await sabt.start('gateway', {
     name: `${sabt.tag}-gateway`,
     nodeArgs: prof(`${sabt.tag}-gateway`),
@@ -57,11 +65,16 @@ export async function startPipeline(
  * simulated errors or rate limits: the checker's own limits (config/sabt.yaml) are what bind.
  * The checkers started after it call it (SABT_SIMULATOR_URL).
  */
-export async function startSimulator(sabt: BenchSabt, latencyMs: number): Promise<Proc & { url: string }> {
+export async function startSimulator(
+  sabt: BenchSabt,
+  latencyMs: number,
+  nodeArgs: string[] = [],
+): Promise<Proc & { url: string }> {
   const port = await freePort()
   const knob = { latency_median_ms: latencyMs, latency_p99_ms: latencyMs }
   const p = await sabt.start('simulator', {
     name: `${sabt.tag}-simulator`,
+    nodeArgs,
     env: {
       SABT_SIMULATOR_PORT: String(port),
       SABT_SIMULATOR_KNOBS: JSON.stringify({ identity: knob, mobile: knob, eligibility: knob }),

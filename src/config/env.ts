@@ -38,6 +38,8 @@ export const EnvSchema = Type.Object({
   SABT_PUBLISH_MAX_IN_FLIGHT: Type.Integer({ default: 20_000, minimum: 1 }),
   SABT_INTAKE_BATCH_MAX_RECORDS: Type.Integer({ default: 2000, minimum: 1, maximum: 10_000 }),
   SABT_INTAKE_BATCH_MAX_BYTES: Type.Integer({ default: 1_048_576, minimum: 1024, maximum: 67_108_864 }),
+  SABT_INTAKE_LINGER_MS: Type.Integer({ default: 2, minimum: 0, maximum: 10_000 }),
+  SABT_INTAKE_LINGER_RECORDS: Type.Integer({ default: 64, minimum: 1, maximum: 10_000 }),
   SABT_RETRY_AFTER_S: Type.Integer({ default: 2, minimum: 1 }),
   SABT_REQUEST_TIMEOUT_MS: Type.Integer({ default: 10_000, minimum: 100 }),
   SABT_HEADERS_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 100 }),

@@ -30,8 +30,12 @@ export async function startGateway(ctx: RoleContext): Promise<StartedGateway> {
     maxInFlight: env.SABT_PUBLISH_MAX_IN_FLIGHT,
     batchMaxRecords: env.SABT_INTAKE_BATCH_MAX_RECORDS,
     batchMaxBytes: env.SABT_INTAKE_BATCH_MAX_BYTES,
+    lingerMs: env.SABT_INTAKE_LINGER_MS,
+    lingerRecords: env.SABT_INTAKE_LINGER_RECORDS,
     log,
   })
+  // A stopping gateway sends at once what lingers, before its in-flight requests are awaited.
+  ctx.app.addHook('preClose', async () => intake.flush())
   const keysPool = ctx.pool ?? createPool(env.DATABASE_URL, { max: 2, log, name: 'sabt-gateway-keys' })
   const partners = new PartnerKeys(keysPool, log)
   await partners.start()
