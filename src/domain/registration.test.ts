@@ -69,6 +69,41 @@ describe('registration normalisation', () => {
     expect(rules({ attributes: { note: '\uDFFF' } })).toEqual(['attributes.note:invalid_unicode'])
   })
 
+  it('finds each text rule exactly as the three regexes do, at every code unit that matters', () => {
+    // The rules as first written (one regex each, in this order); checkText's one-pass scan must
+    // name the same rule, or none, for any string.
+    const reference = (v: string): string | null =>
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+      /[\u0000-\u001F\u007F-\u009F]/.test(v)
+        ? 'control_characters'
+        : /\p{Cs}/u.test(v)
+          ? 'invalid_unicode'
+          : /[\u202A-\u202E\u2066-\u2069]/.test(v)
+            ? 'bidi_control'
+            : null
+    const edges = [
+      0x00, 0x09, 0x1f, 0x20, 0x41, 0x7e, 0x7f, 0x80, 0x9f, 0xa0, 0x06cc, 0x200c, 0x200f, 0x2029, 0x202a,
+      0x202e, 0x202f, 0x2065, 0x2066, 0x2069, 0x206a, 0xd7ff, 0xd800, 0xdbff, 0xdc00, 0xdfff, 0xe000,
+      0xfeff, 0xffff,
+    ]
+    let seed = 7
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      return seed
+    }
+    const strings = [...edges.map((c) => String.fromCharCode(c)), '\ud83d\ude00', 'a\ud83d', '\ude00b']
+    for (let n = 0; n < 3000; n++) {
+      let v = ''
+      for (let k = 1 + (next() % 6); k > 0; k--) v += String.fromCharCode(edges[next() % edges.length]!)
+      strings.push(v)
+    }
+    for (const v of strings) {
+      const r = normaliseRegistration({ ...base, attributes: { note: v } }, NOW)
+      const rule = r.ok ? null : (r.errors.find((e) => e.field === 'attributes.note')?.rule ?? null)
+      expect([v, rule]).toEqual([v, reference(v)])
+    }
+  })
+
   it('refuses empty and over-long names', () => {
     expect(rules({ first_name: '   ' })).toEqual(['first_name:required'])
     expect(rules({ first_name: 'ا'.repeat(65) })).toEqual(['first_name:max_length'])

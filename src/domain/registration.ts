@@ -46,7 +46,29 @@ const EARLIEST_BIRTH = Date.UTC(1900, 0, 1)
 
 export const NAME_MAX = 64
 
+/**
+ * True when no character of `value` could break a rule of checkText: one pass over the code
+ * units, printable ASCII skipped at once (nearly every submission is only that, or Persian
+ * letters). Anything suspicious goes to the three regexes, which name the rule.
+ */
+function plainText(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c >= 0x20 && c < 0x7f) continue
+    if (c < 0x20 || c <= 0x9f) return false // C0, DEL, C1 controls
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const next = value.charCodeAt(i + 1) // NaN past the end
+      if (c > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) return false // a lone surrogate
+      i++ // a well-formed pair (an emoji, a rare letter)
+      continue
+    }
+    if ((c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)) return false // bidi controls
+  }
+  return true
+}
+
 function checkText(field: string, value: string, errors: FieldError[]): boolean {
+  if (plainText(value)) return true
   if (CONTROL.test(value)) {
     errors.push({ field, rule: 'control_characters', message: 'must not contain control characters' })
     return false
