@@ -52,7 +52,10 @@ export async function startPipeline(
       name: `${sabt.tag}-checker`,
       nodeArgs: prof(`${sabt.tag}-checker`),
     })
-  roles.status = await sabt.start('status', { name: `${sabt.tag}-status`, nodeArgs: prof(`${sabt.tag}-status`) })
+  roles.status = await sabt.start('status', {
+    name: `${sabt.tag}-status`,
+    nodeArgs: prof(`${sabt.tag}-status`),
+  })
   roles.gateway = await sabt.start('gateway', {
     name: `${sabt.tag}-gateway`,
     nodeArgs: prof(`${sabt.tag}-gateway`),

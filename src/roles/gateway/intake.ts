@@ -118,7 +118,10 @@ export class Intake {
     lane.bytes += Buffer.byteLength(record) + 1
     if (lane.records.length >= this.opts.batchMaxRecords || lane.bytes >= this.opts.batchMaxBytes)
       this.#send(lane)
-    else if (lane.publishing === 0 && (lane.linger === null || lane.records.length >= this.opts.lingerRecords))
+    else if (
+      lane.publishing === 0 &&
+      (lane.linger === null || lane.records.length >= this.opts.lingerRecords)
+    )
       this.#send(lane)
     return answered.then((accepted) => {
       this.#count(reg.campaign, accepted, lane)
@@ -171,7 +174,10 @@ export class Intake {
    */
   #next(lane: Lane): void {
     const wait = lane.oldestAt + this.opts.lingerMs - Date.now()
-    if (wait < 1 || lane.records.length >= this.opts.lingerRecords) return this.#send(lane)
+    if (wait < 1 || lane.records.length >= this.opts.lingerRecords) {
+      this.#send(lane)
+      return
+    }
     lane.linger = setTimeout(() => {
       lane.linger = null
       if (lane.records.length > 0) this.#send(lane)
