@@ -237,7 +237,8 @@ export async function withFreshDatabase<T>(tag: string, fn: (pool: Pool) => Prom
   const u = new URL(PG_ADMIN)
   u.pathname = `/${db}`
   await migrate(u.toString(), log)
-  const pool = createPool(u.toString(), { max: 2, log, name: `bench-${tag}` })
+  // A scenario's own setup writes up to millions of rows in one statement: minutes on a slow machine.
+  const pool = createPool(u.toString(), { max: 2, log, name: `bench-${tag}`, queryTimeoutMs: 600_000 })
   try {
     await pool.query(`UPDATE intake_watermark SET settled_before = '2999-01-01T00:00:00Z'`)
     return await fn(pool)

@@ -6,7 +6,10 @@ pg.types.setTypeParser(20, (v) => Number(v))
 
 export type Pool = pg.Pool
 
-export function createPool(url: string, opts: { max: number; log: Logger; name: string }): pg.Pool {
+export function createPool(
+  url: string,
+  opts: { max: number; log: Logger; name: string; queryTimeoutMs?: number },
+): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max,
@@ -14,7 +17,7 @@ export function createPool(url: string, opts: { max: number; log: Logger; name: 
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30_000,
     // A statement that hangs (database frozen, lock) fails instead of holding a batch forever.
-    query_timeout: 60_000,
+    query_timeout: opts.queryTimeoutMs ?? 60_000,
     keepAlive: true,
   })
   // An idle client losing its connection (database restart) must not crash the process.
