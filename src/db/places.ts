@@ -25,6 +25,25 @@ export interface Promoted {
 }
 
 /**
+ * Each settled record's place (if it holds one), how many records its person has in the campaign,
+ * the first waiting for the place, and the records promoted from it that have not started. Every
+ * sub-select is one probe of a two-column index (migration 0020), whatever the statistics say.
+ */
+export const PLACES_OF_SETTLED = `SELECT r.id::text, r.campaign, r.national_id_index AS nidx, r.status, r.holds_place,
+         CASE WHEN r.holds_place AND r.status <> 'accepted' THEN
+           (SELECT count(*)::int FROM registrations x
+            WHERE x.campaign = r.campaign AND x.national_id_index = r.national_id_index) END AS records,
+         CASE WHEN r.holds_place THEN
+           (SELECT w.id::text FROM waiting w
+            WHERE w.campaign = r.campaign AND w.national_id_index = r.national_id_index
+            ORDER BY w.id LIMIT 1) END AS first_waiting,
+         CASE WHEN NOT r.holds_place AND r.status <> 'accepted' THEN
+           (SELECT array_agg(p.id::text) FROM registrations p
+            WHERE p.promoted_from = r.id AND p.status = 'recorded') END AS unstarted
+  FROM registrations r
+  WHERE r.id = ANY($1::uuid[]) AND r.national_id_index IS NOT NULL`
+
+/**
  * After records' statuses were written, in the same transaction, with their rows locked: an
  * accepted holder turns the submissions waiting beside it into duplicates (their personal data is
  * dropped); a rejected or failed holder gives its place to the earliest waiting one, or frees it
@@ -57,19 +76,7 @@ export async function settlePlaces(
     unstarted: string[] | null
   }>({
     name: 'sabt_places_of_settled',
-    text: `SELECT r.id::text, r.campaign, r.national_id_index AS nidx, r.status, r.holds_place,
-                  CASE WHEN r.holds_place AND r.status <> 'accepted' THEN
-                    (SELECT count(*)::int FROM registrations x
-                     WHERE x.campaign = r.campaign AND x.national_id_index = r.national_id_index) END AS records,
-                  CASE WHEN r.holds_place THEN
-                    (SELECT w.id::text FROM waiting w
-                     WHERE w.campaign = r.campaign AND w.national_id_index = r.national_id_index
-                     ORDER BY w.id LIMIT 1) END AS first_waiting,
-                  CASE WHEN NOT r.holds_place AND r.status <> 'accepted' THEN
-                    (SELECT array_agg(p.id::text) FROM registrations p
-                     WHERE p.promoted_from = r.id AND p.status = 'recorded') END AS unstarted
-           FROM registrations r
-           WHERE r.id = ANY($1::uuid[]) AND r.national_id_index IS NOT NULL`,
+    text: PLACES_OF_SETTLED,
     values: [[...capOf.keys()]],
   })
 

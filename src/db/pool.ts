@@ -19,6 +19,15 @@ export function createPool(
     // A statement that hangs (database frozen, lock) fails instead of holding a batch forever.
     query_timeout: opts.queryTimeoutMs ?? 60_000,
     keepAlive: true,
+    // Every statement planned for the table as it is now. Sabt's hot statements are prepared (named)
+    // and run thousands of times a second; PostgreSQL's default switches a prepared statement to a
+    // generic plan after five runs, costed once, for the table as it was then. Prepared while a
+    // campaign's tables were still empty (its opening minute, exactly when the surge comes), that
+    // plan was a sequential scan, kept while the table grew to millions of rows (bench: PostgreSQL
+    // at 90 % of a core in the sustained surge, its slow statements all seq scans of registrations
+    // and check_results). Planning each run costs tens of microseconds; these statements run over
+    // batches of ids, so it is paid per batch.
+    options: '-c plan_cache_mode=force_custom_plan',
   })
   // An idle client losing its connection (database restart) must not crash the process.
   pool.on('error', (err) =>
