@@ -74,7 +74,8 @@ export interface IntakeOptions {
  * same intake shard that arrives while the shard's previous publish awaits its confirm joins the
  * next intake message (version 3), and one confirm answers all of them. A lone request on an idle
  * shard is published at once (no added latency); under load a message holds what arrived during
- * one confirm round trip, so the batch grows by itself with the load and the broker's latency.
+ * one confirm round trip, so the batch grows by itself with the load and the broker's latency, and
+ * a shard that stays busy lingers a little more (SABT_INTAKE_LINGER_MS, decision 016's addendum).
  * Each request resolves (202) only after its message's confirm, and no return; a nack, return,
  * timeout or closed channel fails every request of that message (503 + Retry-After).
  *
@@ -170,7 +171,7 @@ export class Intake {
    * enough wait already, they linger until the oldest has waited `lingerMs` (it waited one confirm
    * round trip already), so that at moderate load a message carries more than one round trip's
    * arrivals — the per-message cost (framing, confirm, the broker's enqueue and fsync) is paid by
-   * more registrations. Never longer than `lingerMs` for anyone, and never on an idle shard.
+   * more registrations. Nobody lingers past `lingerMs` after arriving, and an idle shard never does.
    */
   #next(lane: Lane): void {
     const wait = lane.oldestAt + this.opts.lingerMs - Date.now()
