@@ -177,6 +177,27 @@ describe('group commit at the intake', () => {
     expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(4)
   })
 
+  it('a lingering batch that the broker then returns (binding removed) is a 503 for every request in it', async () => {
+    const proxy = await proxied()
+    const s = await gateway({ SABT_INTAKE_LINGER_MS: '1500' }, proxy)
+    const { first, rest } = await holdABatch(s, proxy, 4)
+    proxy.resumeReplies()
+    expect((await first).statusCode).toBe(202)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(s.metrics.inFlightSources.get('intake_registrations')?.()).toBe(4) // lingering
+    const conn = await amqp.connect(AMQP_URL)
+    const ch = await conn.createChannel()
+    await ch.unbindQueue(s.mq!.names.intakeQueues[0]!, s.mq!.names.intakeExchange, shardKey(0))
+    for (const r of await Promise.all(rest)) {
+      expect(r.statusCode).toBe(503)
+      expect(r.json()).toMatchObject({ code: 'SABT_UNROUTABLE' })
+    }
+    await ch.bindQueue(s.mq!.names.intakeQueues[0]!, s.mq!.names.intakeExchange, shardKey(0))
+    await conn.close()
+    expect(await queueDepth(s.mq!.names.intakeQueues[0]!)).toBe(1) // only the first
+    expect(s.metrics.inFlightSources.get('intake_registrations')?.()).toBe(0) // none held on to
+  })
+
   it('a batch refused by the broker (queue at its bound: nack) is a 503 for every request in it', async () => {
     const proxy = await proxied()
     const s = await gateway({ SABT_INTAKE_MAX_LENGTH: '2' }, proxy)

@@ -162,7 +162,7 @@ export class Intake {
       .finally(() => {
         this.#held -= waiting.length
         lane.publishing--
-        if (lane.records.length > 0 && lane.publishing === 0 && lane.linger === null) this.#next(lane)
+        if (lane.records.length > 0 && lane.publishing === 0) this.#next(lane)
       })
   }
 
@@ -179,10 +179,8 @@ export class Intake {
       this.#send(lane)
       return
     }
-    lane.linger = setTimeout(() => {
-      lane.linger = null
-      if (lane.records.length > 0) this.#send(lane)
-    }, wait)
+    // Records leave a lane only through #send, which clears this timer: when it fires, they wait.
+    lane.linger = setTimeout(() => this.#send(lane), wait)
   }
 
   #count(campaign: string, id: string, lane: Lane): void {
