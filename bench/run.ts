@@ -6,7 +6,7 @@
  *   npm run bench                      every default scenario, each figure the median of 3 runs
  *   npm run bench -- --quick           a smoke run (< 2 min): 1 run, short phases, small backlog
  *   npm run bench -- --vs-seed         also the seed's Python design, with the same load
- *   npm run bench -- --only ingest,drain   just these scenarios
+ *   npm run bench -- --only ingest,drain   just these scenarios (add --latest to refresh BENCHMARKS.md with them)
  *   npm run bench -- --profile         roles under --cpu-prof (profiles in bench/results/profiles/)
  *   npm run bench:checks               the checks scenario (checks/s, share of the providers' quota)
  *   npm run bench -- --only draw       the lottery draw of 1,000,000 accepted registrations (SABT_BENCH_DRAW_N)
@@ -34,6 +34,8 @@ const { values } = parseArgs({
     runs: { type: 'string' },
     profile: { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
+    /** With --only: refresh BENCHMARKS.md's latest section too (a full run always does). */
+    latest: { type: 'boolean', default: false },
   },
 })
 
@@ -122,7 +124,7 @@ async function main(): Promise<number> {
     `${JSON.stringify({ stamp, quick, runs, machine, start_state: startState, end_state: endState, tuning, results }, null, 1)}\n`,
   )
   log(`\nresults: ${file}`)
-  if (!quick && !only && !values['no-write']) updateBenchmarks(md, file)
+  if (!quick && (!only || values.latest) && !values['no-write']) updateBenchmarks(md, file)
   return results.some((r) => r.data.error) ? 1 : 0
 }
 

@@ -1,3 +1,4 @@
+import { cpus } from 'node:os'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
 import { allocateBase, type ClosedLoopResult, wrk } from '../lib/load.js'
 import { type Proc, startFloor } from '../lib/procs.js'
@@ -30,8 +31,18 @@ export const deployed: Scenario = {
     let floor: (Proc & { url: string }) | null = null
     try {
       floor = await startFloor('node-http')
-      const gateway = await sabt.start('gateway', { name: 'deployed-gateway' })
-      const recorder = await sabt.start('recorder', { name: 'deployed-recorder' })
+      const prof = (name: string) =>
+        ctx.profile
+          ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
+          : []
+      const gateway = await sabt.start('gateway', {
+        name: 'deployed-gateway',
+        nodeArgs: prof('deployed-gateway'),
+      })
+      const recorder = await sabt.start('recorder', {
+        name: 'deployed-recorder',
+        nodeArgs: prof('deployed-recorder'),
+      })
       const beam = rabbitPid()
       const url = (t: Run['target']) => `${t === 'sabt' ? gateway.url : floor!.url}/v1/registrations`
       for (const t of ['node-http', 'sabt'] as const)
@@ -68,6 +79,13 @@ export const deployed: Scenario = {
       const gatewayUs = over(of('sabt'), (r) => perReg(r, 'gateway'))
       const recorderUs = over(of('sabt'), (r) => perReg(r, 'recorder'))
       const ratio = sabtRps.median / floorRps.median
+      // Every process on the machine (the roles, RabbitMQ, PostgreSQL, wrk, the kernel) per accepted
+      // registration: what both cores could take at this cost is the ceiling of any build like it.
+      const machineUs = over(of('sabt'), (r) =>
+        r.accepted > 0
+          ? ((r.m.machine_busy_pct / 100) * cpus().length * r.m.wall_s * 1e6) / r.accepted
+          : Number.NaN,
+      )
       const lines = [
         `Closed loop (wrk, ${connections} connections, ${durationS} s per run, distinct valid registrations). The recorder writes as it goes and publishes each new record's first checks (no checker runs) (the intake queue stays short); CPU per accepted registration from /proc.`,
         '',
@@ -91,7 +109,10 @@ export const deployed: Scenario = {
           0,
         )} |`,
         '',
-        `Accepted req/s ÷ the bare node:http server's: ${Math.round(ratio * 100)} %.`,
+        `Accepted req/s ÷ the bare node:http server's: ${Math.round(ratio * 100)} %. The whole machine spent ${fmt(machineUs, 0)} µs of CPU per accepted registration (every process: the roles, RabbitMQ, PostgreSQL, wrk, the kernel), ${fmt(
+          over(of('sabt'), (r) => r.m.machine_busy_pct),
+          0,
+        )} % of its ${cpus().length} cores busy.`,
       ]
       return {
         name: 'deployed',
@@ -103,6 +124,8 @@ export const deployed: Scenario = {
           node_http_rps: floorRps.median,
           ratio_to_node_http: ratio,
           rabbitmq_us_per_registration: rabbitUs.median,
+          machine_us_per_registration: machineUs.median,
+          machine_busy_pct: over(of('sabt'), (r) => r.m.machine_busy_pct).median,
         },
       }
     } finally {

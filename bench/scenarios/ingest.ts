@@ -234,6 +234,10 @@ export const ingest: Scenario = {
           p99_at_80pct_ms: openStats('gateway', 0.8).p99_ms.median,
           cpu_ratio_open50: openRatio,
           cpu_ratio_closed64: ratioAt(64),
+          cpu_ratio_closed256: conns.includes(256) ? ratioAt(256) : Number.NaN,
+          // What the 80 % point asks of the one gateway process: its rate × its CPU per request there.
+          open80_rps: openStats('gateway', 0.8).offered_rps.median,
+          open80_gateway_us: openStats('gateway', 0.8).cpu_us_per_req.median,
           missing_from_queue: missing,
         },
       }

@@ -124,15 +124,17 @@ export const surge: Scenario = {
       if (ctx.quick) {
         await hold(rate, 8, 'probe')
       } else {
-        // Search: 20 s probes, up from a first guess or down by bisection, four steps.
+        // Search: 20 s probes from a first guess, six steps: up by a quarter while a rate holds,
+        // halved while none has held yet (the first guess can be several times too high: it comes
+        // from the gateway alone and the recorder alone), then by bisection between the two.
         let lo = 0
         let hi = Number.POSITIVE_INFINITY
-        for (let step = 0; step < 4; step++) {
+        for (let step = 0; step < 6; step++) {
           const h = await hold(rate, 20, 'probe')
           if (h.sustained) lo = rate
           else hi = rate
-          rate = Number.isFinite(hi) ? Math.round((lo + hi) / 2) : Math.round(rate * 1.25)
-          rate = Math.round(rate / 100) * 100
+          rate = !Number.isFinite(hi) ? rate * 1.25 : lo === 0 ? hi / 2 : (lo + hi) / 2
+          rate = Math.max(100, Math.round(rate / 100) * 100)
         }
         found = lo > 0 ? lo : Math.round(hi / 2)
         for (let run = 1; run <= ctx.runs; run++) await hold(found, 60, 'hold')
@@ -187,7 +189,13 @@ export const surge: Scenario = {
           holds: holds.map((h) => ({ ...h, m: { ...h.m, cpu_pct: cpuPct(h.m) } })),
           sustained_rps: sustainedRate,
         },
-        headline: { sustained_rps: sustainedRate, lost, duplicates: dups, acknowledged: acked },
+        headline: {
+          sustained_rps: sustainedRate,
+          lost,
+          duplicates: dups,
+          acknowledged: acked,
+          machine_busy_pct: over(final, (h) => h.m.machine_busy_pct).median,
+        },
       }
     } finally {
       await sabt.cleanup()
