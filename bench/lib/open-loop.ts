@@ -8,12 +8,14 @@
  *   node --import tsx bench/lib/open-loop.ts '<json options>'   → one JSON line on stdout
  * Options: url, rate (req/s), durationS, connections, campaign, base, idsFile? (202'd ids, one per
  * line, for the loss check), maxOutstanding, altcha? (proof-of-work solutions, one per request).
+ * Requests go over bench/lib/http1-pool.ts (SABT_BENCH_DRIVER=undici: over undici's Pool, as first
+ * built; decision 011 and its addendum).
  */
 import { createWriteStream, readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import * as hdr from 'hdr-histogram-js'
-import { Pool } from 'undici'
-import { registrationBody } from './bodies.js'
+import { Http1Pool } from './http1-pool.js'
+import { registrationBody } from './registration-body.js'
 
 export interface OpenLoopOptions {
   url: string
@@ -59,7 +61,6 @@ function pct(h: hdr.Histogram, p: number): number {
 
 export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
   const u = new URL(o.url)
-  const pool = new Pool(u.origin, { connections: o.connections, pipelining: 1, keepAliveTimeout: 60_000 })
   const fromIntended = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000 })
   const fromSend = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000 })
   const ids = o.idsFile ? createWriteStream(o.idsFile) : null
@@ -74,60 +75,87 @@ export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
   const warm = Math.round(o.rate * (o.warmupS ?? 0))
   const total = warm + Math.round(o.rate * o.durationS)
   const interval = 1000 / o.rate
-  const headers = { 'content-type': 'application/json' }
   const solutions = o.altcha ? readFileSync(o.altcha, 'utf8').split('\n').filter(Boolean) : null
-  const headersOf = (i: number) =>
-    solutions ? { ...headers, 'x-altcha': solutions[i % solutions.length]! } : headers
+
+  const done = (i: number, intended: number, sentAt: number, status: number, body: Buffer | null) => {
+    outstanding--
+    const now = performance.now()
+    // Every 202'd id goes to the loss check, warm-up included; only counted ones go to the stats.
+    if (status === 202 && ids && body) ids.write(`${(JSON.parse(body.toString()) as { id: string }).id}\n`)
+    if (i < warm) return
+    fromIntended.recordValue(Math.max(1, Math.round((now - intended) * 1000)))
+    fromSend.recordValue(Math.max(1, Math.round((now - sentAt) * 1000)))
+    statuses[status] = (statuses[status] ?? 0) + 1
+    if (status === 202) accepted++
+  }
+  const failed = (i: number) => {
+    outstanding--
+    if (i >= warm) errors++
+  }
+
+  // SABT_BENCH_DRIVER=undici: the driver of decision 011 as first built, for a same-run comparison.
+  let send: (i: number, intended: number) => void
+  let close: () => Promise<void>
+  if (process.env.SABT_BENCH_DRIVER === 'undici') {
+    const { Pool } = await import('undici')
+    const pool = new Pool(u.origin, { connections: o.connections, pipelining: 1, keepAliveTimeout: 60_000 })
+    const headers = { 'content-type': 'application/json' }
+    const headersOf = (i: number) =>
+      solutions ? { ...headers, 'x-altcha': solutions[i % solutions.length]! } : headers
+    send = (i, intended) => {
+      const sentAt = performance.now()
+      let status = 0
+      const chunks: Buffer[] = []
+      pool.dispatch(
+        {
+          origin: u.origin,
+          path: u.pathname,
+          method: 'POST',
+          headers: headersOf(i),
+          body: registrationBody(o.campaign, o.base + i),
+        },
+        {
+          onConnect() {},
+          onHeaders(statusCode) {
+            status = statusCode
+            return true
+          },
+          onData(chunk) {
+            if (ids && status === 202) chunks.push(chunk)
+            return true
+          },
+          onComplete() {
+            done(i, intended, sentAt, status, chunks.length ? Buffer.concat(chunks) : null)
+          },
+          onError() {
+            failed(i)
+          },
+        },
+      )
+    }
+    close = () => pool.close().catch(() => {})
+  } else {
+    const pool = new Http1Pool(u.origin, o.connections, ids !== null)
+    const plain = 'content-type: application/json\r\n'
+    send = (i, intended) => {
+      const sentAt = performance.now()
+      const headers = solutions ? `${plain}x-altcha: ${solutions[i % solutions.length]!}\r\n` : plain
+      pool.request(Http1Pool.post(u.pathname, u.host, headers, registrationBody(o.campaign, o.base + i)), {
+        onComplete: (status, body) => done(i, intended, sentAt, status, body),
+        onError: () => failed(i),
+      })
+    }
+    close = async () => pool.close()
+  }
 
   const fire = (i: number, intended: number) => {
-    const counted = i >= warm
     if (outstanding >= maxOutstanding) {
-      if (counted) dropped++
+      if (i >= warm) dropped++
       return
     }
     outstanding++
-    if (counted) sent++
-    const sentAt = performance.now()
-    // dispatch() with a plain handler: no stream objects per request, so the driver stays cheap
-    // enough to share 2 cores with the servers it measures.
-    let status = 0
-    const chunks: Buffer[] = []
-    pool.dispatch(
-      {
-        origin: u.origin,
-        path: u.pathname,
-        method: 'POST',
-        headers: headersOf(i),
-        body: registrationBody(o.campaign, o.base + i),
-      },
-      {
-        onConnect() {},
-        onHeaders(statusCode) {
-          status = statusCode
-          return true
-        },
-        onData(chunk) {
-          if (ids && status === 202) chunks.push(chunk)
-          return true
-        },
-        onComplete() {
-          outstanding--
-          const done = performance.now()
-          // Every 202'd id goes to the loss check, warm-up included; only counted ones go to the stats.
-          if (status === 202 && ids)
-            ids.write(`${(JSON.parse(Buffer.concat(chunks).toString()) as { id: string }).id}\n`)
-          if (!counted) return
-          fromIntended.recordValue(Math.max(1, Math.round((done - intended) * 1000)))
-          fromSend.recordValue(Math.max(1, Math.round((done - sentAt) * 1000)))
-          statuses[status] = (statuses[status] ?? 0) + 1
-          if (status === 202) accepted++
-        },
-        onError() {
-          outstanding--
-          if (counted) errors++
-        },
-      },
-    )
+    if (i >= warm) sent++
+    send(i, intended)
   }
 
   const t0 = performance.now() + 50
@@ -151,7 +179,7 @@ export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
   const measuredFrom = t0 + warm * interval
   const until = Date.now() + 30_000
   while (outstanding > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5))
-  await pool.close().catch(() => {})
+  await close()
   if (ids) await new Promise<void>((r) => ids.end(r))
   const dur = (sendEnd - measuredFrom) / 1000
   return {
