@@ -97,7 +97,21 @@ export function pipelineCpu(
   for (const [name, p] of Object.entries(roles)) out[name] = () => cpuSeconds(p.pid)
   const beam = rabbitPid()
   if (beam) out.rabbitmq = () => cpuSeconds(beam)
-  out.postgres = () => pgPids().reduce((a, p) => a + (cpuSeconds(p) ?? 0), 0)
+  // Backends come and go (pools open and close connections): a sum over the live ones would fall
+  // when one exits. Summed per backend instead, each one's CPU since it was last seen (a backend
+  // that appears mid-phase counts from its start; measure() samples every 250 ms).
+  const seen = new Map<number, number>()
+  let total = 0
+  out.postgres = () => {
+    for (const pid of pgPids()) {
+      const cpu = cpuSeconds(pid)
+      if (cpu === null) continue
+      const before = seen.get(pid)
+      total += before === undefined || cpu < before ? cpu : cpu - before
+      seen.set(pid, cpu)
+    }
+    return total
+  }
   void sabt
   return out
 }
