@@ -5,7 +5,8 @@ import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { dropDatabase, dropTopology, testConfig, testEnv, waitFor } from './support/harness.js'
+import { defaultConfigPath, loadConfigFile } from '../src/config/campaigns.js'
+import { dropDatabase, dropTopology, testEnv, waitFor } from './support/harness.js'
 import { TcpProxy } from './support/tcp-proxy.js'
 
 /**
@@ -43,6 +44,25 @@ async function occupied(): Promise<{ server: Server; port: number }> {
   return { server, port: (server.address() as { port: number }).port }
 }
 
+/**
+ * What a started CLI declared is the shipped configuration's topology (config/sabt.yaml: its checks
+ * and retry tiers, not the tests' default ones): this drops all of it, on the machine's broker.
+ */
+async function dropShippedTopology(env: Record<string, string>): Promise<void> {
+  await dropTopology(
+    testEnv({ ...env, AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672' }),
+    loadConfigFile(defaultConfigPath(), env),
+  )
+}
+
+/** SIGKILL, and wait until the process is gone: nothing of it may declare a queue after cleanup. */
+async function killed(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const gone = once(child, 'exit')
+  child.kill('SIGKILL')
+  await gone
+}
+
 async function freePort(): Promise<number> {
   const { server, port } = await occupied()
   server.close()
@@ -72,7 +92,10 @@ describe('start-up messages', () => {
     const { server, port } = await occupied()
     cleanups.push(async () => void server.close())
     const env = vars({ PORT: String(port) })
-    cleanups.push(() => dropDatabase(env.DATABASE_URL!))
+    cleanups.push(async () => {
+      await dropShippedTopology(env) // declared before the port is tried
+      await dropDatabase(env.DATABASE_URL!)
+    })
     const r = await exitOf(['start', '--roles', 'gateway', '--migrate'], env)
     expect(r.code).toBe(1)
     expect(r.out).toContain(
@@ -98,15 +121,12 @@ describe('start-up messages', () => {
     const port = await freePort()
     const env = vars({ AMQP_URL: `amqp://guest:guest@127.0.0.1:${brokerPort}`, PORT: String(port) })
     cleanups.push(async () => {
-      await dropTopology(
-        testEnv({ ...env, AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672' }),
-        testConfig(undefined),
-      )
+      await dropShippedTopology(env)
       await dropDatabase(env.DATABASE_URL!)
     })
     const { child, out } = spawnCli(['start', '--roles', 'gateway,recorder,status', '--migrate'], env)
     cleanups.push(async () => {
-      child.kill('SIGKILL')
+      await killed(child)
       await proxy.close()
     })
     await waitFor(() => out().includes('waiting for RabbitMQ'), 'the waiting line', 30_000, 100)
