@@ -195,6 +195,8 @@ export const surge: Scenario = {
           duplicates: dups,
           acknowledged: acked,
           machine_busy_pct: over(final, (h) => h.m.machine_busy_pct).median,
+          // The rate the search settled on and held three times, whether or not the holds kept it.
+          held_rps: found,
         },
       }
     } finally {
