@@ -31,6 +31,18 @@ const quiet = createLogger({ level: 'warn' })
  * other engineers' tests too), roles started as separate `node dist/cli.js start --roles X`
  * processes, and a cleanup that drops the database and deletes the queues.
  */
+/**
+ * The environment the roles run with: this Sabt's own variables over the SABT_* tuning on the bench's
+ * command line, which they inherit (SABT_INTAKE_SHARDS=4 declares four intake queues: the cleanup
+ * must know them too).
+ */
+function roleEnv(env: Record<string, string>) {
+  const tuning: Record<string, string> = {}
+  for (const [k, v] of Object.entries(process.env))
+    if (k.startsWith('SABT_') && !k.startsWith('SABT_BENCH_') && v !== undefined) tuning[k] = v
+  return loadEnv({ ...tuning, ...env })
+}
+
 export class BenchSabt {
   readonly procs: Proc[] = []
   readonly names: TopologyNames
@@ -43,7 +55,7 @@ export class BenchSabt {
     readonly env: Record<string, string>,
     readonly config: SabtConfig,
   ) {
-    this.names = topologyNames(topologyOptions(loadEnv(env), config))
+    this.names = topologyNames(topologyOptions(roleEnv(env), config))
     this.pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: 4 })
   }
 
@@ -81,7 +93,7 @@ export class BenchSabt {
     await c.end()
     s.#conn = await amqp.connect(AMQP)
     s.#ch = await s.#conn.createChannel()
-    await declareTopology(s.#ch, topologyOptions(loadEnv(env), config))
+    await declareTopology(s.#ch, topologyOptions(roleEnv(env), config))
     return s
   }
 
@@ -213,12 +225,12 @@ export class BenchSabt {
   async cleanup(): Promise<void> {
     await this.stopAll()
     try {
-      await deleteTopology(this.#ch!, topologyOptions(loadEnv(this.env), this.config))
+      await deleteTopology(this.#ch!, topologyOptions(roleEnv(this.env), this.config))
     } catch {
       // a channel error closes the channel: retry on a fresh one
       try {
         const ch = await this.#conn!.createChannel()
-        await deleteTopology(ch, topologyOptions(loadEnv(this.env), this.config)).catch(() => {})
+        await deleteTopology(ch, topologyOptions(roleEnv(this.env), this.config)).catch(() => {})
       } catch {}
     }
     await this.#conn?.close().catch(() => {})
