@@ -14,6 +14,13 @@ export interface BenchContext {
   earlier: Record<string, ScenarioResult>
 }
 
+/** Node flags that profile a started process into the run's profile directory (none without --profile). */
+export function profileArgs(ctx: BenchContext, name: string): string[] {
+  return ctx.profile
+    ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
+    : []
+}
+
 export interface ScenarioResult {
   name: string
   title: string

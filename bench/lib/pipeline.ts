@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { BenchContext } from './context.js'
+import { type BenchContext, profileArgs } from './context.js'
 import { freePort, type Proc, ROOT } from './procs.js'
 import type { BenchSabt } from './sabt.js'
 import { cpuSeconds, rabbitPid } from './system.js'
@@ -31,10 +31,7 @@ export async function startPipeline(
   ctx: BenchContext,
   opts: { checks?: boolean } = {},
 ): Promise<Running> {
-  const prof = (name: string) =>
-    ctx.profile
-      ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
-      : []
+  const prof = (name: string) => profileArgs(ctx, name)
   const roles: Running = {}
   const withChecks = (opts.checks ?? true) && checksAvailable().ok
   if (withChecks)

@@ -1,5 +1,5 @@
 import { cpus } from 'node:os'
-import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
+import { type BenchContext, profileArgs, type Scenario, type ScenarioResult } from '../lib/context.js'
 import { allocateBase, type ClosedLoopResult, wrk } from '../lib/load.js'
 import { type Proc, startFloor } from '../lib/procs.js'
 import { BenchSabt } from '../lib/sabt.js'
@@ -31,10 +31,7 @@ export const deployed: Scenario = {
     let floor: (Proc & { url: string }) | null = null
     try {
       floor = await startFloor('node-http')
-      const prof = (name: string) =>
-        ctx.profile
-          ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
-          : []
+      const prof = (name: string) => profileArgs(ctx, name)
       const gateway = await sabt.start('gateway', {
         name: 'deployed-gateway',
         nodeArgs: prof('deployed-gateway'),

@@ -4,7 +4,7 @@ import type { RecordRow } from '../../src/db/registrations.js'
 import { writeRecordBatch } from '../../src/db/registrations.js'
 import { parseDataKeys, Sealer } from '../../src/privacy/sealing.js'
 import { intakeBodies, intakeMessage } from '../lib/bodies.js'
-import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
+import { type BenchContext, profileArgs, type Scenario, type ScenarioResult } from '../lib/context.js'
 import { BenchSabt } from '../lib/sabt.js'
 import { fmt, over } from '../lib/stats.js'
 import { cpuPct, cpuSeconds, measure, rabbitPid } from '../lib/system.js'
@@ -88,13 +88,7 @@ export const drain: Scenario = {
           async () => {
             const rec = await sabt.start('recorder', {
               name: 'drain-recorder',
-              nodeArgs: ctx.profile
-                ? [
-                    '--cpu-prof',
-                    `--cpu-prof-dir=${ctx.profileDir}`,
-                    `--cpu-prof-name=recorder-${run}.cpuprofile`,
-                  ]
-                : [],
+              nodeArgs: profileArgs(ctx, `recorder-${run}`),
             })
             recorderPid = rec.pid
             for (;;) {

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
+import { type BenchContext, profileArgs, type Scenario, type ScenarioResult } from '../lib/context.js'
 import { allocateBase, type ClosedLoopResult, openLoopRun, wrk } from '../lib/load.js'
 import type { OpenLoopResult } from '../lib/open-loop.js'
 import { ROOT } from '../lib/procs.js'
@@ -64,10 +64,7 @@ export const gates: Scenario = {
     })
     const dir = await mkdtemp(join(tmpdir(), 'sabt-bench-pow-'))
     try {
-      const prof = (name: string) =>
-        ctx.profile
-          ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
-          : []
+      const prof = (name: string) => profileArgs(ctx, name)
       const plain = await sabt.start('gateway', { name: 'gates-gateway', nodeArgs: prof('gates-gateway') })
       const sealing = await sabt.start('gateway', {
         name: 'gates-gateway-seal',

@@ -1,4 +1,4 @@
-import type { BenchContext, Scenario, ScenarioResult } from '../lib/context.js'
+import { type BenchContext, profileArgs, type Scenario, type ScenarioResult } from '../lib/context.js'
 import { allocateBase, type ClosedLoopResult, openLoopRun, wrk } from '../lib/load.js'
 import type { OpenLoopResult } from '../lib/open-loop.js'
 import { type Proc, startFloor } from '../lib/procs.js'
@@ -53,9 +53,7 @@ export const ingest: Scenario = {
       servers.fastify = await startFloor('fastify')
       servers.gateway = await sabt.start('gateway', {
         name: 'ingest-gateway',
-        nodeArgs: ctx.profile
-          ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profileDir}`, '--cpu-prof-name=gateway.cpuprofile']
-          : [],
+        nodeArgs: profileArgs(ctx, 'gateway'),
       })
       const beam = rabbitPid()
       const urlOf = (t: Target) => `${servers[t]!.url}/v1/registrations`
