@@ -13,6 +13,7 @@ import {
   deleteTopology,
   shardKey,
   type TopologyNames,
+  type TopologyOptions,
   topologyNames,
 } from '../../src/mq/topology.js'
 import { createLogger } from '../../src/observability/logger.js'
@@ -46,6 +47,8 @@ function roleEnv(env: Record<string, string>) {
 export class BenchSabt {
   readonly procs: Proc[] = []
   readonly names: TopologyNames
+  /** What the roles declare (this Sabt's variables over the command line's tuning): declared, then deleted. */
+  readonly #topology: TopologyOptions
   #conn: ChannelModel | null = null
   #ch: Channel | null = null
   readonly pool: pg.Pool
@@ -55,7 +58,8 @@ export class BenchSabt {
     readonly env: Record<string, string>,
     readonly config: SabtConfig,
   ) {
-    this.names = topologyNames(topologyOptions(roleEnv(env), config))
+    this.#topology = topologyOptions(roleEnv(env), config)
+    this.names = topologyNames(this.#topology)
     this.pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: 4 })
   }
 
@@ -93,7 +97,7 @@ export class BenchSabt {
     await c.end()
     s.#conn = await amqp.connect(AMQP)
     s.#ch = await s.#conn.createChannel()
-    await declareTopology(s.#ch, topologyOptions(roleEnv(env), config))
+    await declareTopology(s.#ch, s.#topology)
     return s
   }
 
@@ -225,12 +229,12 @@ export class BenchSabt {
   async cleanup(): Promise<void> {
     await this.stopAll()
     try {
-      await deleteTopology(this.#ch!, topologyOptions(roleEnv(this.env), this.config))
+      await deleteTopology(this.#ch!, this.#topology)
     } catch {
       // a channel error closes the channel: retry on a fresh one
       try {
         const ch = await this.#conn!.createChannel()
-        await deleteTopology(ch, topologyOptions(roleEnv(this.env), this.config)).catch(() => {})
+        await deleteTopology(ch, this.#topology).catch(() => {})
       } catch {}
     }
     await this.#conn?.close().catch(() => {})
