@@ -4,6 +4,7 @@ import { createServer } from 'node:net'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
   dropDatabase,
+  dropShippedTopology,
   dropTopology,
   registration,
   sql,
@@ -51,8 +52,7 @@ describe('the sabt command', () => {
     child?.kill('SIGKILL')
     await dropTopology(env, testConfig(undefined)).catch(() => {})
     // the shipped config declares three checks: drop what `start` declared
-    const { loadConfigFile, defaultConfigPath } = await import('../src/config/campaigns.js')
-    await dropTopology(env, loadConfigFile(defaultConfigPath(), {})).catch(() => {})
+    await dropShippedTopology(env).catch(() => {})
     await dropDatabase(env.DATABASE_URL)
   })
 
@@ -167,7 +167,6 @@ describe('npm start', () => {
     child.stdout!.on('data', (d) => (out += d))
     child.stderr!.on('data', (d) => (out += d))
     const base = `http://127.0.0.1:${port}`
-    const { loadConfigFile, defaultConfigPath } = await import('../src/config/campaigns.js')
     try {
       await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 'readyz 200', 60_000, 200)
       await waitFor(
@@ -197,7 +196,7 @@ describe('npm start', () => {
       // npm runs node as a child: signal the whole group, as a terminal's Ctrl-C would.
       process.kill(-child.pid!, 'SIGTERM')
       await once(child, 'exit')
-      await dropTopology(env, loadConfigFile(defaultConfigPath(), vars)).catch(() => {})
+      await dropShippedTopology(env, vars).catch(() => {})
       await dropDatabase(env.DATABASE_URL)
     }
   })

@@ -4,13 +4,12 @@ import Fastify from 'fastify'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runOperators } from '../src/cli/operators.js'
-import { defaultConfigPath, loadConfigFile } from '../src/config/campaigns.js'
 import { AdminAuth } from '../src/http/auth.js'
 import { errorAnswers } from '../src/http/error-answers.js'
 import { createLogger } from '../src/observability/logger.js'
 import { startSabt } from '../src/runtime/start.js'
 import {
-  dropTopology,
+  dropShippedTopology,
   registration,
   startTestSabt,
   type TestSabt,
@@ -32,7 +31,7 @@ describe('operator accounts (issue 17 item 3)', () => {
     await sabt?.cleanup()
     // `sabt dead replay` below runs with the shipped configuration: drop the queues it declared
     // (its eligibility check, its 1m and 10m retry tiers) with the tests' own.
-    if (sabt) await dropTopology(sabt.env, loadConfigFile(defaultConfigPath(), {}))
+    if (sabt) await dropShippedTopology(sabt.env)
   })
 
   /** `sabt operators …`, in-process, with what it prints. */

@@ -5,8 +5,7 @@ import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { defaultConfigPath, loadConfigFile } from '../src/config/campaigns.js'
-import { dropDatabase, dropTopology, testEnv, waitFor } from './support/harness.js'
+import { AMQP_URL, dropDatabase, dropShippedTopology, testEnv, waitFor } from './support/harness.js'
 import { TcpProxy } from './support/tcp-proxy.js'
 
 /**
@@ -42,17 +41,6 @@ async function occupied(): Promise<{ server: Server; port: number }> {
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   return { server, port: (server.address() as { port: number }).port }
-}
-
-/**
- * What a started CLI declared is the shipped configuration's topology (config/sabt.yaml: its checks
- * and retry tiers, not the tests' default ones): this drops all of it, on the machine's broker.
- */
-async function dropShippedTopology(env: Record<string, string>): Promise<void> {
-  await dropTopology(
-    testEnv({ ...env, AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672' }),
-    loadConfigFile(defaultConfigPath(), env),
-  )
 }
 
 /** SIGKILL, and wait until the process is gone: nothing of it may declare a queue after cleanup. */
@@ -93,7 +81,7 @@ describe('start-up messages', () => {
     cleanups.push(async () => void server.close())
     const env = vars({ PORT: String(port) })
     cleanups.push(async () => {
-      await dropShippedTopology(env) // declared before the port is tried
+      await dropShippedTopology(testEnv(env), env) // declared before the port is tried
       await dropDatabase(env.DATABASE_URL!)
     })
     const r = await exitOf(['start', '--roles', 'gateway', '--migrate'], env)
@@ -121,7 +109,7 @@ describe('start-up messages', () => {
     const port = await freePort()
     const env = vars({ AMQP_URL: `amqp://guest:guest@127.0.0.1:${brokerPort}`, PORT: String(port) })
     cleanups.push(async () => {
-      await dropShippedTopology(env)
+      await dropShippedTopology(testEnv({ ...env, AMQP_URL }), env) // on the machine's broker, not the proxy
       await dropDatabase(env.DATABASE_URL!)
     })
     const { child, out } = spawnCli(['start', '--roles', 'gateway,recorder,status', '--migrate'], env)

@@ -3,7 +3,12 @@ import { Writable } from 'node:stream'
 import amqp from 'amqplib'
 import pg from 'pg'
 import { v7 as uuidv7 } from 'uuid'
-import { buildConfig, type SabtConfig } from '../../src/config/campaigns.js'
+import {
+  buildConfig,
+  defaultConfigPath,
+  loadConfigFile,
+  type SabtConfig,
+} from '../../src/config/campaigns.js'
 import { type Env, loadEnv } from '../../src/config/env.js'
 import { withCheckDigit } from '../../src/domain/national-id.js'
 import type { MqClient } from '../../src/mq/connection.js'
@@ -130,6 +135,18 @@ export async function dropTopology(env: Env, config: SabtConfig): Promise<void> 
   } finally {
     await conn.close().catch(() => {})
   }
+}
+
+/**
+ * Drops what a CLI started with the shipped configuration declared: config/sabt.yaml's checks and
+ * retry tiers (an eligibility check, 1m and 10m tiers), not testConfig's. `vars`: the environment the
+ * file is read with.
+ */
+export async function dropShippedTopology(
+  env: Env,
+  vars: Record<string, string | undefined> = {},
+): Promise<void> {
+  await dropTopology(env, loadConfigFile(defaultConfigPath(), vars))
 }
 
 export async function dropDatabase(url: string): Promise<void> {
